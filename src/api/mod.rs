@@ -1,0 +1,12 @@
+//! The custom resources Oksa serves (group `oksa.dev`, version `v1alpha1`). Types only, no logic:
+//! these structs are the source of truth for the CRD YAML in `crds/` and for `kubectl explain`.
+
+mod branch_release;
+pub mod conditions;
+mod project;
+
+pub use branch_release::*;
+pub use project::*;
+
+/// The API group of every Oksa resource.
+pub const GROUP: &str = "oksa.dev";

@@ -1,0 +1,47 @@
+//! The labels and annotations Oksa puts on everything it creates, and its field manager name.
+
+use std::collections::BTreeMap;
+
+/// Server-side apply field manager of every write Oksa makes.
+pub const FIELD_MANAGER: &str = "oksa";
+
+pub const MANAGED_BY: &str = "app.kubernetes.io/managed-by";
+pub const MANAGED_BY_VALUE: &str = "oksa";
+/// Selects every object Oksa manages; its watches are restricted to it.
+pub const MANAGED_SELECTOR: &str = "app.kubernetes.io/managed-by=oksa";
+
+pub const PROJECT: &str = "oksa.dev/project";
+pub const RELEASE: &str = "oksa.dev/release";
+pub const COMPONENT: &str = "oksa.dev/component";
+pub const VOLUME: &str = "oksa.dev/volume";
+/// Marks a claim that outlives its BranchRelease.
+pub const RETAIN: &str = "oksa.dev/retain";
+/// The raw git branch (any characters), as an annotation.
+pub const BRANCH_ANNOTATION: &str = "oksa.dev/branch";
+
+/// Labels of every object of a project.
+pub fn project_labels(project: &str) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (MANAGED_BY.to_string(), MANAGED_BY_VALUE.to_string()),
+        (PROJECT.to_string(), project.to_string()),
+    ])
+}
+
+/// Labels of every object of one branch.
+pub fn release_labels(project: &str, release: &str) -> BTreeMap<String, String> {
+    let mut labels = project_labels(project);
+    labels.insert(RELEASE.to_string(), release.to_string());
+    labels.insert(
+        "app.kubernetes.io/instance".to_string(),
+        release.to_string(),
+    );
+    labels
+}
+
+/// The (immutable) pod selector of a component's Deployment and Service.
+pub fn component_selector(release: &str, component: &str) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (RELEASE.to_string(), release.to_string()),
+        (COMPONENT.to_string(), component.to_string()),
+    ])
+}

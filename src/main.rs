@@ -1,0 +1,5 @@
+fn main() {
+    for (_, yaml) in oksa::crd::documents() {
+        println!("---\n{yaml}");
+    }
+}

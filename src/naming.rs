@@ -1,0 +1,177 @@
+//! From a git branch to DNS names. Pure functions: the names users see in URLs and object names.
+//!
+//! A branch becomes a *release name*: a DNS-1123 label of at most 40 characters that starts with a
+//! letter (so that `<release>-<component>` is also a valid Service name). When the branch is already
+//! such a name it is used as is (`main` stays `main`); whenever it had to be changed or cut, a short
+//! hash of the exact branch is appended, so two branches never share a name
+//! (`feature/Login_page` and `feature/login-page` both need changes, and hash differently).
+
+use sha2::{Digest, Sha256};
+
+/// Longest release name. Leaves room for `-<component>` (≤ 20) within the 63 of a DNS label.
+pub const MAX_RELEASE_NAME: usize = 40;
+const HASH_LEN: usize = 8;
+
+/// The stable release name of a branch.
+pub fn release_name(branch: &str) -> String {
+    let mut name = String::with_capacity(branch.len());
+    for c in branch.chars() {
+        let c = c.to_ascii_lowercase();
+        if c.is_ascii_lowercase() || c.is_ascii_digit() {
+            name.push(c);
+        } else if !name.ends_with('-') {
+            // Any run of other characters (`/`, `_`, `.`, spaces, unicode) becomes one dash.
+            name.push('-');
+        }
+    }
+    let mut name = name.trim_matches('-').to_string();
+    if !name.starts_with(|c: char| c.is_ascii_lowercase()) {
+        name.insert(0, 'b');
+    }
+    if name == branch && name.len() <= MAX_RELEASE_NAME {
+        return name;
+    }
+    let keep = MAX_RELEASE_NAME - HASH_LEN - 1;
+    name.truncate(keep);
+    let name = name.trim_end_matches('-');
+    format!("{name}-{}", short_hash(branch))
+}
+
+/// The branch's host inside the project's domain.
+pub fn host(release_name: &str, domain: &str) -> String {
+    format!("{release_name}.{domain}")
+}
+
+/// Name of a component's Deployment and Service.
+pub fn component_object_name(release_name: &str, component: &str) -> String {
+    format!("{release_name}-{component}")
+}
+
+/// Name of a volume's PersistentVolumeClaim. Stable for the branch, so a retained claim is found
+/// again by a BranchRelease re-created for the same branch.
+pub fn volume_claim_name(release_name: &str, volume: &str) -> String {
+    format!("{release_name}-{volume}")
+}
+
+/// True when `host` is `domain` itself or a name under it (`a.b.example.com` is under
+/// `example.com`; `badexample.com` is not).
+pub fn host_in_domain(host: &str, domain: &str) -> bool {
+    let host = host.trim_end_matches('.').to_ascii_lowercase();
+    let domain = domain.trim_end_matches('.').to_ascii_lowercase();
+    host == domain
+        || host
+            .strip_suffix(&domain)
+            .is_some_and(|rest| rest.ends_with('.'))
+}
+
+fn short_hash(value: &str) -> String {
+    let digest = Sha256::digest(value.as_bytes());
+    digest
+        .iter()
+        .take(HASH_LEN / 2)
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn is_dns_label_starting_with_letter(name: &str) -> bool {
+        !name.is_empty()
+            && name.len() <= 63
+            && name.starts_with(|c: char| c.is_ascii_lowercase())
+            && !name.ends_with('-')
+            && name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+    }
+
+    #[test]
+    fn a_clean_branch_keeps_its_name() {
+        assert_eq!(release_name("main"), "main");
+        assert_eq!(release_name("release-2-1"), "release-2-1");
+    }
+
+    #[test]
+    fn an_altered_branch_gets_a_hash_suffix() {
+        let name = release_name("feature/login");
+        assert!(name.starts_with("feature-login-"), "{name}");
+        assert_eq!(name.len(), "feature-login-".len() + HASH_LEN);
+    }
+
+    #[test]
+    fn names_are_stable() {
+        assert_eq!(
+            release_name("feature/Login_page"),
+            release_name("feature/Login_page")
+        );
+    }
+
+    #[test]
+    fn branches_that_sanitize_alike_do_not_collide() {
+        let a = release_name("feature/Login_page");
+        let b = release_name("feature/login-page");
+        let c = release_name("feature/login_page");
+        assert_ne!(a, b);
+        assert_ne!(a, c);
+        assert_ne!(b, c);
+        // The clean one keeps its name; the others are suffixed.
+        assert_eq!(
+            b,
+            "feature-login-page-".to_string() + &short_hash("feature/login-page")
+        );
+    }
+
+    #[test]
+    fn long_branches_are_cut_and_stay_distinct() {
+        let base = "x".repeat(200);
+        let a = release_name(&format!("{base}-a"));
+        let b = release_name(&format!("{base}-b"));
+        assert!(a.len() <= MAX_RELEASE_NAME && b.len() <= MAX_RELEASE_NAME);
+        assert_ne!(a, b);
+        // A clean but too long name is cut too.
+        let long_clean = "a".repeat(41);
+        assert_eq!(release_name(&long_clean).len(), MAX_RELEASE_NAME);
+    }
+
+    #[test]
+    fn every_name_is_a_valid_label_that_starts_with_a_letter() {
+        for branch in [
+            "main",
+            "feature/Login_page",
+            "UPPER",
+            "123-numbers-first",
+            "-dash-",
+            "///",
+            "ünïcödé/ブランチ",
+            "🚀",
+            "a.b.c",
+            &"x/".repeat(150),
+            "release/2024.01",
+        ] {
+            let name = release_name(branch);
+            assert!(
+                is_dns_label_starting_with_letter(&name),
+                "{branch:?} -> {name:?}"
+            );
+            assert!(name.len() <= MAX_RELEASE_NAME, "{branch:?} -> {name:?}");
+            // Room for the longest component name.
+            assert!(is_dns_label_starting_with_letter(&component_object_name(
+                &name,
+                &"c".repeat(20)
+            )));
+        }
+    }
+
+    #[test]
+    fn hosts_must_be_inside_the_domain() {
+        assert!(host_in_domain("shop.example.com", "example.com"));
+        assert!(host_in_domain("a.b.example.com", "example.com"));
+        assert!(host_in_domain("example.com", "example.com"));
+        assert!(host_in_domain("Shop.Example.com.", "example.com"));
+        assert!(!host_in_domain("badexample.com", "example.com"));
+        assert!(!host_in_domain("example.com.evil.org", "example.com"));
+        assert!(!host_in_domain("other.org", "example.com"));
+    }
+}

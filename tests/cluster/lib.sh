@@ -1,0 +1,34 @@
+# Shared settings for the local control plane scripts. Sourced, not run.
+# shellcheck shell=bash
+
+CLUSTER_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# Binaries are cached outside the checkout, keyed by component and version, so only the first start
+# on a machine compiles anything.
+OKSA_CACHE="${OKSA_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/oksa}"
+# Where a running plane keeps its certificates, data, logs, PIDs and kubeconfig.
+OKSA_CLUSTER_STATE="${OKSA_CLUSTER_STATE:-$OKSA_CACHE/cluster}"
+
+KUBERNETES_VERSION="$(cat "$CLUSTER_DIR/k8s/KUBERNETES_VERSION")"
+# module_version GO_MOD MODULE: the version GO_MOD requires MODULE at ("require M v" or in a block).
+module_version() {
+  local version
+  version="$(awk -v m="$2" '{ if ($1 == "require") { $1 = "" ; $0 = $0 } } $1 == m { print $2; exit }' "$1")"
+  [[ -n "$version" ]] || { echo "lib.sh: $2 is not required by $1" >&2; return 1; }
+  echo "$version"
+}
+ETCD_VERSION="$(module_version "$CLUSTER_DIR/k8s/go.mod" go.etcd.io/etcd/server/v3)"
+KWOK_VERSION="$(module_version "$CLUSTER_DIR/kwok/go.mod" sigs.k8s.io/kwok)"
+HELM_VERSION="$(module_version "$CLUSTER_DIR/helm/go.mod" helm.sh/helm/v4)"
+
+KUBERNETES_BIN="$OKSA_CACHE/kubernetes-$KUBERNETES_VERSION"
+ETCD_BIN="$OKSA_CACHE/etcd-$ETCD_VERSION"
+KWOK_BIN="$OKSA_CACHE/kwok-$KWOK_VERSION"
+HELM_BIN="$OKSA_CACHE/helm-$HELM_VERSION"
+# Our own provisioner is keyed by the hash of its sources, so an edit rebuilds it.
+provisioner_key() {
+  cat "$CLUSTER_DIR"/provisioner/*.go "$CLUSTER_DIR/provisioner/go.sum" | sha256sum | cut -c1-12
+}
+PROVISIONER_BIN="$OKSA_CACHE/provisioner-$(provisioner_key)"
+
+log() { printf '%s %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+die() { log "error: $*"; exit 1; }

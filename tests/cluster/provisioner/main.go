@@ -1,0 +1,45 @@
+// Command provisioner is the local control plane's storage: a dynamic provisioner that backs each
+// claim of its StorageClass with a folder on this machine (a hostPath PersistentVolume), and a
+// resizer that grows a bound volume in place when its claim asks for more.
+//
+// Pods on kwok's fake nodes never mount anything, so the folder only has to exist; what matters to
+// the tests is the real Kubernetes lifecycle: claims bind, grow, refuse to shrink, and are released.
+package main
+
+import (
+	"context"
+	"flag"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/klog/v2"
+	"sigs.k8s.io/sig-storage-lib-external-provisioner/v13/controller"
+)
+
+func main() {
+	kubeconfig := flag.String("kubeconfig", "", "path to the kubeconfig of the cluster")
+	root := flag.String("root", "/tmp/oksa-volumes", "folder under which each volume gets a folder")
+	name := flag.String("name", "oksa.dev/local-hostpath", "provisioner name StorageClasses refer to")
+	klog.InitFlags(nil)
+	flag.Parse()
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	config, err := clientcmd.BuildConfigFromFlags("", *kubeconfig)
+	if err != nil {
+		klog.Fatalf("reading kubeconfig: %v", err)
+	}
+	client := kubernetes.NewForConfigOrDie(config)
+	if err := os.MkdirAll(*root, 0o755); err != nil {
+		klog.Fatalf("creating volume root: %v", err)
+	}
+
+	go runResizer(ctx, client, *name)
+	controller.NewProvisionController(ctx, client, *name, &hostPathProvisioner{root: *root},
+		controller.LeaderElection(false),
+	).Run(ctx)
+}
