@@ -108,3 +108,154 @@ mod tests {
         ));
     }
 }
+
+/// Writing children: server-side apply when they differ, deletion of the ones that left the spec.
+pub mod write {
+    use std::collections::HashSet;
+    use std::fmt::Debug;
+    use std::sync::Arc;
+
+    use kube::runtime::reflector::{ObjectRef, Store};
+
+    use kube::api::{DeleteParams, Patch, PatchParams, Preconditions};
+    use kube::{Api, Resource, ResourceExt};
+    use serde::Serialize;
+    use serde::de::DeserializeOwned;
+
+    use super::is_subset;
+    use crate::labels::FIELD_MANAGER;
+    use crate::metrics::Metrics;
+
+    /// Counts the writes of one reconcile (and reports each to the metrics), so the reconcile
+    /// knows whether it changed anything.
+    pub struct Tally<'a> {
+        metrics: &'a Metrics,
+        writes: std::sync::atomic::AtomicU32,
+    }
+
+    impl<'a> Tally<'a> {
+        pub fn new(metrics: &'a Metrics) -> Self {
+            Tally {
+                metrics,
+                writes: Default::default(),
+            }
+        }
+
+        pub fn wrote(&self, kind: &str, verb: &'static str) {
+            self.writes
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            self.metrics.wrote(kind, verb);
+        }
+
+        pub fn skipped(&self, kind: &str) {
+            self.metrics.wrote(kind, "skipped");
+        }
+
+        pub fn writes(&self) -> u32 {
+            self.writes.load(std::sync::atomic::Ordering::Relaxed)
+        }
+    }
+
+    /// Applies `desired` unless `live` (from the watch cache) already has every declared field.
+    /// Returns the object the API server answered with, or None when nothing was sent.
+    pub async fn apply_if_changed<K>(
+        api: &Api<K>,
+        desired: &K,
+        live: Option<&K>,
+        tally: &Tally<'_>,
+    ) -> Result<Option<K>, kube::Error>
+    where
+        K: Resource<DynamicType = ()> + Clone + Serialize + DeserializeOwned + Debug,
+    {
+        let desired_json = serde_json::to_value(desired).map_err(kube::Error::SerdeError)?;
+        let kind = K::kind(&());
+        if let Some(live) = live {
+            let live_json = serde_json::to_value(live).map_err(kube::Error::SerdeError)?;
+            if is_subset(&desired_json, &live_json) {
+                tally.skipped(&kind);
+                return Ok(None);
+            }
+        }
+        let params = PatchParams::apply(FIELD_MANAGER).force();
+        let applied = api
+            .patch(&desired.name_any(), &params, &Patch::Apply(&desired_json))
+            .await?;
+        tally.wrote(&kind, "apply");
+        Ok(Some(applied))
+    }
+
+    /// Brings one kind of child in line with the spec: applies each desired object that differs
+    /// from the cache, and deletes the cached objects for which `belongs` holds but that are no
+    /// longer desired. Returns the current state of each desired object (as applied, or as cached
+    /// when nothing needed writing), in the order of `desired`.
+    pub async fn sync_children<K>(
+        api_for: impl Fn(&str) -> Api<K>,
+        store: &Store<K>,
+        desired: Vec<K>,
+        belongs: impl Fn(&K) -> bool,
+        tally: &Tally<'_>,
+    ) -> Result<Vec<Arc<K>>, kube::Error>
+    where
+        K: Resource<DynamicType = ()> + Clone + Serialize + DeserializeOwned + Debug,
+    {
+        let mut current = Vec::with_capacity(desired.len());
+        for object in &desired {
+            let namespace = object.namespace().unwrap_or_default();
+            let key = ObjectRef::<K>::new(&object.name_any()).within(&namespace);
+            let live = store.get(&key);
+            let api = api_for(&namespace);
+            current.push(
+                match apply_if_changed(&api, object, live.as_deref(), tally).await? {
+                    Some(applied) => Arc::new(applied),
+                    None => live.expect("unchanged implies cached"),
+                },
+            );
+        }
+        let wanted: HashSet<(Option<String>, String)> = desired
+            .iter()
+            .map(|o| (o.namespace(), o.name_any()))
+            .collect();
+        let mut stale: Vec<_> = store
+            .state()
+            .into_iter()
+            .filter(|o| belongs(o) && !wanted.contains(&(o.namespace(), o.name_any())))
+            .collect();
+        // Group deletions by namespace only for the Api handle; order does not matter.
+        stale.sort_by_key(|o| o.namespace());
+        for object in stale {
+            let api = api_for(&object.namespace().unwrap_or_default());
+            delete_all(&api, vec![object], tally).await?;
+        }
+        Ok(current)
+    }
+
+    /// Deletes each object, guarded by its UID so a re-created object of the same name is never
+    /// hit. An object already gone counts as deleted.
+    pub async fn delete_all<K>(
+        api: &Api<K>,
+        stale: Vec<Arc<K>>,
+        tally: &Tally<'_>,
+    ) -> Result<usize, kube::Error>
+    where
+        K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug,
+    {
+        let mut deleted = 0;
+        for object in stale {
+            let params = DeleteParams {
+                preconditions: Some(Preconditions {
+                    uid: object.uid(),
+                    resource_version: None,
+                }),
+                ..DeleteParams::background()
+            };
+            match api.delete(&object.name_any(), &params).await {
+                Ok(_) => {}
+                Err(kube::Error::Api(status)) if status.is_not_found() => {}
+                Err(error) => return Err(error),
+            }
+            tally.wrote(&K::kind(&()), "delete");
+            deleted += 1;
+        }
+        Ok(deleted)
+    }
+}

@@ -2,10 +2,16 @@
 
 pub mod api;
 pub mod apply;
+pub mod cli;
+pub mod controller;
 pub mod crd;
 pub mod labels;
+pub mod metrics;
 pub mod naming;
 pub mod quantity;
+pub mod run;
+pub mod server;
+pub mod telemetry;
 
 #[cfg(test)]
 mod test_fixtures;

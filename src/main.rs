@@ -1,5 +1,31 @@
-fn main() {
-    for (_, yaml) in oksa::crd::documents() {
-        println!("---\n{yaml}");
+use std::process::ExitCode;
+
+use clap::Parser;
+use oksa::cli::{Cli, Command};
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Run {
+            listen,
+            log_format,
+            install_crds,
+        } => {
+            oksa::telemetry::init(log_format);
+            oksa::run::run(listen, install_crds)
+                .await
+                .map_err(|e| e.to_string())
+        }
+        Command::Crd { write } => {
+            oksa::crd::print_or_write(write.as_deref()).map_err(|e| e.to_string())
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("oksa: {error}");
+            ExitCode::FAILURE
+        }
     }
 }

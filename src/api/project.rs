@@ -23,9 +23,8 @@ use serde::{Deserialize, Serialize};
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]
-#[x_kube(validation = kube::core::Rule::new(
-    "has(self.namespace) == has(oldSelf.namespace) && (!has(self.namespace) || self.namespace == oldSelf.namespace)"
-).message("namespace is immutable: a Project keeps the namespace it was created with"))]
+#[x_kube(validation = kube::core::Rule::new("has(self.namespace) == has(oldSelf.namespace)")
+    .message("namespace is immutable: a Project keeps the namespace it was created with"))]
 pub struct ProjectSpec {
     /// Namespace Oksa creates for this project (default: the Project's name). Oksa never adopts
     /// a namespace that already exists and was not created by it for this Project. Immutable.
@@ -234,8 +233,8 @@ pub struct ProjectStatus {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct BranchCounts {
-    pub total: u32,
-    pub ready: u32,
+    pub total: i32,
+    pub ready: i32,
     /// `ready/total`, for `kubectl get projects`.
     pub summary: String,
 }

@@ -2,7 +2,9 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::{LimitRange, LimitRangeItem, LimitRangeSpec, Namespace, ResourceQuota, ResourceQuotaSpec};
+use k8s_openapi::api::core::v1::{
+    LimitRange, LimitRangeItem, LimitRangeSpec, Namespace, ResourceQuota, ResourceQuotaSpec,
+};
 use k8s_openapi::api::networking::v1::{
     NetworkPolicy, NetworkPolicyIngressRule, NetworkPolicyPeer, NetworkPolicySpec,
 };
@@ -45,13 +47,25 @@ pub fn build(project: &Project, owner: OwnerReference) -> ProjectObjects {
     };
 
     let mut namespace_labels = labels::project_labels(&name);
-    let level = match project.spec.pod_security.unwrap_or(PodSecurityLevel::Baseline) {
+    let level = match project
+        .spec
+        .pod_security
+        .unwrap_or(PodSecurityLevel::Baseline)
+    {
         PodSecurityLevel::Privileged => "privileged",
         PodSecurityLevel::Baseline => "baseline",
         PodSecurityLevel::Restricted => "restricted",
     };
-    for (key, value) in [("enforce", level), ("enforce-version", "latest"), ("warn", "restricted"), ("warn-version", "latest")] {
-        namespace_labels.insert(format!("pod-security.kubernetes.io/{key}"), value.to_string());
+    for (key, value) in [
+        ("enforce", level),
+        ("enforce-version", "latest"),
+        ("warn", "restricted"),
+        ("warn-version", "latest"),
+    ] {
+        namespace_labels.insert(
+            format!("pod-security.kubernetes.io/{key}"),
+            value.to_string(),
+        );
     }
     let namespace_object = Namespace {
         metadata: ObjectMeta {
@@ -77,11 +91,18 @@ pub fn build(project: &Project, owner: OwnerReference) -> ProjectObjects {
                     SubjectKind::ServiceAccount => Subject {
                         kind: "ServiceAccount".into(),
                         name: rule.name.clone(),
-                        namespace: Some(rule.namespace.clone().unwrap_or_else(|| namespace.clone())),
+                        namespace: Some(
+                            rule.namespace.clone().unwrap_or_else(|| namespace.clone()),
+                        ),
                         api_group: None,
                     },
                     SubjectKind::User | SubjectKind::Group => Subject {
-                        kind: if rule.kind == SubjectKind::User { "User" } else { "Group" }.into(),
+                        kind: if rule.kind == SubjectKind::User {
+                            "User"
+                        } else {
+                            "Group"
+                        }
+                        .into(),
                         name: rule.name.clone(),
                         namespace: None,
                         api_group: Some("rbac.authorization.k8s.io".into()),
@@ -91,7 +112,7 @@ pub fn build(project: &Project, owner: OwnerReference) -> ProjectObjects {
             (!subjects.is_empty()).then(|| RoleBinding {
                 metadata: meta(&role_binding_name(role)),
                 role_ref: RoleRef {
-                    api_group: "rbac.authorization.k8s.io".into(),
+                    api_group: Some("rbac.authorization.k8s.io".into()),
                     kind: "ClusterRole".into(),
                     name: role.cluster_role().into(),
                 },
@@ -110,10 +131,16 @@ pub fn build(project: &Project, owner: OwnerReference) -> ProjectObjects {
         set("requests.cpu", quota.cpu.clone());
         set("requests.memory", quota.memory.clone());
         set("requests.storage", quota.storage.clone());
-        set(BRANCH_COUNT_QUOTA, quota.max_branches.map(|n| n.to_string()));
+        set(
+            BRANCH_COUNT_QUOTA,
+            quota.max_branches.map(|n| n.to_string()),
+        );
         (!hard.is_empty()).then(|| ResourceQuota {
             metadata: meta(QUOTA_NAME),
-            spec: Some(ResourceQuotaSpec { hard: Some(hard), ..ResourceQuotaSpec::default() }),
+            spec: Some(ResourceQuotaSpec {
+                hard: Some(hard),
+                ..ResourceQuotaSpec::default()
+            }),
             ..ResourceQuota::default()
         })
     });
@@ -123,11 +150,22 @@ pub fn build(project: &Project, owner: OwnerReference) -> ProjectObjects {
         spec: Some(LimitRangeSpec { limits: vec![item] }),
     });
 
-    let mut allowed = vec![NetworkPolicyPeer { pod_selector: Some(LabelSelector::default()), ..NetworkPolicyPeer::default() }];
-    if let Some(controller) = project.spec.ingress.as_ref().and_then(|i| i.controller_namespace.clone()) {
+    let mut allowed = vec![NetworkPolicyPeer {
+        pod_selector: Some(LabelSelector::default()),
+        ..NetworkPolicyPeer::default()
+    }];
+    if let Some(controller) = project
+        .spec
+        .ingress
+        .as_ref()
+        .and_then(|i| i.controller_namespace.clone())
+    {
         allowed.push(NetworkPolicyPeer {
             namespace_selector: Some(LabelSelector {
-                match_labels: Some(BTreeMap::from([("kubernetes.io/metadata.name".to_string(), controller)])),
+                match_labels: Some(BTreeMap::from([(
+                    "kubernetes.io/metadata.name".to_string(),
+                    controller,
+                )])),
                 ..LabelSelector::default()
             }),
             ..NetworkPolicyPeer::default()
@@ -138,21 +176,37 @@ pub fn build(project: &Project, owner: OwnerReference) -> ProjectObjects {
         spec: Some(NetworkPolicySpec {
             pod_selector: Some(LabelSelector::default()),
             policy_types: Some(vec!["Ingress".into()]),
-            ingress: Some(vec![NetworkPolicyIngressRule { from: Some(allowed), ports: None }]),
+            ingress: Some(vec![NetworkPolicyIngressRule {
+                from: Some(allowed),
+                ports: None,
+            }]),
             egress: None,
         }),
     };
 
-    ProjectObjects { namespace: namespace_object, role_bindings, quota, limit_range, network_policy }
+    ProjectObjects {
+        namespace: namespace_object,
+        role_bindings,
+        quota,
+        limit_range,
+        network_policy,
+    }
 }
 
 /// Container defaults of the namespace. With a CPU or memory quota every pod must request CPU and
 /// memory or the API server refuses it, so a quota without explicit defaults still gets modest
 /// ones (100m CPU, 128Mi memory) rather than pods that can never start.
 fn limit_range(project: &Project) -> Option<LimitRangeItem> {
-    let defaults = project.spec.defaults.as_ref().and_then(|d| d.resources.clone());
-    let quota_needs_requests =
-        project.spec.quota.as_ref().is_some_and(|q| q.cpu.is_some() || q.memory.is_some());
+    let defaults = project
+        .spec
+        .defaults
+        .as_ref()
+        .and_then(|d| d.resources.clone());
+    let quota_needs_requests = project
+        .spec
+        .quota
+        .as_ref()
+        .is_some_and(|q| q.cpu.is_some() || q.memory.is_some());
     if defaults.is_none() && !quota_needs_requests {
         return None;
     }
@@ -177,7 +231,14 @@ mod tests {
     use crate::test_fixtures::project_from_yaml;
 
     fn owner() -> OwnerReference {
-        OwnerReference { api_version: "oksa.dev/v1alpha1".into(), kind: "Project".into(), name: "shop".into(), uid: "u-1".into(), controller: Some(true), block_owner_deletion: Some(true) }
+        OwnerReference {
+            api_version: "oksa.dev/v1alpha1".into(),
+            kind: "Project".into(),
+            name: "shop".into(),
+            uid: "u-1".into(),
+            controller: Some(true),
+            block_owner_deletion: Some(true),
+        }
     }
 
     #[test]
@@ -213,7 +274,11 @@ spec:
 "#,
         );
         let objects = build(&project, owner());
-        let names: Vec<_> = objects.role_bindings.iter().map(|b| b.metadata.name.clone().unwrap()).collect();
+        let names: Vec<_> = objects
+            .role_bindings
+            .iter()
+            .map(|b| b.metadata.name.clone().unwrap())
+            .collect();
         assert_eq!(names, ["oksa-edit", "oksa-admin"]);
         let edit = &objects.role_bindings[0];
         assert_eq!(edit.role_ref.name, "edit");
@@ -222,7 +287,10 @@ spec:
         assert_eq!(subjects.len(), 3);
         assert_eq!(subjects[1].namespace.as_deref(), Some("shop-team"));
         assert_eq!(subjects[2].namespace.as_deref(), Some("argocd"));
-        assert_eq!(subjects[0].api_group.as_deref(), Some("rbac.authorization.k8s.io"));
+        assert_eq!(
+            subjects[0].api_group.as_deref(),
+            Some("rbac.authorization.k8s.io")
+        );
     }
 
     #[test]
@@ -242,7 +310,10 @@ spec:
         assert_eq!(hard[BRANCH_COUNT_QUOTA].0, "25");
         let limits = objects.limit_range.unwrap().spec.unwrap().limits;
         assert_eq!(limits[0].default_request.as_ref().unwrap()["cpu"].0, "100m");
-        let from = objects.network_policy.spec.unwrap().ingress.unwrap()[0].from.clone().unwrap();
+        let from = objects.network_policy.spec.unwrap().ingress.unwrap()[0]
+            .from
+            .clone()
+            .unwrap();
         assert_eq!(from.len(), 2);
     }
 }

@@ -34,12 +34,19 @@ pub fn check_namespace(project: &Project, existing: Option<&Namespace>) -> Names
     if SYSTEM_NAMESPACES.contains(&name.as_str()) || name.starts_with("kube-") {
         return NamespaceVerdict::Refused(Refusal {
             reason: "NamespaceReserved",
-            message: format!("namespace {name} is reserved for the cluster; choose another spec.namespace"),
+            message: format!(
+                "namespace {name} is reserved for the cluster; choose another spec.namespace"
+            ),
         });
     }
-    let Some(existing) = existing else { return NamespaceVerdict::Ours };
+    let Some(existing) = existing else {
+        return NamespaceVerdict::Ours;
+    };
     let uid = project.uid().unwrap_or_default();
-    let owned = existing.owner_references().iter().any(|o| o.kind == "Project" && o.uid == uid);
+    let owned = existing
+        .owner_references()
+        .iter()
+        .any(|o| o.kind == "Project" && o.uid == uid);
     if !owned {
         let owner = existing
             .owner_references()
@@ -63,7 +70,10 @@ pub fn check_namespace(project: &Project, existing: Option<&Namespace>) -> Names
 
 /// Two Projects must not share hosts: a domain equal to, inside, or around an older Project's
 /// domain would let one team serve the other's hosts.
-pub fn check_domain<'a>(project: &Project, others: impl IntoIterator<Item = &'a Project>) -> Option<Refusal> {
+pub fn check_domain<'a>(
+    project: &Project,
+    others: impl IntoIterator<Item = &'a Project>,
+) -> Option<Refusal> {
     let domain = &project.spec.domain;
     let mine = (project.creation_timestamp(), project.name_any());
     others
@@ -92,7 +102,12 @@ mod tests {
             metadata: ObjectMeta {
                 name: Some("shop".into()),
                 owner_references: uid.map(|uid| {
-                    vec![OwnerReference { kind: "Project".into(), name: "shop".into(), uid: uid.into(), ..Default::default() }]
+                    vec![OwnerReference {
+                        kind: "Project".into(),
+                        name: "shop".into(),
+                        uid: uid.into(),
+                        ..Default::default()
+                    }]
                 }),
                 ..Default::default()
             },
@@ -102,19 +117,27 @@ mod tests {
 
     #[test]
     fn system_namespaces_are_refused() {
-        let project = project_from_yaml("name: evil\nspec: {domain: e.com, namespace: kube-system}");
-        assert!(matches!(check_namespace(&project, None), NamespaceVerdict::Refused(r) if r.reason == "NamespaceReserved"));
+        let project =
+            project_from_yaml("name: evil\nspec: {domain: e.com, namespace: kube-system}");
+        assert!(
+            matches!(check_namespace(&project, None), NamespaceVerdict::Refused(r) if r.reason == "NamespaceReserved")
+        );
     }
 
     #[test]
     fn only_a_namespace_owned_by_this_project_uid_is_ours() {
         let project = project_from_yaml("name: shop\nuid: u-1\nspec: {domain: e.com}");
         assert_eq!(check_namespace(&project, None), NamespaceVerdict::Ours);
-        assert_eq!(check_namespace(&project, Some(&namespace_owned_by(Some("u-1")))), NamespaceVerdict::Ours);
+        assert_eq!(
+            check_namespace(&project, Some(&namespace_owned_by(Some("u-1")))),
+            NamespaceVerdict::Ours
+        );
         let foreign = check_namespace(&project, Some(&namespace_owned_by(None)));
         assert!(matches!(foreign, NamespaceVerdict::Refused(r) if r.reason == "NamespaceConflict"));
         let other_project = check_namespace(&project, Some(&namespace_owned_by(Some("u-2"))));
-        assert!(matches!(other_project, NamespaceVerdict::Refused(r) if r.message.contains("belongs to Project shop")));
+        assert!(
+            matches!(other_project, NamespaceVerdict::Refused(r) if r.message.contains("belongs to Project shop"))
+        );
     }
 
     #[test]

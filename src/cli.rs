@@ -1,0 +1,40 @@
+//! The `oksa` command line.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use crate::telemetry::LogFormat;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "oksa",
+    version,
+    about = "Every git branch of every project gets its own running environment."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the operator: reconcile Projects and BranchReleases until SIGTERM or Ctrl-C.
+    Run {
+        /// Address of /metrics, /healthz and /readyz.
+        #[arg(long, env = "OKSA_LISTEN", default_value = "0.0.0.0:8080")]
+        listen: SocketAddr,
+        /// Log as text (for a terminal) or JSON lines (for a log collector).
+        #[arg(long, env = "OKSA_LOG_FORMAT", value_enum, default_value = "text")]
+        log_format: LogFormat,
+        /// Apply the CRDs at start-up instead of waiting for them to be installed (by Helm).
+        #[arg(long, env = "OKSA_INSTALL_CRDS")]
+        install_crds: bool,
+    },
+    /// Print the CRDs as YAML, or write them to a folder (`--write crds`).
+    Crd {
+        #[arg(long)]
+        write: Option<PathBuf>,
+    },
+}

@@ -1,0 +1,438 @@
+//! BranchRelease → Deployments, Services, Ingress and claims. Pure: no API calls.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy};
+use k8s_openapi::api::core::v1::{
+    Container as PodContainer, ContainerPort, LocalObjectReference, PersistentVolumeClaim,
+    PersistentVolumeClaimSpec, PersistentVolumeClaimVolumeSource, PodSpec, PodTemplateSpec, Probe,
+    Service, ServicePort, ServiceSpec, TCPSocketAction, Volume as PodVolume,
+    VolumeMount as PodVolumeMount, VolumeResourceRequirements,
+};
+use k8s_openapi::api::networking::v1::{
+    HTTPIngressPath, HTTPIngressRuleValue, Ingress, IngressBackend, IngressRule,
+    IngressServiceBackend, IngressSpec, IngressTLS, ServiceBackendPort,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use kube::ResourceExt;
+
+use crate::api::{AccessMode, BranchRelease, Component, Container, Project, Volume};
+use crate::labels;
+use crate::naming;
+
+/// What a branch is built from.
+pub struct Release<'a> {
+    pub branch_release: &'a BranchRelease,
+    pub project: &'a Project,
+    /// From `naming::release_name`.
+    pub name: String,
+    pub owner: OwnerReference,
+}
+
+/// Everything a BranchRelease declares in Kubernetes.
+#[derive(Debug, Clone)]
+pub struct ReleaseObjects {
+    pub deployments: Vec<Deployment>,
+    pub services: Vec<Service>,
+    pub ingress: Option<Ingress>,
+    pub claims: Vec<PersistentVolumeClaim>,
+    pub url: Option<String>,
+}
+
+/// Hosts of a branch: its own `<release>.<domain>`, the bare domain for the production branch,
+/// then the extra hosts of its spec, without repeats.
+pub fn hosts(branch_release: &BranchRelease, project: &Project, release: &str) -> Vec<String> {
+    let mut hosts = vec![naming::host(release, &project.spec.domain)];
+    if project.spec.production_branch.as_deref() == Some(branch_release.spec.branch.as_str()) {
+        hosts.push(project.spec.domain.clone());
+    }
+    for host in &branch_release.spec.hosts {
+        if !hosts.contains(&host.0) {
+            hosts.push(host.0.clone());
+        }
+    }
+    hosts
+}
+
+impl Release<'_> {
+    fn namespace(&self) -> String {
+        self.branch_release.namespace().unwrap_or_default()
+    }
+
+    fn labels(&self) -> BTreeMap<String, String> {
+        labels::release_labels(&self.branch_release.spec.project, &self.name)
+    }
+
+    fn meta(&self, name: String, labels: BTreeMap<String, String>, owned: bool) -> ObjectMeta {
+        ObjectMeta {
+            name: Some(name),
+            namespace: Some(self.namespace()),
+            labels: Some(labels),
+            annotations: Some(BTreeMap::from([(
+                labels::BRANCH_ANNOTATION.to_string(),
+                self.branch_release.spec.branch.clone(),
+            )])),
+            owner_references: owned.then(|| vec![self.owner.clone()]),
+            ..ObjectMeta::default()
+        }
+    }
+
+    fn tls_enabled(&self) -> bool {
+        self.project.spec.ingress.as_ref().is_some_and(|i| {
+            i.tls_secret_name.is_some() || i.cluster_issuer.is_some() || i.issuer.is_some()
+        })
+    }
+}
+
+pub fn build(release: &Release) -> ReleaseObjects {
+    let spec = &release.branch_release.spec;
+    let deployments = spec
+        .components
+        .iter()
+        .map(|c| deployment(release, c))
+        .collect();
+    let services = spec
+        .components
+        .iter()
+        .filter_map(|c| service(release, c))
+        .collect();
+    let ingress = ingress(release);
+    let url = ingress.as_ref().map(|_| {
+        let scheme = if release.tls_enabled() {
+            "https"
+        } else {
+            "http"
+        };
+        format!(
+            "{scheme}://{}",
+            naming::host(&release.name, &release.project.spec.domain)
+        )
+    });
+    let claims = spec.volumes.iter().map(|v| claim(release, v)).collect();
+    ReleaseObjects {
+        deployments,
+        services,
+        ingress,
+        claims,
+        url,
+    }
+}
+
+fn component_labels(release: &Release, component: &str) -> BTreeMap<String, String> {
+    let mut labels = release.labels();
+    labels.extend(labels::component_selector(&release.name, component));
+    labels.insert("app.kubernetes.io/name".into(), component.to_string());
+    labels
+}
+
+fn deployment(release: &Release, component: &Component) -> Deployment {
+    let name = naming::component_object_name(&release.name, &component.name);
+    let labels = component_labels(release, &component.name);
+    let spec = &release.branch_release.spec;
+    let defaults = release.project.spec.defaults.clone().unwrap_or_default();
+
+    // The component's pods mount the volumes any of its containers mounts.
+    let mut mounted: Vec<&Volume> = spec
+        .volumes
+        .iter()
+        .filter(|v| {
+            component
+                .containers
+                .iter()
+                .any(|c| c.volume_mounts.iter().any(|m| m.volume == v.name))
+        })
+        .collect();
+    mounted.sort_by(|a, b| a.name.cmp(&b.name));
+    // A ReadWriteOnce volume can be attached to one node at a time: a rolling update would start
+    // the new pod before the old one lets go of it and wait forever on a real cluster.
+    let exclusive_volume = mounted.iter().any(|v| {
+        matches!(
+            v.access_mode.unwrap_or(AccessMode::ReadWriteOnce),
+            AccessMode::ReadWriteOnce | AccessMode::ReadWriteOncePod
+        )
+    });
+
+    let mut meta = release.meta(name, labels.clone(), true);
+    if let Some(commit) = &spec.commit {
+        meta.annotations
+            .get_or_insert_default()
+            .insert("oksa.dev/commit".into(), commit.clone());
+    }
+    Deployment {
+        metadata: meta,
+        spec: DeploymentSpec {
+            replicas: Some(component.replicas.unwrap_or(1)),
+            selector: LabelSelector {
+                match_labels: Some(labels::component_selector(&release.name, &component.name)),
+                ..LabelSelector::default()
+            },
+            strategy: exclusive_volume.then(|| DeploymentStrategy {
+                type_: Some("Recreate".into()),
+                rolling_update: None,
+            }),
+            revision_history_limit: Some(3),
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(labels),
+                    ..ObjectMeta::default()
+                }),
+                spec: Some(PodSpec {
+                    containers: component
+                        .containers
+                        .iter()
+                        .map(|c| container(c, &defaults))
+                        .collect(),
+                    volumes: (!mounted.is_empty()).then(|| {
+                        mounted
+                            .iter()
+                            .map(|v| PodVolume {
+                                name: v.name.clone(),
+                                persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+                                    claim_name: naming::volume_claim_name(&release.name, &v.name),
+                                    read_only: None,
+                                }),
+                                ..PodVolume::default()
+                            })
+                            .collect()
+                    }),
+                    image_pull_secrets: (!defaults.image_pull_secrets.is_empty()).then(|| {
+                        defaults
+                            .image_pull_secrets
+                            .iter()
+                            .map(|name| LocalObjectReference { name: name.clone() })
+                            .collect()
+                    }),
+                    // A namespace with many branches has many Services; injecting each as
+                    // environment variables into every pod only slows pods down.
+                    enable_service_links: Some(false),
+                    ..PodSpec::default()
+                }),
+            },
+            ..DeploymentSpec::default()
+        },
+        status: None,
+    }
+}
+
+pub fn port_name(port: &crate::api::Port) -> String {
+    port.name
+        .clone()
+        .unwrap_or_else(|| format!("port-{}", port.container_port))
+}
+
+fn container(container: &Container, defaults: &crate::api::BranchDefaults) -> PodContainer {
+    let readiness_probe = container.readiness_probe.clone().or_else(|| {
+        container.ports.first().map(|port| Probe {
+            tcp_socket: Some(TCPSocketAction {
+                port: IntOrString::Int(port.container_port),
+                host: None,
+            }),
+            period_seconds: Some(5),
+            ..Probe::default()
+        })
+    });
+    PodContainer {
+        name: container.name.clone(),
+        image: Some(container.image.clone()),
+        command: container.command.clone(),
+        args: container.args.clone(),
+        ports: (!container.ports.is_empty()).then(|| {
+            container
+                .ports
+                .iter()
+                .map(|p| ContainerPort {
+                    container_port: p.container_port,
+                    name: Some(port_name(p)),
+                    protocol: Some("TCP".into()),
+                    ..ContainerPort::default()
+                })
+                .collect()
+        }),
+        env: (!container.env.is_empty()).then(|| container.env.clone()),
+        resources: container
+            .resources
+            .clone()
+            .or_else(|| defaults.resources.clone()),
+        readiness_probe,
+        liveness_probe: container.liveness_probe.clone(),
+        volume_mounts: (!container.volume_mounts.is_empty()).then(|| {
+            container
+                .volume_mounts
+                .iter()
+                .map(|m| PodVolumeMount {
+                    name: m.volume.clone(),
+                    mount_path: m.mount_path.clone(),
+                    sub_path: m.sub_path.clone(),
+                    read_only: m.read_only,
+                    ..PodVolumeMount::default()
+                })
+                .collect()
+        }),
+        ..PodContainer::default()
+    }
+}
+
+fn service(release: &Release, component: &Component) -> Option<Service> {
+    let ports: Vec<ServicePort> = component
+        .containers
+        .iter()
+        .flat_map(|c| &c.ports)
+        .map(|p| ServicePort {
+            name: Some(port_name(p)),
+            port: p.container_port,
+            target_port: Some(IntOrString::Int(p.container_port)),
+            protocol: Some("TCP".into()),
+            ..ServicePort::default()
+        })
+        .collect();
+    if ports.is_empty() {
+        return None;
+    }
+    let name = naming::component_object_name(&release.name, &component.name);
+    Some(Service {
+        metadata: release.meta(name, component_labels(release, &component.name), true),
+        spec: Some(ServiceSpec {
+            selector: Some(labels::component_selector(&release.name, &component.name)),
+            ports: Some(ports),
+            ..ServiceSpec::default()
+        }),
+        status: None,
+    })
+}
+
+/// (path, component, port) of each route; without routes, `/` to the first component with a port.
+fn routes(release: &Release) -> Vec<(String, String, i32)> {
+    let components = &release.branch_release.spec.components;
+    let first_port = |name: &str| {
+        components
+            .iter()
+            .find(|c| c.name == name)
+            .and_then(|c| c.containers.iter().flat_map(|k| &k.ports).next())
+            .map(|p| p.container_port)
+    };
+    let declared = &release.branch_release.spec.routes;
+    if declared.is_empty() {
+        return components
+            .iter()
+            .find_map(|c| first_port(&c.name).map(|port| ("/".to_string(), c.name.clone(), port)))
+            .into_iter()
+            .collect();
+    }
+    declared
+        .iter()
+        .filter_map(|r| {
+            Some((
+                r.path.clone(),
+                r.component.clone(),
+                r.port.or_else(|| first_port(&r.component))?,
+            ))
+        })
+        .collect()
+}
+
+fn ingress(release: &Release) -> Option<Ingress> {
+    let routes = routes(release);
+    if routes.is_empty() {
+        return None;
+    }
+    let settings = release.project.spec.ingress.clone().unwrap_or_default();
+    let hosts = hosts(release.branch_release, release.project, &release.name);
+    let paths: Vec<HTTPIngressPath> = routes
+        .iter()
+        .map(|(path, component, port)| HTTPIngressPath {
+            path: Some(path.clone()),
+            path_type: "Prefix".into(),
+            backend: IngressBackend {
+                service: Some(IngressServiceBackend {
+                    name: naming::component_object_name(&release.name, component),
+                    port: Some(ServiceBackendPort {
+                        number: Some(*port),
+                        name: None,
+                    }),
+                }),
+                resource: None,
+            },
+        })
+        .collect();
+    let rules = hosts
+        .iter()
+        .map(|host| IngressRule {
+            host: Some(host.clone()),
+            http: Some(HTTPIngressRuleValue {
+                paths: paths.clone(),
+            }),
+        })
+        .collect();
+
+    let mut meta = release.meta(release.name.clone(), release.labels(), true);
+    let annotations = meta.annotations.get_or_insert_default();
+    annotations.extend(settings.annotations.clone());
+    if let Some(issuer) = &settings.cluster_issuer {
+        annotations.insert("cert-manager.io/cluster-issuer".into(), issuer.clone());
+    }
+    if let Some(issuer) = &settings.issuer {
+        annotations.insert("cert-manager.io/issuer".into(), issuer.clone());
+    }
+    let tls_secret = settings.tls_secret_name.clone().or_else(|| {
+        (settings.cluster_issuer.is_some() || settings.issuer.is_some())
+            .then(|| format!("{}-tls", release.name))
+    });
+    Some(Ingress {
+        metadata: meta,
+        spec: Some(IngressSpec {
+            ingress_class_name: settings.class_name.clone(),
+            rules: Some(rules),
+            tls: tls_secret.map(|secret| {
+                vec![IngressTLS {
+                    hosts: Some(hosts.clone()),
+                    secret_name: Some(secret),
+                }]
+            }),
+            default_backend: None,
+        }),
+        status: None,
+    })
+}
+
+fn claim(release: &Release, volume: &Volume) -> PersistentVolumeClaim {
+    let name = naming::volume_claim_name(&release.name, &volume.name);
+    let mut labels = release.labels();
+    labels.insert(labels::VOLUME.into(), volume.name.clone());
+    if volume.retain {
+        labels.insert(labels::RETAIN.into(), "true".into());
+    }
+    let storage_class = volume.storage_class_name.clone().or_else(|| {
+        release
+            .project
+            .spec
+            .defaults
+            .as_ref()
+            .and_then(|d| d.storage_class_name.clone())
+    });
+    PersistentVolumeClaim {
+        // A retained claim has no owner, so garbage collection leaves it (and its data) behind
+        // when the BranchRelease is deleted.
+        metadata: release.meta(name, labels, !volume.retain),
+        spec: Some(PersistentVolumeClaimSpec {
+            access_modes: Some(vec![
+                volume
+                    .access_mode
+                    .unwrap_or(AccessMode::ReadWriteOnce)
+                    .as_str()
+                    .into(),
+            ]),
+            resources: Some(VolumeResourceRequirements {
+                requests: Some(BTreeMap::from([(
+                    "storage".to_string(),
+                    Quantity(volume.size.clone()),
+                )])),
+                limits: None,
+            }),
+            storage_class_name: storage_class,
+            ..PersistentVolumeClaimSpec::default()
+        }),
+        status: None,
+    }
+}

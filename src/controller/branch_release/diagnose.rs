@@ -1,0 +1,211 @@
+//! Why a component is not ready, in words a user can act on, from its Deployment, its pods and
+//! their Warning events. Pure.
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Event, Pod};
+use kube::ResourceExt;
+
+/// A failure that will not fix itself by waiting.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// PascalCase reason for the Degraded condition.
+    pub reason: &'static str,
+    pub message: String,
+}
+
+fn problem(reason: &'static str, message: String) -> Option<Problem> {
+    Some(Problem { reason, message })
+}
+
+/// The most telling problem of a component, if any.
+pub fn diagnose(deployment: &Deployment, pods: &[Pod], events: &[Event]) -> Option<Problem> {
+    // The ReplicaSet could not even create pods: quota exceeded, admission refused...
+    let conditions = deployment
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.clone())
+        .unwrap_or_default();
+    if let Some(failure) = conditions.iter().find(|c| {
+        c.type_.as_deref() == Some("ReplicaFailure") && c.status.as_deref() == Some("True")
+    }) {
+        return problem(
+            "PodCreationFailed",
+            failure.message.clone().unwrap_or_default(),
+        );
+    }
+    if let Some(stuck) = conditions.iter().find(|c| {
+        c.type_.as_deref() == Some("Progressing")
+            && c.status.as_deref() == Some("False")
+            && c.reason.as_deref() == Some("ProgressDeadlineExceeded")
+    }) {
+        let diagnosis = pods.iter().find_map(|pod| diagnose_pod(pod, events));
+        return diagnosis.or_else(|| {
+            problem(
+                "ProgressDeadlineExceeded",
+                stuck.message.clone().unwrap_or_default(),
+            )
+        });
+    }
+    pods.iter().find_map(|pod| diagnose_pod(pod, events))
+}
+
+fn diagnose_pod(pod: &Pod, events: &[Event]) -> Option<Problem> {
+    let status = pod.status.as_ref()?;
+    for container in status.container_statuses.iter().flatten() {
+        let name = &container.name;
+        let waiting = container.state.as_ref().and_then(|s| s.waiting.as_ref());
+        let reason = waiting
+            .and_then(|w| w.reason.as_deref())
+            .unwrap_or_default();
+        let detail = waiting.and_then(|w| w.message.clone()).unwrap_or_default();
+        match reason {
+            "ErrImagePull" | "ImagePullBackOff" | "InvalidImageName" | "ErrImageNeverPull" => {
+                return problem(
+                    "ImagePullFailed",
+                    format!(
+                        "container {name}: cannot pull image {} ({reason}): {detail}",
+                        container.image
+                    ),
+                );
+            }
+            "CrashLoopBackOff" => {
+                let last = container
+                    .last_state
+                    .as_ref()
+                    .and_then(|s| s.terminated.as_ref());
+                let exit = last
+                    .map(|t| {
+                        format!(
+                            "exit code {}{}",
+                            t.exit_code,
+                            t.reason
+                                .as_ref()
+                                .map(|r| format!(", {r}"))
+                                .unwrap_or_default()
+                        )
+                    })
+                    .unwrap_or_else(|| "no exit status".into());
+                return problem(
+                    "CrashLooping",
+                    format!(
+                        "container {name} keeps crashing ({exit}; restarted {} times)",
+                        container.restart_count
+                    ),
+                );
+            }
+            "CreateContainerConfigError" | "CreateContainerError" | "RunContainerError" => {
+                return problem(
+                    "ContainerConfigError",
+                    format!("container {name}: {reason}: {detail}"),
+                );
+            }
+            _ => {}
+        }
+    }
+    for condition in status.conditions.iter().flatten() {
+        if condition.type_ == "PodScheduled" && condition.status == "False" {
+            return problem(
+                "Unschedulable",
+                format!(
+                    "pod {} cannot be scheduled: {}",
+                    pod.name_any(),
+                    condition.message.clone().unwrap_or_default()
+                ),
+            );
+        }
+    }
+    let running_unready = status.phase.as_deref() == Some("Running")
+        && status.container_statuses.iter().flatten().any(|c| !c.ready);
+    if running_unready {
+        let probe = events
+            .iter()
+            .filter(|e| e.involved_object.name.as_deref() == Some(pod.name_any().as_str()))
+            .filter(|e| e.reason.as_deref() == Some("Unhealthy"))
+            .max_by_key(|e| {
+                e.last_timestamp.clone().or(e
+                    .event_time
+                    .as_ref()
+                    .map(|t| k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(t.0)))
+            })
+            .and_then(|e| e.message.clone());
+        if let Some(message) = probe {
+            return problem("ProbeFailing", format!("pod {}: {message}", pod.name_any()));
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn deployment() -> Deployment {
+        serde_json::from_value(json!({"metadata": {"name": "main-web"}, "status": {}})).unwrap()
+    }
+
+    fn pod(status: serde_json::Value) -> Pod {
+        serde_json::from_value(json!({"metadata": {"name": "main-web-1"}, "status": status}))
+            .unwrap()
+    }
+
+    #[test]
+    fn image_pull_errors_name_the_container_and_image() {
+        let pod = pod(json!({"phase": "Pending", "containerStatuses": [{
+            "name": "web", "image": "shop/web:nope", "ready": false, "restartCount": 0, "imageID": "",
+            "state": {"waiting": {"reason": "ErrImagePull", "message": "not found"}}}]}));
+        let found = diagnose(&deployment(), &[pod], &[]).unwrap();
+        assert_eq!(found.reason, "ImagePullFailed");
+        assert!(
+            found.message.contains("container web") && found.message.contains("shop/web:nope"),
+            "{}",
+            found.message
+        );
+    }
+
+    #[test]
+    fn crash_loops_carry_the_exit_reason() {
+        let pod = pod(json!({"phase": "Running", "containerStatuses": [{
+            "name": "php", "image": "php", "ready": false, "restartCount": 5, "imageID": "",
+            "state": {"waiting": {"reason": "CrashLoopBackOff"}},
+            "lastState": {"terminated": {"exitCode": 137, "reason": "OOMKilled"}}}]}));
+        let found = diagnose(&deployment(), &[pod], &[]).unwrap();
+        assert_eq!(found.reason, "CrashLooping");
+        assert!(
+            found.message.contains("exit code 137, OOMKilled"),
+            "{}",
+            found.message
+        );
+    }
+
+    #[test]
+    fn readiness_probe_failures_come_from_warning_events() {
+        let pod = pod(json!({"phase": "Running", "containerStatuses": [{
+            "name": "web", "image": "web", "ready": false, "restartCount": 0, "imageID": "",
+            "state": {"running": {}}}]}));
+        let event: Event = serde_json::from_value(json!({
+            "metadata": {"name": "e1"}, "reason": "Unhealthy", "type": "Warning",
+            "message": "Readiness probe failed: connection refused",
+            "involvedObject": {"kind": "Pod", "name": "main-web-1"}}))
+        .unwrap();
+        let found = diagnose(&deployment(), &[pod.clone()], &[event]).unwrap();
+        assert_eq!(found.reason, "ProbeFailing");
+        assert!(
+            found
+                .message
+                .contains("Readiness probe failed: connection refused")
+        );
+        // Without the event, a pod that is merely starting is not a problem.
+        assert_eq!(diagnose(&deployment(), &[pod], &[]), None);
+    }
+
+    #[test]
+    fn quota_refusals_surface_from_the_deployment() {
+        let deployment: Deployment = serde_json::from_value(json!({"metadata": {"name": "main-web"}, "status": {
+            "conditions": [{"type": "ReplicaFailure", "status": "True", "reason": "FailedCreate",
+                            "message": "pods \"main-web-1\" is forbidden: exceeded quota: oksa-quota"}]}})).unwrap();
+        let found = diagnose(&deployment, &[], &[]).unwrap();
+        assert_eq!(found.reason, "PodCreationFailed");
+        assert!(found.message.contains("exceeded quota"));
+    }
+}

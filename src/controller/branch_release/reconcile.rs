@@ -1,0 +1,372 @@
+//! The BranchRelease reconcile: validate → build → apply → status. A thin driver around the pure
+//! functions of this folder.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Event, PersistentVolumeClaim, Pod, Service};
+use k8s_openapi::api::networking::v1::Ingress;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{ListParams, Patch, PatchParams, PostParams};
+use kube::runtime::controller::Action;
+use kube::runtime::reflector::ObjectRef;
+use kube::{Api, Resource, ResourceExt};
+use serde_json::json;
+use tracing::{debug, instrument};
+
+use super::build::{self, Release};
+use super::diagnose::{self, Problem};
+use super::status::{self, ComponentObservation, Observation, VolumeObservation};
+use super::validate;
+use super::volumes::{self, ClaimPlan};
+use crate::api::conditions::{self, DEGRADED, READY};
+use crate::api::{BranchRelease, BranchReleaseStatus, Phase};
+use crate::apply::write::{Tally, apply_if_changed, delete_all, sync_children};
+use crate::controller::context::Context;
+use crate::controller::error::{Error, Result};
+use crate::controller::events;
+use crate::labels::{self, FIELD_MANAGER};
+use crate::naming;
+
+pub const CONTROLLER: &str = "branchrelease";
+
+/// How often a BranchRelease that is not Ready is looked at again. Pod failures (an image that
+/// cannot be pulled) do not change the Deployment, so they are found by looking again.
+const NOT_READY_RECHECK: Duration = Duration::from_secs(3);
+
+#[instrument(skip_all, fields(namespace = %release.namespace().unwrap_or_default(), branchrelease = %release.name_any()))]
+pub async fn reconcile(release: Arc<BranchRelease>, ctx: Arc<Context>) -> Result<Action> {
+    let started = Instant::now();
+    let result = reconcile_release(&release, &ctx).await;
+    ctx.metrics.reconciled(CONTROLLER, started.elapsed());
+    result
+}
+
+async fn reconcile_release(release: &BranchRelease, ctx: &Context) -> Result<Action> {
+    let namespace = release
+        .namespace()
+        .ok_or(Error::MissingField("BranchRelease", "metadata.namespace"))?;
+    let project = ctx
+        .stores
+        .projects
+        .get(&ObjectRef::new(&release.spec.project));
+    let siblings: Vec<_> = ctx
+        .stores
+        .releases
+        .state()
+        .into_iter()
+        .filter(|r| r.namespace().as_deref() == Some(namespace.as_str()))
+        .collect();
+
+    let project = match validate::check(release, project.as_deref(), &siblings) {
+        Ok(project) => project,
+        Err(blocked) => {
+            debug!(reason = blocked.reason, "not deployed");
+            write_status(
+                ctx,
+                release,
+                status::blocked(release, &blocked, Timestamp::now()),
+            )
+            .await?;
+            // A change of this BranchRelease or its Project triggers a reconcile; the slow recheck
+            // covers what does not (a conflicting sibling that went away).
+            return Ok(Action::requeue(Duration::from_secs(60)));
+        }
+    };
+
+    let release_name = naming::release_name(&release.spec.branch);
+    let owner = release
+        .controller_owner_ref(&())
+        .ok_or(Error::MissingField("BranchRelease", "metadata.uid"))?;
+    let objects = build::build(&Release {
+        branch_release: release,
+        project,
+        name: release_name.clone(),
+        owner,
+    });
+    let tally = Tally::new(&ctx.metrics);
+
+    let belongs = |object_namespace: Option<String>,
+                   object_labels: &std::collections::BTreeMap<String, String>| {
+        object_namespace.as_deref() == Some(namespace.as_str())
+            && object_labels.get(labels::RELEASE) == Some(&release_name)
+            && object_labels.get(labels::PROJECT) == Some(&release.spec.project)
+    };
+
+    // Volumes first: pods wait for their claims.
+    let claims = sync_claims(ctx, &tally, release, &namespace, objects.claims).await?;
+    let client = &ctx.client;
+    let deployments = sync_children(
+        |ns| Api::<Deployment>::namespaced(client.clone(), ns),
+        &ctx.stores.deployments,
+        objects.deployments,
+        |o| belongs(o.namespace(), o.labels()),
+        &tally,
+    )
+    .await?;
+    sync_children(
+        |ns| Api::<Service>::namespaced(client.clone(), ns),
+        &ctx.stores.services,
+        objects.services,
+        |o| belongs(o.namespace(), o.labels()),
+        &tally,
+    )
+    .await?;
+    sync_children(
+        |ns| Api::<Ingress>::namespaced(client.clone(), ns),
+        &ctx.stores.ingresses,
+        objects.ingress.into_iter().collect(),
+        |o| belongs(o.namespace(), o.labels()),
+        &tally,
+    )
+    .await?;
+    prune_claims(ctx, &tally, release, &namespace, &release_name, &belongs).await?;
+
+    // Observe. Diagnosing costs two list requests, so it waits for a reconcile that wrote nothing:
+    // right after a write, pods are expected not to be ready yet.
+    let spec = &release.spec;
+    let settled = tally.writes() == 0;
+    let mut problems: Vec<Option<Problem>> = vec![None; spec.components.len()];
+    let unready: Vec<usize> = (0..spec.components.len())
+        .filter(|&i| {
+            !status::component_ready(&deployments[i], spec.components[i].replicas.unwrap_or(1))
+        })
+        .collect();
+    if settled && !unready.is_empty() {
+        let pods = Api::<Pod>::namespaced(ctx.client.clone(), &namespace);
+        let warnings = Api::<Event>::namespaced(ctx.client.clone(), &namespace)
+            .list(&ListParams::default().fields("involvedObject.kind=Pod,type=Warning"))
+            .await?
+            .items;
+        for i in unready {
+            let component = &spec.components[i].name;
+            let selector = format!(
+                "{}={release_name},{}={component}",
+                labels::RELEASE,
+                labels::COMPONENT
+            );
+            let pods = pods
+                .list(&ListParams::default().labels(&selector))
+                .await?
+                .items;
+            problems[i] = diagnose::diagnose(&deployments[i], &pods, &warnings);
+        }
+    }
+
+    let observation = Observation {
+        release_name: release_name.clone(),
+        url: objects.url,
+        components: spec
+            .components
+            .iter()
+            .zip(&deployments)
+            .zip(problems)
+            .map(|((component, deployment), problem)| ComponentObservation {
+                name: component.name.clone(),
+                replicas: component.replicas.unwrap_or(1),
+                images: component
+                    .containers
+                    .iter()
+                    .map(|c| c.image.clone())
+                    .collect(),
+                deployment: Some(deployment.as_ref()),
+                problem,
+            })
+            .collect(),
+        volumes: spec
+            .volumes
+            .iter()
+            .zip(&claims)
+            .map(|(volume, (claim, refusal))| VolumeObservation {
+                name: volume.name.clone(),
+                claim_name: naming::volume_claim_name(&release_name, &volume.name),
+                claim: claim.as_deref(),
+                refusal: refusal.clone(),
+            })
+            .collect(),
+    };
+    let new_status = status::observed(release, &observation, Timestamp::now());
+    let ready = new_status.phase == Some(Phase::Ready);
+    write_status(ctx, release, new_status).await?;
+    Ok(if ready {
+        Action::requeue(Duration::from_secs(600))
+    } else {
+        Action::requeue(NOT_READY_RECHECK)
+    })
+}
+
+type ClaimState = (Option<Arc<PersistentVolumeClaim>>, Option<String>);
+
+/// Creates, grows or refuses each volume's claim. Returns, per volume, the claim as it now is
+/// and the refusal, if any.
+async fn sync_claims(
+    ctx: &Context,
+    tally: &Tally<'_>,
+    release: &BranchRelease,
+    namespace: &str,
+    desired: Vec<PersistentVolumeClaim>,
+) -> Result<Vec<ClaimState>> {
+    let api = Api::<PersistentVolumeClaim>::namespaced(ctx.client.clone(), namespace);
+    let mut states = Vec::with_capacity(desired.len());
+    for (volume, mut claim) in release.spec.volumes.iter().zip(desired) {
+        let name = claim.name_any();
+        let mut live = ctx
+            .stores
+            .claims
+            .get(&ObjectRef::new(&name).within(namespace));
+        let mut plan = volumes::plan(volume, &mut claim, live.as_deref());
+        if plan == ClaimPlan::Create {
+            // Create, never apply, a claim Oksa does not know: if a claim of that name exists
+            // (someone else's, or ours not yet in the cache), creating fails and we look at it.
+            let params = PostParams {
+                field_manager: Some(FIELD_MANAGER.into()),
+                ..PostParams::default()
+            };
+            match api.create(&params, &claim).await {
+                Ok(created) => {
+                    tally.wrote("PersistentVolumeClaim", "create");
+                    states.push((Some(Arc::new(created)), None));
+                    continue;
+                }
+                Err(kube::Error::Api(status)) if status.is_already_exists() => {
+                    live = api.get_opt(&name).await?.map(Arc::new);
+                    plan = volumes::plan(volume, &mut claim, live.as_deref());
+                }
+                Err(kube::Error::Api(status)) if status.code == 403 || status.code == 422 => {
+                    states.push((
+                        None,
+                        Some(format!(
+                            "volume {}: creating it was refused: {}",
+                            volume.name, status.message
+                        )),
+                    ));
+                    continue;
+                }
+                Err(error) => return Err(error.into()),
+            }
+        }
+        states.push(match plan {
+            ClaimPlan::Refuse(message) => (live, Some(message)),
+            ClaimPlan::Create | ClaimPlan::Apply => {
+                match apply_if_changed(&api, &claim, live.as_deref(), tally).await {
+                    Ok(Some(applied)) => (Some(Arc::new(applied)), None),
+                    Ok(None) => (live, None),
+                    // The API server has the last word on volumes (e.g. a class that cannot expand).
+                    Err(kube::Error::Api(status)) if status.code == 403 || status.code == 422 => (
+                        live,
+                        Some(format!(
+                            "volume {}: the change was refused: {}",
+                            volume.name, status.message
+                        )),
+                    ),
+                    Err(error) => return Err(error.into()),
+                }
+            }
+        });
+    }
+    Ok(states)
+}
+
+/// Deletes claims of volumes that left the spec, except retained ones: those keep their data
+/// until someone deletes them by hand.
+async fn prune_claims(
+    ctx: &Context,
+    tally: &Tally<'_>,
+    release: &BranchRelease,
+    namespace: &str,
+    release_name: &str,
+    belongs: &impl Fn(Option<String>, &std::collections::BTreeMap<String, String>) -> bool,
+) -> Result<()> {
+    let wanted: Vec<String> = release
+        .spec
+        .volumes
+        .iter()
+        .map(|v| naming::volume_claim_name(release_name, &v.name))
+        .collect();
+    let stale: Vec<_> = ctx
+        .stores
+        .claims
+        .state()
+        .into_iter()
+        .filter(|c| belongs(c.namespace(), c.labels()))
+        .filter(|c| !wanted.contains(&c.name_any()))
+        .filter(|c| c.labels().get(labels::RETAIN).map(String::as_str) != Some("true"))
+        .collect();
+    if !stale.is_empty() {
+        let api = Api::<PersistentVolumeClaim>::namespaced(ctx.client.clone(), namespace);
+        delete_all(&api, stale, tally).await?;
+    }
+    Ok(())
+}
+
+/// Writes the status only when it changed, with an event for each milestone the user follows.
+async fn write_status(
+    ctx: &Context,
+    release: &BranchRelease,
+    new_status: BranchReleaseStatus,
+) -> Result<()> {
+    let old_status = release.status.clone().unwrap_or_default();
+    if old_status == new_status {
+        return Ok(());
+    }
+    let api = Api::<BranchRelease>::namespaced(
+        ctx.client.clone(),
+        &release.namespace().unwrap_or_default(),
+    );
+    let patch =
+        json!({"apiVersion": "oksa.dev/v1alpha1", "kind": "BranchRelease", "status": new_status});
+    api.patch_status(
+        &release.name_any(),
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await?;
+
+    for (note, warning, reason) in milestones(&old_status, &new_status) {
+        events::publish(ctx, release, warning, &reason, note).await;
+    }
+    Ok(())
+}
+
+/// The events a status change deserves: (message, is a warning, reason).
+fn milestones(old: &BranchReleaseStatus, new: &BranchReleaseStatus) -> Vec<(String, bool, String)> {
+    let mut found = Vec::new();
+    let transition = |type_: &str| {
+        let before = conditions::find(&old.conditions, type_);
+        let after = conditions::find(&new.conditions, type_)?;
+        let changed =
+            before.map(|b| (&b.status, &b.reason)) != Some((&after.status, &after.reason));
+        changed.then_some(after)
+    };
+    if new.observed_generation != old.observed_generation
+        && new.phase != Some(Phase::Pending)
+        && new.phase != Some(Phase::Invalid)
+    {
+        found.push((
+            format!(
+                "deploying generation {}",
+                new.observed_generation.unwrap_or(0)
+            ),
+            false,
+            "Deploying".into(),
+        ));
+    }
+    if let Some(ready) = transition(READY) {
+        if ready.status == "True" {
+            let took = new
+                .seconds_to_ready
+                .map(|s| format!(" in {s:.1}s"))
+                .unwrap_or_default();
+            found.push((format!("{}{took}", ready.message), false, "Ready".into()));
+        } else if matches!(new.phase, Some(Phase::Pending) | Some(Phase::Invalid)) {
+            found.push((ready.message.clone(), true, ready.reason.clone()));
+        }
+    }
+    if let Some(degraded) = transition(DEGRADED)
+        && degraded.status == "True"
+    {
+        found.push((degraded.message.clone(), true, degraded.reason.clone()));
+    }
+    found
+}

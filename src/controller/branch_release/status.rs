@@ -1,0 +1,268 @@
+//! A BranchRelease's status from what the reconcile observed. Pure.
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::PersistentVolumeClaim;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
+
+use super::diagnose::Problem;
+use super::validate::Blocked;
+use crate::api::conditions::{self, DEGRADED, Desired, PROGRESSING, READY};
+use crate::api::{BranchRelease, BranchReleaseStatus, ComponentStatus, Phase, VolumeStatus};
+
+/// What a reconcile saw of one component.
+pub struct ComponentObservation<'a> {
+    pub name: String,
+    pub replicas: i32,
+    pub images: Vec<String>,
+    /// The Deployment as last applied or cached; None when it could not be created.
+    pub deployment: Option<&'a Deployment>,
+    pub problem: Option<Problem>,
+}
+
+/// What a reconcile saw of one volume.
+pub struct VolumeObservation<'a> {
+    pub name: String,
+    pub claim_name: String,
+    pub claim: Option<&'a PersistentVolumeClaim>,
+    /// Why a change to it was refused.
+    pub refusal: Option<String>,
+}
+
+pub struct Observation<'a> {
+    pub release_name: String,
+    pub url: Option<String>,
+    pub components: Vec<ComponentObservation<'a>>,
+    pub volumes: Vec<VolumeObservation<'a>>,
+}
+
+/// True when the Deployment runs exactly `replicas` up-to-date, ready pods of its current spec.
+pub fn component_ready(deployment: &Deployment, replicas: i32) -> bool {
+    let Some(status) = deployment.status.as_ref() else {
+        return replicas == 0 && deployment.metadata.generation.is_some();
+    };
+    let observed = status.observed_generation.unwrap_or(0)
+        >= deployment.metadata.generation.unwrap_or(i64::MAX);
+    observed
+        && status.updated_replicas.unwrap_or(0) == replicas
+        && status.ready_replicas.unwrap_or(0) == replicas
+        && status.available_replicas.unwrap_or(0) == replicas
+        && status.replicas.unwrap_or(0) == replicas
+}
+
+fn claim_phase(claim: Option<&PersistentVolumeClaim>) -> Option<String> {
+    claim
+        .and_then(|c| c.status.as_ref())
+        .and_then(|s| s.phase.clone())
+}
+
+/// Status of a BranchRelease that was not deployed.
+pub fn blocked(release: &BranchRelease, blocked: &Blocked, now: Timestamp) -> BranchReleaseStatus {
+    let previous = release.status.clone().unwrap_or_default();
+    let generation = release.metadata.generation;
+    let desired = [
+        Desired::new(READY, false, blocked.reason, blocked.message.clone()),
+        Desired::new(
+            PROGRESSING,
+            false,
+            blocked.reason,
+            "nothing is deployed until this is resolved",
+        ),
+        Desired::new(DEGRADED, false, "AsExpected", ""),
+    ];
+    BranchReleaseStatus {
+        observed_generation: generation,
+        phase: Some(blocked.phase),
+        release_name: Some(crate::naming::release_name(&release.spec.branch)),
+        conditions: conditions::merge(&previous.conditions, &desired, generation, now),
+        // What ran before stays reported: it still runs, untouched.
+        ..previous
+    }
+}
+
+/// Status of a deployed BranchRelease.
+pub fn observed(
+    release: &BranchRelease,
+    observation: &Observation,
+    now: Timestamp,
+) -> BranchReleaseStatus {
+    let previous = release.status.clone().unwrap_or_default();
+    let generation = release.metadata.generation;
+
+    let components: Vec<ComponentStatus> = observation
+        .components
+        .iter()
+        .map(|c| {
+            let status = c
+                .deployment
+                .and_then(|d| d.status.clone())
+                .unwrap_or_default();
+            let ready = c.deployment.is_some_and(|d| component_ready(d, c.replicas));
+            ComponentStatus {
+                name: c.name.clone(),
+                replicas: c.replicas,
+                ready_replicas: status.ready_replicas.unwrap_or(0),
+                updated_replicas: status.updated_replicas.unwrap_or(0),
+                images: c.images.clone(),
+                message: if ready {
+                    None
+                } else {
+                    c.problem.as_ref().map(|p| p.message.clone())
+                },
+            }
+        })
+        .collect();
+    let volumes: Vec<VolumeStatus> = observation
+        .volumes
+        .iter()
+        .map(|v| VolumeStatus {
+            name: v.name.clone(),
+            claim_name: v.claim_name.clone(),
+            phase: claim_phase(v.claim),
+            capacity: v
+                .claim
+                .and_then(|c| c.status.as_ref())
+                .and_then(|s| s.capacity.as_ref())
+                .and_then(|c| c.get("storage"))
+                .map(|q| q.0.clone()),
+            message: v.refusal.clone(),
+        })
+        .collect();
+
+    let not_ready: Vec<String> = observation
+        .components
+        .iter()
+        .filter(|c| !c.deployment.is_some_and(|d| component_ready(d, c.replicas)))
+        .map(|c| {
+            let ready = c
+                .deployment
+                .and_then(|d| d.status.as_ref())
+                .and_then(|s| s.ready_replicas)
+                .unwrap_or(0);
+            match &c.problem {
+                Some(p) => format!("{}: {}/{} ready: {}", c.name, ready, c.replicas, p.message),
+                None => format!("{}: {}/{} ready", c.name, ready, c.replicas),
+            }
+        })
+        .collect();
+    let unbound: Vec<String> = observation
+        .volumes
+        .iter()
+        .filter(|v| claim_phase(v.claim).as_deref() != Some("Bound"))
+        .map(|v| {
+            format!(
+                "volume {} is {}",
+                v.name,
+                claim_phase(v.claim).unwrap_or_else(|| "not created".into())
+            )
+        })
+        .collect();
+    let problems: Vec<&Problem> = observation
+        .components
+        .iter()
+        .filter_map(|c| c.problem.as_ref())
+        .collect();
+    let refusals: Vec<&String> = observation
+        .volumes
+        .iter()
+        .filter_map(|v| v.refusal.as_ref())
+        .collect();
+
+    let ready = not_ready.is_empty() && unbound.is_empty();
+    let degraded = !problems.is_empty() || !refusals.is_empty();
+    let total = observation.components.len();
+    let ready_count = total - not_ready.len();
+
+    let ready_condition = if ready {
+        let message = observation
+            .url
+            .as_ref()
+            .map(|u| format!("all components ready at {u}"))
+            .unwrap_or("all components ready".into());
+        Desired::new(READY, true, "AllComponentsReady", message)
+    } else if !not_ready.is_empty() {
+        Desired::new(READY, false, "ComponentsNotReady", not_ready.join("; "))
+    } else {
+        Desired::new(READY, false, "VolumesNotBound", unbound.join("; "))
+    };
+    let progressing_condition = if ready {
+        Desired::new(PROGRESSING, false, "RolloutComplete", "")
+    } else if degraded && !problems.is_empty() {
+        Desired::new(
+            PROGRESSING,
+            false,
+            "RolloutStuck",
+            "the rollout cannot finish until the Degraded problem is fixed",
+        )
+    } else {
+        Desired::new(
+            PROGRESSING,
+            true,
+            "RollingOut",
+            [not_ready.clone(), unbound].concat().join("; "),
+        )
+    };
+    let degraded_condition = if let Some(problem) = problems.first() {
+        let mut messages: Vec<String> = problems.iter().map(|p| p.message.clone()).collect();
+        messages.extend(refusals.iter().map(|r| r.to_string()));
+        Desired::new(DEGRADED, true, problem.reason, messages.join("; "))
+    } else if !refusals.is_empty() {
+        Desired::new(
+            DEGRADED,
+            true,
+            "VolumeChangeRefused",
+            refusals
+                .iter()
+                .map(|r| r.as_str())
+                .collect::<Vec<_>>()
+                .join("; "),
+        )
+    } else {
+        Desired::new(DEGRADED, false, "AsExpected", "")
+    };
+
+    let new_generation = previous.observed_generation != generation;
+    let progressing_since = if new_generation || previous.progressing_since.is_none() {
+        Some(Time(now))
+    } else {
+        previous.progressing_since.clone()
+    };
+    let was_ready_for_this_generation =
+        !new_generation && conditions::is_true(&previous.conditions, READY);
+    let seconds_to_ready = match (&progressing_since, ready) {
+        (Some(since), true) if !was_ready_for_this_generation => {
+            Some(((now.as_millisecond() - since.0.as_millisecond()) as f64 / 1000.0).max(0.0))
+        }
+        (_, true) => previous.seconds_to_ready,
+        (_, false) => previous.seconds_to_ready,
+    };
+
+    BranchReleaseStatus {
+        observed_generation: generation,
+        phase: Some(if degraded {
+            Phase::Degraded
+        } else if ready {
+            Phase::Ready
+        } else {
+            Phase::Progressing
+        }),
+        release_name: Some(observation.release_name.clone()),
+        url: observation.url.clone(),
+        conditions: conditions::merge(
+            &previous.conditions,
+            &[ready_condition, progressing_condition, degraded_condition],
+            generation,
+            now,
+        ),
+        ready_components: Some(format!("{ready_count}/{total}")),
+        components,
+        volumes,
+        deployed_commit: if ready {
+            release.spec.commit.clone().or(previous.deployed_commit)
+        } else {
+            previous.deployed_commit
+        },
+        progressing_since,
+        seconds_to_ready,
+    }
+}

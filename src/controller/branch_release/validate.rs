@@ -1,0 +1,228 @@
+//! Whether a BranchRelease may be deployed, and if not, why. Pure.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use kube::ResourceExt;
+
+use super::build;
+use crate::api::conditions::{self, READY};
+use crate::api::{BranchRelease, Phase, Project};
+use crate::naming::{self, host_in_domain};
+
+/// Why a BranchRelease is not deployed. Nothing is written for it but its status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Blocked {
+    /// `Pending` (waiting for something else) or `Invalid` (the spec must change).
+    pub phase: Phase,
+    pub reason: &'static str,
+    pub message: String,
+}
+
+fn pending(reason: &'static str, message: String) -> Blocked {
+    Blocked {
+        phase: Phase::Pending,
+        reason,
+        message,
+    }
+}
+
+fn invalid(reason: &'static str, message: String) -> Blocked {
+    Blocked {
+        phase: Phase::Invalid,
+        reason,
+        message,
+    }
+}
+
+/// Who came first: older objects win conflicts, ties broken by name so every reconcile agrees.
+fn age_key(
+    release: &BranchRelease,
+) -> (
+    Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>,
+    String,
+) {
+    (release.creation_timestamp(), release.name_any())
+}
+
+/// Checks a BranchRelease against its Project and the other BranchReleases of its namespace.
+pub fn check<'a>(
+    release: &BranchRelease,
+    project: Option<&'a Project>,
+    siblings: &[Arc<BranchRelease>],
+) -> Result<&'a Project, Blocked> {
+    let spec = &release.spec;
+    let namespace = release.namespace().unwrap_or_default();
+    let Some(project) = project else {
+        return Err(pending(
+            "ProjectNotFound",
+            format!(
+                "Project {} does not exist (yet); waiting for it",
+                spec.project
+            ),
+        ));
+    };
+    let Some(project_namespace) = project.status.as_ref().and_then(|s| s.namespace.clone()) else {
+        let why = project
+            .status
+            .as_ref()
+            .and_then(|s| conditions::find(&s.conditions, READY))
+            .map(|c| format!(": {}", c.message))
+            .unwrap_or_default();
+        return Err(pending(
+            "ProjectNotReady",
+            format!("Project {} is not ready{why}; waiting for it", spec.project),
+        ));
+    };
+    if project_namespace != namespace {
+        return Err(invalid(
+            "WrongNamespace",
+            format!(
+                "a BranchRelease in namespace {namespace} cannot deploy Project {}, whose namespace is {project_namespace}",
+                spec.project
+            ),
+        ));
+    }
+    check_spec(release)?;
+
+    let domain = &project.spec.domain;
+    let is_production = project.spec.production_branch.as_deref() == Some(spec.branch.as_str());
+    for host in &spec.hosts {
+        if !host_in_domain(&host.0, domain) {
+            return Err(invalid(
+                "HostOutsideDomain",
+                format!(
+                    "host {} is outside the project's domain {domain}; every host must end in .{domain}",
+                    host.0
+                ),
+            ));
+        }
+        if host.0 == *domain && !is_production {
+            return Err(invalid(
+                "HostOutsideDomain",
+                format!("host {domain} is reserved for the production branch of the project"),
+            ));
+        }
+    }
+
+    let release_name = naming::release_name(&spec.branch);
+    let my_hosts: HashSet<String> = build::hosts(release, project, &release_name)
+        .into_iter()
+        .collect();
+    for sibling in siblings {
+        if sibling.uid() == release.uid()
+            || sibling.spec.project != spec.project
+            || age_key(sibling) > age_key(release)
+        {
+            continue;
+        }
+        if sibling.spec.branch == spec.branch {
+            return Err(invalid(
+                "BranchAlreadyDeployed",
+                format!(
+                    "branch {:?} is already deployed by BranchRelease {}",
+                    spec.branch,
+                    sibling.name_any()
+                ),
+            ));
+        }
+        let sibling_name = naming::release_name(&sibling.spec.branch);
+        if let Some(host) = build::hosts(sibling, project, &sibling_name)
+            .into_iter()
+            .find(|h| my_hosts.contains(h))
+        {
+            return Err(invalid(
+                "HostTaken",
+                format!(
+                    "host {host} is already served by BranchRelease {}",
+                    sibling.name_any()
+                ),
+            ));
+        }
+    }
+    Ok(project)
+}
+
+/// What the CRD's schema and CEL rules already enforce at `kubectl apply`, checked again so that a
+/// BranchRelease stored before a rule existed gets a clear condition rather than a failing apply.
+fn check_spec(release: &BranchRelease) -> Result<(), Blocked> {
+    let spec = &release.spec;
+    let mut components = HashSet::new();
+    for component in &spec.components {
+        if !components.insert(component.name.as_str()) {
+            return Err(invalid(
+                "InvalidSpec",
+                format!("component {} is declared twice", component.name),
+            ));
+        }
+        let mut ports = HashSet::new();
+        let mut port_names = HashSet::new();
+        for container in &component.containers {
+            for port in &container.ports {
+                // The component's Service gets one port per container port: numbers and names
+                // must be unique across its containers.
+                if !ports.insert(port.container_port) || !port_names.insert(build::port_name(port))
+                {
+                    return Err(invalid(
+                        "InvalidSpec",
+                        format!(
+                            "port {} is declared twice in component {}",
+                            port.container_port, component.name
+                        ),
+                    ));
+                }
+            }
+            for mount in &container.volume_mounts {
+                if !spec.volumes.iter().any(|v| v.name == mount.volume) {
+                    return Err(invalid(
+                        "InvalidSpec",
+                        format!(
+                            "container {} mounts volume {}, which spec.volumes does not declare",
+                            container.name, mount.volume
+                        ),
+                    ));
+                }
+            }
+        }
+    }
+    let mut volumes = HashSet::new();
+    for volume in &spec.volumes {
+        if !volumes.insert(volume.name.as_str()) {
+            return Err(invalid(
+                "InvalidSpec",
+                format!("volume {} is declared twice", volume.name),
+            ));
+        }
+        if crate::quantity::Quantity::parse(&volume.size).is_none() {
+            return Err(invalid(
+                "InvalidSpec",
+                format!(
+                    "volume {} has size {:?}, which is not a quantity",
+                    volume.name, volume.size
+                ),
+            ));
+        }
+    }
+    for route in &spec.routes {
+        let Some(component) = spec.components.iter().find(|c| c.name == route.component) else {
+            return Err(invalid(
+                "InvalidSpec",
+                format!(
+                    "route {} names component {}, which is not declared",
+                    route.path, route.component
+                ),
+            ));
+        };
+        let has_ports = component.containers.iter().any(|c| !c.ports.is_empty());
+        if route.port.is_none() && !has_ports {
+            return Err(invalid(
+                "InvalidSpec",
+                format!(
+                    "route {} goes to component {}, which has no port",
+                    route.path, route.component
+                ),
+            ));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,233 @@
+//! The two controllers and their wiring: one watch per kind, shared caches, and the triggers that
+//! connect them (a child's change reconciles its owner; a Project's change reconciles its
+//! BranchReleases; a BranchRelease's change updates its Project's counts).
+
+pub mod branch_release;
+mod context;
+mod error;
+mod events;
+pub mod project;
+mod watch;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use futures::{FutureExt, StreamExt};
+use k8s_openapi::api::core::v1::Namespace;
+use kube::core::PartialObjectMeta;
+use kube::runtime::controller::{Action, Config as ControllerConfig};
+use kube::runtime::reflector::{self, ObjectRef};
+use kube::runtime::{Controller, WatchStreamExt, watcher};
+use kube::{Api, Client, Resource, ResourceExt};
+use tracing::{info, warn};
+
+pub use context::{Context, Stores};
+pub use error::Error;
+
+use crate::api::{BranchRelease, Project};
+use crate::labels::{self, MANAGED_SELECTOR};
+use crate::metrics::Metrics;
+
+/// Runs both controllers until `shutdown` completes, then lets running reconciles finish.
+/// `ready` turns true once every cache has its first full list.
+pub async fn run(
+    client: Client,
+    metrics: Metrics,
+    ready: Arc<AtomicBool>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) {
+    let (projects, projects_writer) = reflector::store();
+    let (releases, releases_writer) = reflector::store();
+    let (deployments, deployments_writer) = reflector::store();
+    let (services, services_writer) = reflector::store();
+    let (ingresses, ingresses_writer) = reflector::store();
+    let (claims, claims_writer) = reflector::store();
+    let (role_bindings, role_bindings_writer) = reflector::store();
+    let (quotas, quotas_writer) = reflector::store();
+    let (limit_ranges, limit_ranges_writer) = reflector::store();
+    let (network_policies, network_policies_writer) = reflector::store();
+    let stores = Stores {
+        projects,
+        releases,
+        deployments,
+        services,
+        ingresses,
+        claims,
+        role_bindings,
+        quotas,
+        limit_ranges,
+        network_policies,
+    };
+    let ctx = Arc::new(Context::new(client.clone(), stores.clone(), metrics));
+    let shutdown = shutdown.shared();
+
+    // A project's namespaced children carry the project's name as a label; the owner reference
+    // alone would not do, because the Project is cluster-scoped and they are not.
+    let by_project_label = |labels: &std::collections::BTreeMap<String, String>| {
+        labels
+            .get(labels::PROJECT)
+            .map(|name| ObjectRef::<Project>::new(name))
+    };
+    let managed_namespaces = watcher(
+        Api::<PartialObjectMeta<Namespace>>::all(client.clone()),
+        watcher::Config::default().labels(MANAGED_SELECTOR),
+    )
+    .default_backoff()
+    .touched_objects();
+    let projects_of_namespace = {
+        let projects = stores.projects.clone();
+        move |namespace: &str| -> Vec<ObjectRef<Project>> {
+            projects
+                .state()
+                .iter()
+                .filter(|p| p.namespace_name() == namespace)
+                .map(|p| ObjectRef::from_obj(p.as_ref()))
+                .collect()
+        }
+    };
+    let project_controller = Controller::for_stream(
+        watch::all(&client, projects_writer),
+        stores.projects.clone(),
+    )
+    .with_config(
+        ControllerConfig::default()
+            .concurrency(4)
+            .debounce(Duration::from_millis(500)),
+    )
+    .watches_stream(managed_namespaces, move |ns| by_project_label(ns.labels()))
+    .watches_stream(watch::managed(&client, role_bindings_writer), move |o| {
+        by_project_label(o.labels())
+    })
+    .watches_stream(watch::managed(&client, quotas_writer), move |o| {
+        by_project_label(o.labels())
+    })
+    .watches_stream(watch::managed(&client, limit_ranges_writer), move |o| {
+        by_project_label(o.labels())
+    })
+    .watches_stream(watch::managed(&client, network_policies_writer), move |o| {
+        by_project_label(o.labels())
+    })
+    // Branch counts: any BranchRelease change recounts the project of its namespace.
+    .watches_stream(
+        watcher(
+            Api::<PartialObjectMeta<BranchRelease>>::all(client.clone()),
+            watcher::Config::default(),
+        )
+        .default_backoff()
+        .touched_objects(),
+        move |release| projects_of_namespace(&release.namespace().unwrap_or_default()),
+    )
+    .graceful_shutdown_on(shutdown.clone())
+    .run(
+        with_backoff(project::reconcile::reconcile),
+        error_policy,
+        ctx.clone(),
+    )
+    .for_each(|result| log_result(project::reconcile::CONTROLLER, result));
+
+    let releases_of_project = {
+        let releases = stores.releases.clone();
+        move |project: Project| -> Vec<ObjectRef<BranchRelease>> {
+            releases
+                .state()
+                .iter()
+                .filter(|r| r.spec.project == project.name_any())
+                .map(|r| ObjectRef::from_obj(r.as_ref()))
+                .collect()
+        }
+    };
+    let release_controller = Controller::for_stream(
+        watch::all(&client, releases_writer),
+        stores.releases.clone(),
+    )
+    .with_config(ControllerConfig::default().concurrency(32))
+    .owns_stream(watch::managed(&client, deployments_writer))
+    .owns_stream(watch::managed(&client, services_writer))
+    .owns_stream(watch::managed(&client, ingresses_writer))
+    .owns_stream(watch::managed(&client, claims_writer))
+    .watches(
+        Api::<Project>::all(client.clone()),
+        watcher::Config::default(),
+        releases_of_project,
+    )
+    .graceful_shutdown_on(shutdown)
+    .run(
+        with_backoff(branch_release::reconcile::reconcile),
+        error_policy,
+        ctx.clone(),
+    )
+    .for_each(|result| log_result(branch_release::reconcile::CONTROLLER, result));
+
+    let readiness = async move {
+        stores.wait_until_ready().await;
+        ready.store(true, Ordering::SeqCst);
+        info!("caches synced; reconciling");
+    };
+    info!("controllers started");
+    futures::join!(project_controller, release_controller, readiness);
+    info!("controllers stopped");
+}
+
+/// Wraps a reconcile so that it waits for the caches, and keeps each object's count of
+/// consecutive failures for `error_policy`'s backoff.
+fn with_backoff<K, F, Fut>(
+    reconcile: F,
+) -> impl Fn(Arc<K>, Arc<Context>) -> futures::future::BoxFuture<'static, Result<Action, Error>>
+where
+    K: Resource<DynamicType = ()> + Send + Sync + 'static,
+    F: Fn(Arc<K>, Arc<Context>) -> Fut + Send + Sync + Clone + 'static,
+    Fut: Future<Output = Result<Action, Error>> + Send + 'static,
+{
+    move |object, ctx| {
+        let reconcile = reconcile.clone();
+        async move {
+            ctx.stores.wait_until_ready().await;
+            let key = ObjectRef::from_obj(object.as_ref()).erase();
+            let result = reconcile(object, ctx.clone()).await;
+            if result.is_ok() {
+                ctx.failures.lock().expect("failure counts").remove(&key);
+            }
+            result
+        }
+        .boxed()
+    }
+}
+
+/// Per-object exponential backoff: 0.5 s, 1 s, 2 s… up to 5 minutes, reset by a success.
+fn error_policy<K: Resource<DynamicType = ()>>(
+    object: Arc<K>,
+    error: &Error,
+    ctx: Arc<Context>,
+) -> Action {
+    let key = ObjectRef::from_obj(object.as_ref()).erase();
+    let failures = {
+        let mut counts = ctx.failures.lock().expect("failure counts");
+        let count = counts.entry(key.clone()).or_insert(0);
+        *count += 1;
+        *count
+    };
+    let controller = if K::kind(&()) == "Project" {
+        project::reconcile::CONTROLLER
+    } else {
+        branch_release::reconcile::CONTROLLER
+    };
+    ctx.metrics.failed(controller, error.kind());
+    let delay = Duration::from_millis(500)
+        .saturating_mul(2u32.saturating_pow(failures.min(10) - 1))
+        .min(Duration::from_secs(300));
+    warn!(object = %key, error = %error, error_kind = error.kind(), failures, retry_in = ?delay, "reconcile failed");
+    Action::requeue(delay)
+}
+
+async fn log_result<T: std::fmt::Debug, E: std::fmt::Display>(
+    controller: &'static str,
+    result: Result<T, E>,
+) {
+    if let Err(error) = result {
+        // Errors of the reconcile itself are logged by error_policy; these are the controller's
+        // own (a watch that failed, an object missing from the cache).
+        tracing::debug!(controller, %error, "controller event");
+    }
+}

@@ -1,0 +1,125 @@
+//! A Project's status from what the reconcile found. Pure.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::ResourceQuota;
+use k8s_openapi::jiff::Timestamp;
+
+use super::validate::Refusal;
+use crate::api::conditions::{self, Desired, READY};
+use crate::api::{BranchCounts, Project, ProjectStatus, QuotaUsage};
+
+/// How far the reconcile got.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    /// The namespace and everything in it were applied.
+    Ready,
+    /// Oksa will not act for this Project until its spec (or the conflicting object) changes.
+    Refused(Refusal),
+    /// The namespace of an earlier Project with this name is still being deleted.
+    Terminating,
+}
+
+pub fn branch_counts(total: i32, ready: i32) -> BranchCounts {
+    BranchCounts {
+        total,
+        ready,
+        summary: format!("{ready}/{total}"),
+    }
+}
+
+pub fn compute(
+    project: &Project,
+    outcome: &Outcome,
+    branches: BranchCounts,
+    quota: Option<&ResourceQuota>,
+    now: Timestamp,
+) -> ProjectStatus {
+    let namespace = project.namespace_name();
+    let condition = match outcome {
+        Outcome::Ready => Desired::new(
+            READY,
+            true,
+            "NamespaceReady",
+            format!("namespace {namespace} is ready"),
+        ),
+        Outcome::Refused(refusal) => {
+            Desired::new(READY, false, refusal.reason, refusal.message.clone())
+        }
+        Outcome::Terminating => Desired::new(
+            READY,
+            false,
+            "NamespaceTerminating",
+            format!(
+                "namespace {namespace} of an earlier Project with this name is still being deleted; waiting"
+            ),
+        ),
+    };
+    let previous = project
+        .status
+        .as_ref()
+        .map(|s| s.conditions.as_slice())
+        .unwrap_or_default();
+    let generation = project.metadata.generation;
+    ProjectStatus {
+        observed_generation: generation,
+        namespace: matches!(outcome, Outcome::Ready).then_some(namespace),
+        conditions: conditions::merge(previous, &[condition], generation, now),
+        branches: Some(branches),
+        quota: quota.and_then(|q| q.status.as_ref()).map(|status| {
+            let strings = |map: Option<
+                &BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity>,
+            >| {
+                map.into_iter()
+                    .flatten()
+                    .map(|(k, v)| (k.clone(), v.0.clone()))
+                    .collect()
+            };
+            QuotaUsage {
+                hard: strings(status.hard.as_ref()),
+                used: strings(status.used.as_ref()),
+            }
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_fixtures::project_from_yaml;
+
+    #[test]
+    fn a_refused_project_says_why_and_claims_no_namespace() {
+        let project =
+            project_from_yaml("name: evil\nspec: {domain: e.com, namespace: kube-system}");
+        let refusal = Refusal {
+            reason: "NamespaceReserved",
+            message: "namespace kube-system is reserved".into(),
+        };
+        let status = compute(
+            &project,
+            &Outcome::Refused(refusal),
+            branch_counts(0, 0),
+            None,
+            Timestamp::UNIX_EPOCH,
+        );
+        assert_eq!(status.namespace, None);
+        assert_eq!(status.conditions[0].reason, "NamespaceReserved");
+        assert_eq!(status.conditions[0].status, "False");
+    }
+
+    #[test]
+    fn a_ready_project_reports_namespace_and_branches() {
+        let project = project_from_yaml("name: shop\nspec: {domain: e.com}");
+        let status = compute(
+            &project,
+            &Outcome::Ready,
+            branch_counts(3, 2),
+            None,
+            Timestamp::UNIX_EPOCH,
+        );
+        assert_eq!(status.namespace.as_deref(), Some("shop"));
+        assert_eq!(status.branches.unwrap().summary, "2/3");
+        assert!(conditions::is_true(&status.conditions, READY));
+    }
+}

@@ -1,0 +1,85 @@
+//! `oksa run`: the operator process.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+use futures::FutureExt;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::runtime::wait::{await_condition, conditions};
+use kube::{Api, Client};
+use tracing::info;
+
+use crate::metrics::Metrics;
+
+/// Why the operator could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(
+        "cannot connect to Kubernetes (is KUBECONFIG or the in-cluster service account set?): {0}"
+    )]
+    Connect(#[source] kube::Error),
+    #[error("cannot install the CRDs: {0}")]
+    InstallCrds(#[source] kube::Error),
+    #[error("cannot serve metrics on {0}: {1}")]
+    Listen(SocketAddr, #[source] std::io::Error),
+}
+
+pub async fn run(listen: SocketAddr, install_crds: bool) -> Result<(), StartError> {
+    let client = Client::try_default().await.map_err(StartError::Connect)?;
+    let metrics = Metrics::default();
+    let ready = Arc::new(AtomicBool::new(false));
+    let shutdown = shutdown_signal().shared();
+
+    let server = crate::server::serve(listen, metrics.clone(), ready.clone(), shutdown.clone());
+    let server = tokio::spawn(server);
+
+    if install_crds {
+        crate::crd::install(&client)
+            .await
+            .map_err(StartError::InstallCrds)?;
+    } else {
+        wait_for_crds(&client).await;
+    }
+    crate::controller::run(client, metrics, ready, shutdown).await;
+    match server.await {
+        Ok(Err(error)) => Err(StartError::Listen(listen, error)),
+        _ => Ok(()),
+    }
+}
+
+/// Waits until both CRDs are established, so the operator started by Helm before (or together
+/// with) its CRDs does not crash-loop.
+async fn wait_for_crds(client: &Client) {
+    let api = Api::<CustomResourceDefinition>::all(client.clone());
+    for name in ["projects.oksa.dev", "branchreleases.oksa.dev"] {
+        loop {
+            let established = await_condition(api.clone(), name, conditions::is_crd_established());
+            match tokio::time::timeout(Duration::from_secs(30), established).await {
+                Ok(Ok(_)) => break,
+                _ => info!(
+                    crd = name,
+                    "waiting for the CRD to be installed and established"
+                ),
+            }
+        }
+    }
+}
+
+/// Completes on SIGTERM (Kubernetes stopping the pod) or Ctrl-C.
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+    info!("shutting down: finishing running reconciles");
+}

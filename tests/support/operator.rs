@@ -1,0 +1,47 @@
+//! The operator under test, running in-process.
+//!
+//! Each test binary installs the CRDs and starts one operator on a thread of its own (with its own
+//! runtime, so it outlives any single test's runtime), logging to
+//! `target/tmp/oksa-operator-<test binary>.log`. Set `OKSA_TEST_EXTERNAL_OPERATOR=1` when the
+//! cluster already runs Oksa (installed with Helm); then only the CRDs' presence is awaited.
+
+use std::sync::OnceLock;
+use std::sync::atomic::AtomicBool;
+
+pub fn ensure_running() {
+    static STARTED: OnceLock<()> = OnceLock::new();
+    STARTED.get_or_init(|| {
+        super::kubeconfig_path();
+        let external = std::env::var_os("OKSA_TEST_EXTERNAL_OPERATOR").is_some();
+        let (installed_tx, installed_rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async move {
+                let client = super::client().await;
+                oksa::crd::install(&client)
+                    .await
+                    .expect("installing the CRDs");
+                installed_tx.send(()).unwrap();
+                if external {
+                    return;
+                }
+                let binary = std::env::current_exe().unwrap();
+                let binary = binary.file_stem().unwrap().to_string_lossy();
+                let log = format!("{}/oksa-operator-{binary}.log", env!("CARGO_TARGET_TMPDIR"));
+                oksa::telemetry::init_to_file(&log).expect("creating the operator log");
+                let ready = std::sync::Arc::new(AtomicBool::new(false));
+                oksa::controller::run(
+                    client,
+                    oksa::metrics::Metrics::default(),
+                    ready,
+                    std::future::pending(),
+                )
+                .await;
+            });
+        });
+        installed_rx.recv().expect("the CRDs were installed");
+    });
+}
