@@ -63,10 +63,10 @@ async fn deployments_become_ready_and_claims_bind_grow_and_refuse_to_shrink() {
         |d: Option<&Deployment>| {
             d.and_then(|d| d.status.as_ref()).is_some_and(|s| {
                 s.ready_replicas == Some(2)
-                    && s.conditions
-                        .iter()
-                        .flatten()
-                        .any(|c| c.type_ == "Available" && c.status == "True")
+                    && s.conditions.iter().flatten().any(|c| {
+                        c.type_.as_deref() == Some("Available")
+                            && c.status.as_deref() == Some("True")
+                    })
             })
         },
     )

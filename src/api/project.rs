@@ -33,6 +33,8 @@ pub struct ProjectSpec {
         length(min = 1, max = 63),
         regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
     )]
+    #[x_kube(validation = kube::core::Rule::new("self == oldSelf")
+        .message("namespace is immutable: a Project keeps the namespace it was created with"))]
     pub namespace: Option<String>,
 
     /// DNS domain of the project's branches: branch `feature/login` is served at

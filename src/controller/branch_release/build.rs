@@ -436,3 +436,214 @@ fn claim(release: &Release, volume: &Volume) -> PersistentVolumeClaim {
         status: None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_fixtures::{project_from_yaml, release_from_yaml};
+
+    fn owner() -> OwnerReference {
+        OwnerReference {
+            kind: "BranchRelease".into(),
+            name: "main".into(),
+            uid: "u".into(),
+            ..Default::default()
+        }
+    }
+
+    fn drupal() -> BranchRelease {
+        release_from_yaml(
+            r#"
+name: feature-login
+namespace: shop
+spec:
+  project: shop
+  branch: feature/login
+  commit: abc123
+  components:
+  - name: web
+    replicas: 2
+    containers:
+    - name: nginx
+      image: nginx:1.27
+      ports: [{containerPort: 80}]
+      volumeMounts: [{volume: files, mountPath: /var/www/files}]
+    - name: php
+      image: php:8.3-fpm
+      volumeMounts: [{volume: files, mountPath: /var/www/files, readOnly: true}]
+  - name: worker
+    containers: [{name: worker, image: shop/worker:1}]
+  volumes:
+  - {name: files, size: 2Gi}
+  - {name: cache, size: 1Gi, retain: true, accessMode: ReadWriteMany}
+  hosts: [shop.example.com]
+"#,
+        )
+    }
+
+    fn shop() -> Project {
+        project_from_yaml(
+            r#"
+name: shop
+spec:
+  domain: example.com
+  productionBranch: main
+  ingress: {className: nginx, clusterIssuer: letsencrypt, annotations: {a: b}}
+  defaults:
+    storageClassName: fast
+    imagePullSecrets: [registry]
+    resources: {requests: {cpu: 100m}}
+"#,
+        )
+    }
+
+    fn objects(release: &BranchRelease, project: &Project) -> ReleaseObjects {
+        let name = naming::release_name(&release.spec.branch);
+        build(&Release {
+            branch_release: release,
+            project,
+            name,
+            owner: owner(),
+        })
+    }
+
+    #[test]
+    fn each_component_is_a_deployment_and_a_service_when_it_has_ports() {
+        let release = drupal();
+        let objects = objects(&release, &shop());
+        let name = naming::release_name("feature/login");
+        assert_eq!(objects.deployments.len(), 2);
+        assert_eq!(
+            objects.services.len(),
+            1,
+            "the worker has no port, so no Service"
+        );
+        let web = &objects.deployments[0];
+        assert_eq!(
+            web.metadata.name.as_deref(),
+            Some(format!("{name}-web").as_str())
+        );
+        assert_eq!(web.metadata.owner_references.as_ref().unwrap()[0].uid, "u");
+        assert_eq!(
+            web.metadata.annotations.as_ref().unwrap()[labels::BRANCH_ANNOTATION],
+            "feature/login"
+        );
+        let pod = web.spec.template.spec.as_ref().unwrap();
+        assert_eq!(pod.containers.len(), 2);
+        assert_eq!(pod.image_pull_secrets.as_ref().unwrap()[0].name, "registry");
+        assert_eq!(
+            pod.volumes.as_ref().unwrap()[0]
+                .persistent_volume_claim
+                .as_ref()
+                .unwrap()
+                .claim_name,
+            format!("{name}-files")
+        );
+        // Defaults from the project; a TCP readiness probe on the first port.
+        let nginx = &pod.containers[0];
+        assert_eq!(
+            nginx.resources.as_ref().unwrap().requests.as_ref().unwrap()["cpu"].0,
+            "100m"
+        );
+        assert_eq!(
+            nginx
+                .readiness_probe
+                .as_ref()
+                .unwrap()
+                .tcp_socket
+                .as_ref()
+                .unwrap()
+                .port,
+            IntOrString::Int(80)
+        );
+        assert!(
+            pod.containers[1].readiness_probe.is_none(),
+            "no port, no default probe"
+        );
+        assert_eq!(
+            web.spec.strategy.as_ref().unwrap().type_.as_deref(),
+            Some("Recreate")
+        );
+        assert!(
+            objects.deployments[1].spec.strategy.is_none(),
+            "no exclusive volume: rolling updates"
+        );
+    }
+
+    #[test]
+    fn the_ingress_serves_the_branch_host_and_extra_hosts_with_tls() {
+        let release = drupal();
+        let objects = objects(&release, &shop());
+        let name = naming::release_name("feature/login");
+        let ingress = objects.ingress.unwrap();
+        let spec = ingress.spec.unwrap();
+        let hosts: Vec<_> = spec
+            .rules
+            .as_ref()
+            .unwrap()
+            .iter()
+            .map(|r| r.host.clone().unwrap())
+            .collect();
+        assert_eq!(
+            hosts,
+            [
+                format!("{name}.example.com"),
+                "shop.example.com".to_string()
+            ]
+        );
+        assert_eq!(spec.ingress_class_name.as_deref(), Some("nginx"));
+        let tls = &spec.tls.unwrap()[0];
+        assert_eq!(
+            tls.secret_name.as_deref(),
+            Some(format!("{name}-tls").as_str())
+        );
+        let annotations = ingress.metadata.annotations.unwrap();
+        assert_eq!(annotations["cert-manager.io/cluster-issuer"], "letsencrypt");
+        assert_eq!(annotations["a"], "b");
+        assert_eq!(objects.url, Some(format!("https://{name}.example.com")));
+    }
+
+    #[test]
+    fn the_production_branch_also_gets_the_bare_domain() {
+        let mut release = drupal();
+        release.spec.branch = "main".into();
+        release.spec.hosts.clear();
+        let hosts = hosts(&release, &shop(), "main");
+        assert_eq!(hosts, ["main.example.com", "example.com"]);
+    }
+
+    #[test]
+    fn claims_follow_volumes_and_retained_ones_have_no_owner() {
+        let release = drupal();
+        let objects = objects(&release, &shop());
+        let [files, cache] = objects.claims.as_slice() else {
+            panic!("two claims")
+        };
+        assert!(files.metadata.owner_references.is_some());
+        assert!(cache.metadata.owner_references.is_none());
+        assert_eq!(
+            cache.metadata.labels.as_ref().unwrap()[labels::RETAIN],
+            "true"
+        );
+        let spec = files.spec.as_ref().unwrap();
+        assert_eq!(spec.storage_class_name.as_deref(), Some("fast"));
+        assert_eq!(
+            spec.resources.as_ref().unwrap().requests.as_ref().unwrap()["storage"].0,
+            "2Gi"
+        );
+        assert_eq!(
+            cache.spec.as_ref().unwrap().access_modes.as_ref().unwrap()[0],
+            "ReadWriteMany"
+        );
+    }
+
+    #[test]
+    fn without_ports_there_is_no_ingress_and_no_url() {
+        let release = release_from_yaml(
+            "spec: {project: shop, branch: main, components: [{name: worker, containers: [{name: w, image: w}]}]}",
+        );
+        let objects = objects(&release, &shop());
+        assert!(objects.ingress.is_none());
+        assert!(objects.url.is_none());
+    }
+}

@@ -188,7 +188,7 @@ mod tests {
             "message": "Readiness probe failed: connection refused",
             "involvedObject": {"kind": "Pod", "name": "main-web-1"}}))
         .unwrap();
-        let found = diagnose(&deployment(), &[pod.clone()], &[event]).unwrap();
+        let found = diagnose(&deployment(), std::slice::from_ref(&pod), &[event]).unwrap();
         assert_eq!(found.reason, "ProbeFailing");
         assert!(
             found

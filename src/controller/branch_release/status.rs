@@ -266,3 +266,138 @@ pub fn observed(
         seconds_to_ready,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_fixtures::release_from_yaml;
+    use serde_json::json;
+
+    fn release(generation: i64) -> BranchRelease {
+        release_from_yaml(&format!(
+            "generation: {generation}\nspec: {{project: shop, branch: main, commit: c1, components: [{{name: web, containers: [{{name: web, image: nginx}}]}}]}}"
+        ))
+    }
+
+    fn deployment(ready: i32) -> Deployment {
+        serde_json::from_value(json!({"metadata": {"name": "main-web", "generation": 1}, "spec": {"selector": {}, "template": {}},
+            "status": {"observedGeneration": 1, "replicas": 1, "updatedReplicas": 1, "readyReplicas": ready, "availableReplicas": ready}}))
+        .unwrap()
+    }
+
+    fn claim(phase: &str) -> PersistentVolumeClaim {
+        serde_json::from_value(json!({"metadata": {"name": "main-files"}, "status": {"phase": phase, "capacity": {"storage": "1Gi"}}})).unwrap()
+    }
+
+    fn observe<'a>(
+        d: &'a Deployment,
+        c: &'a PersistentVolumeClaim,
+        problem: Option<Problem>,
+        refusal: Option<String>,
+    ) -> Observation<'a> {
+        Observation {
+            release_name: "main".into(),
+            url: Some("http://main.example.com".into()),
+            components: vec![ComponentObservation {
+                name: "web".into(),
+                replicas: 1,
+                images: vec!["nginx".into()],
+                deployment: Some(d),
+                problem,
+            }],
+            volumes: vec![VolumeObservation {
+                name: "files".into(),
+                claim_name: "main-files".into(),
+                claim: Some(c),
+                refusal,
+            }],
+        }
+    }
+
+    fn at(seconds: i64) -> Timestamp {
+        Timestamp::from_second(seconds).unwrap()
+    }
+
+    #[test]
+    fn progressing_then_ready_with_time_to_ready_and_commit() {
+        let (unready, pending) = (deployment(0), claim("Pending"));
+        let first = observed(
+            &release(1),
+            &observe(&unready, &pending, None, None),
+            at(100),
+        );
+        assert_eq!(first.phase, Some(Phase::Progressing));
+        assert!(conditions::is_true(&first.conditions, PROGRESSING));
+        assert_eq!(first.ready_components.as_deref(), Some("0/1"));
+        assert_eq!(first.deployed_commit, None);
+
+        let mut release = release(1);
+        release.status = Some(first);
+        let (ready, bound) = (deployment(1), claim("Bound"));
+        let second = observed(&release, &observe(&ready, &bound, None, None), at(104));
+        assert_eq!(second.phase, Some(Phase::Ready));
+        assert_eq!(second.seconds_to_ready, Some(4.0));
+        assert_eq!(second.deployed_commit.as_deref(), Some("c1"));
+        assert_eq!(second.volumes[0].capacity.as_deref(), Some("1Gi"));
+
+        // Nothing changed: the same status, so nothing is written.
+        release.status = Some(second.clone());
+        assert_eq!(
+            observed(&release, &observe(&ready, &bound, None, None), at(200)),
+            second
+        );
+    }
+
+    #[test]
+    fn a_refused_volume_change_degrades_a_running_environment() {
+        let (ready, bound) = (deployment(1), claim("Bound"));
+        let status = observed(
+            &release(1),
+            &observe(
+                &ready,
+                &bound,
+                None,
+                Some("volume files: shrinking refused".into()),
+            ),
+            at(1),
+        );
+        assert_eq!(status.phase, Some(Phase::Degraded));
+        assert!(conditions::is_true(&status.conditions, READY));
+        let degraded = conditions::find(&status.conditions, DEGRADED).unwrap();
+        assert_eq!(
+            (degraded.status.as_str(), degraded.reason.as_str()),
+            ("True", "VolumeChangeRefused")
+        );
+    }
+
+    #[test]
+    fn a_component_problem_names_the_component() {
+        let (unready, bound) = (deployment(0), claim("Bound"));
+        let problem = Problem {
+            reason: "ImagePullFailed",
+            message: "container web: cannot pull image".into(),
+        };
+        let status = observed(
+            &release(1),
+            &observe(&unready, &bound, Some(problem), None),
+            at(1),
+        );
+        let ready = conditions::find(&status.conditions, READY).unwrap();
+        assert_eq!(
+            ready.message,
+            "web: 0/1 ready: container web: cannot pull image"
+        );
+        assert_eq!(
+            conditions::find(&status.conditions, DEGRADED)
+                .unwrap()
+                .reason,
+            "ImagePullFailed"
+        );
+        assert_eq!(
+            conditions::find(&status.conditions, PROGRESSING)
+                .unwrap()
+                .reason,
+            "RolloutStuck"
+        );
+    }
+}

@@ -226,3 +226,103 @@ fn check_spec(release: &BranchRelease) -> Result<(), Blocked> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_fixtures::{project_from_yaml, release_from_yaml};
+
+    fn ready_project() -> Project {
+        project_from_yaml("name: shop\nspec: {domain: example.com}\nstatus: {namespace: shop}")
+    }
+
+    fn release(extra: &str) -> BranchRelease {
+        release_from_yaml(&format!(
+            "namespace: shop\nspec: {{project: shop, branch: main, components: [{{name: web, containers: [{{name: web, image: nginx, ports: [{{containerPort: 80}}]}}]}}]{extra}}}"
+        ))
+    }
+
+    #[test]
+    fn a_missing_or_unready_project_means_waiting() {
+        let blocked = check(&release(""), None, &[]).unwrap_err();
+        assert_eq!(
+            (blocked.phase, blocked.reason),
+            (Phase::Pending, "ProjectNotFound")
+        );
+        let unready = project_from_yaml("name: shop\nspec: {domain: example.com}");
+        let blocked = check(&release(""), Some(&unready), &[]).unwrap_err();
+        assert_eq!(
+            (blocked.phase, blocked.reason),
+            (Phase::Pending, "ProjectNotReady")
+        );
+    }
+
+    #[test]
+    fn another_projects_namespace_is_refused() {
+        let other = project_from_yaml(
+            "name: shop\nspec: {domain: example.com}\nstatus: {namespace: elsewhere}",
+        );
+        let blocked = check(&release(""), Some(&other), &[]).unwrap_err();
+        assert_eq!(
+            (blocked.phase, blocked.reason),
+            (Phase::Invalid, "WrongNamespace")
+        );
+    }
+
+    #[test]
+    fn hosts_must_be_inside_the_domain_and_the_bare_domain_is_for_production() {
+        let project = ready_project();
+        assert!(check(&release(", hosts: [shop.example.com]"), Some(&project), &[]).is_ok());
+        let outside = check(&release(", hosts: [example.org]"), Some(&project), &[]).unwrap_err();
+        assert_eq!(outside.reason, "HostOutsideDomain");
+        let bare = check(&release(", hosts: [example.com]"), Some(&project), &[]).unwrap_err();
+        assert!(bare.message.contains("production"), "{}", bare.message);
+    }
+
+    #[test]
+    fn an_older_sibling_keeps_its_branch_and_hosts() {
+        let project = ready_project();
+        let mut older = release("");
+        older.metadata.name = Some("older".into());
+        older.metadata.uid = Some("uid-older".into());
+        let mut younger = release("");
+        younger.metadata.name = Some("younger".into());
+        let siblings = vec![Arc::new(older.clone()), Arc::new(younger.clone())];
+        assert!(check(&older, Some(&project), &siblings).is_ok());
+        assert_eq!(
+            check(&younger, Some(&project), &siblings)
+                .unwrap_err()
+                .reason,
+            "BranchAlreadyDeployed"
+        );
+
+        let mut host_thief = release(", hosts: [main.example.com]");
+        host_thief.spec.branch = "other".into();
+        host_thief.metadata.name = Some("zzz".into());
+        let siblings = vec![Arc::new(older), Arc::new(host_thief.clone())];
+        assert_eq!(
+            check(&host_thief, Some(&project), &siblings)
+                .unwrap_err()
+                .reason,
+            "HostTaken"
+        );
+    }
+
+    #[test]
+    fn inconsistent_specs_are_explained() {
+        let project = ready_project();
+        let mut spec = release("");
+        spec.spec.components[0].containers[0].volume_mounts = vec![crate::api::VolumeMount {
+            volume: "x".into(),
+            mount_path: "/x".into(),
+            sub_path: None,
+            read_only: None,
+        }];
+        let blocked = check(&spec, Some(&project), &[]).unwrap_err();
+        assert!(
+            blocked.message.contains("mounts volume x"),
+            "{}",
+            blocked.message
+        );
+    }
+}

@@ -1,0 +1,179 @@
+//! Volumes keep their data: they grow in place, refuse to shrink or change class, and a retained
+//! volume outlives its BranchRelease and is picked up again by the next one for the branch.
+
+mod support;
+
+use k8s_openapi::api::core::v1::PersistentVolumeClaim;
+use kube::ResourceExt;
+use kube::api::DeleteParams;
+use oksa::api::Phase;
+use serde_json::json;
+use support::fixtures::{TIMEOUT, TestProject, condition, web_component};
+use support::{eventually, wait_deleted};
+
+fn with_volume(size: &str, extra: serde_json::Value) -> serde_json::Value {
+    let mut volume = json!({"name": "files", "size": size});
+    volume
+        .as_object_mut()
+        .unwrap()
+        .extend(extra.as_object().cloned().unwrap_or_default());
+    let mut web = web_component("web", "nginx");
+    web["containers"][0]["volumeMounts"] = json!([{"volume": "files", "mountPath": "/data"}]);
+    json!({"branch": "main", "components": [web], "volumes": [volume]})
+}
+
+fn capacity(claim: &PersistentVolumeClaim) -> Option<String> {
+    claim
+        .status
+        .as_ref()?
+        .capacity
+        .as_ref()?
+        .get("storage")
+        .map(|q| q.0.clone())
+}
+
+#[tokio::test]
+async fn a_volume_grows_in_place_and_refuses_to_shrink_or_change_class() {
+    let project = TestProject::create("vol", json!({})).await;
+    project
+        .create_release("main", with_volume("1Gi", json!({})))
+        .await;
+    project
+        .wait_release("main", "Ready", |s| s.phase == Some(Phase::Ready))
+        .await;
+    let claims = project.namespaced::<PersistentVolumeClaim>();
+    let original = claims.get("main-files").await.unwrap();
+
+    project
+        .apply_release("main", with_volume("2Gi", json!({})))
+        .await
+        .unwrap();
+    let grown = project
+        .wait_release("main", "capacity 2Gi", |s| {
+            s.phase == Some(Phase::Ready) && s.volumes[0].capacity.as_deref() == Some("2Gi")
+        })
+        .await;
+    assert_eq!(
+        grown.status.unwrap().volumes[0].phase.as_deref(),
+        Some("Bound")
+    );
+    let claim = claims.get("main-files").await.unwrap();
+    assert_eq!(claim.uid(), original.uid(), "grown in place, not recreated");
+
+    // Shrinking: refused before it is tried, environment untouched.
+    project
+        .apply_release("main", with_volume("1Gi", json!({})))
+        .await
+        .unwrap();
+    let refused = project
+        .wait_release("main", "Degraded", |s| s.phase == Some(Phase::Degraded))
+        .await;
+    let status = refused.status.unwrap();
+    let (degraded, reason, message) = condition(&status, "Degraded").unwrap();
+    assert_eq!(
+        (degraded.as_str(), reason.as_str()),
+        ("True", "VolumeChangeRefused")
+    );
+    assert!(
+        message.contains("shrinking from 2Gi to 1Gi was refused"),
+        "{message}"
+    );
+    assert_eq!(
+        condition(&status, "Ready").unwrap().0,
+        "True",
+        "the environment keeps running"
+    );
+    assert!(status.volumes[0].message.is_some());
+    let claim = claims.get("main-files").await.unwrap();
+    assert_eq!(
+        (claim.uid(), capacity(&claim).as_deref()),
+        (original.uid(), Some("2Gi"))
+    );
+
+    // Changing the storage class: refused too.
+    project
+        .apply_release(
+            "main",
+            with_volume("2Gi", json!({"storageClassName": "fast"})),
+        )
+        .await
+        .unwrap();
+    let refused = project
+        .wait_release("main", "class change refused", |s| {
+            condition(s, "Degraded").is_some_and(|(_, _, m)| m.contains("from standard to fast"))
+        })
+        .await;
+    assert_eq!(refused.status.unwrap().phase, Some(Phase::Degraded));
+
+    // Back to a valid spec: no longer degraded.
+    project
+        .apply_release("main", with_volume("2Gi", json!({})))
+        .await
+        .unwrap();
+    project
+        .wait_release("main", "Ready", |s| s.phase == Some(Phase::Ready))
+        .await;
+    assert_eq!(
+        claims.get("main-files").await.unwrap().uid(),
+        original.uid()
+    );
+    project.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_retained_volume_survives_deletion_and_is_picked_up_again() {
+    let project = TestProject::create("retain", json!({})).await;
+    project
+        .create_release("main", with_volume("1Gi", json!({"retain": true})))
+        .await;
+    project
+        .wait_release("main", "Ready", |s| s.phase == Some(Phase::Ready))
+        .await;
+    let claims = project.namespaced::<PersistentVolumeClaim>();
+    let original = claims.get("main-files").await.unwrap();
+    assert!(
+        original.owner_references().is_empty(),
+        "a retained claim has no owner to be collected with"
+    );
+
+    project
+        .releases()
+        .delete("main", &DeleteParams::background())
+        .await
+        .unwrap();
+    wait_deleted(&project.releases(), "main", TIMEOUT).await;
+    wait_deleted(
+        &project.namespaced::<k8s_openapi::api::apps::v1::Deployment>(),
+        "main-web",
+        TIMEOUT,
+    )
+    .await;
+    let kept = claims.get("main-files").await.unwrap();
+    assert_eq!(kept.uid(), original.uid());
+    assert!(kept.metadata.deletion_timestamp.is_none());
+
+    project
+        .create_release("main-again", with_volume("1Gi", json!({"retain": true})))
+        .await;
+    let ready = project
+        .wait_release("main-again", "Ready", |s| s.phase == Some(Phase::Ready))
+        .await;
+    assert_eq!(ready.status.unwrap().volumes[0].claim_name, "main-files");
+    assert_eq!(
+        claims.get("main-files").await.unwrap().uid(),
+        original.uid(),
+        "the same claim, with its data"
+    );
+
+    // Not retained any more: the claim belongs to the BranchRelease again and goes with it.
+    project
+        .apply_release("main-again", with_volume("1Gi", json!({})))
+        .await
+        .unwrap();
+    eventually(TIMEOUT, "claim owned again", || async {
+        let claim = claims.get("main-files").await.ok()?;
+        (!claim.owner_references().is_empty()).then_some(())
+    })
+    .await;
+    project.cleanup().await;
+}
