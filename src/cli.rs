@@ -32,6 +32,21 @@ pub enum Command {
         #[arg(long, env = "OKSA_INSTALL_CRDS")]
         install_crds: bool,
     },
+    /// Try Oksa on this machine: start the local control plane (unless KUBECONFIG is set), run
+    /// the operator, apply examples/ and show the branches until every one is Ready.
+    Demo {
+        /// Exit once every branch is Ready (for CI) instead of running until Ctrl-C.
+        #[arg(long)]
+        exit_when_ready: bool,
+        /// Give up (exit code 1) when the branches are not all Ready after this many seconds.
+        #[arg(long, default_value_t = 300)]
+        timeout: u64,
+    },
+    /// Show the branches of one project (or of all projects) as a table.
+    Status {
+        /// Project name; all projects when omitted.
+        project: Option<String>,
+    },
     /// Print the CRDs as YAML, or write them to a folder (`--write crds`).
     Crd {
         #[arg(long)]

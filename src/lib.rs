@@ -5,12 +5,15 @@ pub mod apply;
 pub mod cli;
 pub mod controller;
 pub mod crd;
+pub mod demo;
 pub mod labels;
 pub mod metrics;
 pub mod naming;
 pub mod quantity;
 pub mod run;
 pub mod server;
+pub mod status;
+pub mod table;
 pub mod telemetry;
 
 #[cfg(test)]

@@ -1,0 +1,150 @@
+//! `oksa demo`: the whole product on one machine. Brings up the local control plane when no
+//! cluster is given, installs the CRDs, runs the operator, applies `examples/`, and shows the
+//! branches until every one is Ready.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{ListParams, Patch, PatchParams};
+use kube::{Api, Client, ResourceExt};
+
+use crate::api::{BranchRelease, Phase, Project};
+
+#[derive(Debug, thiserror::Error)]
+pub enum DemoError {
+    #[error("starting the local control plane failed: {0}")]
+    ControlPlane(String),
+    #[error("cannot connect to Kubernetes: {0}")]
+    Connect(#[source] kube::Error),
+    #[error("reading {0}: {1}")]
+    Example(PathBuf, String),
+    #[error("Kubernetes refused a request: {0}")]
+    Api(#[from] kube::Error),
+    #[error("not every branch became Ready within {0:?}:\n{1}")]
+    Timeout(Duration, String),
+}
+
+/// The examples, as typed objects: applying them typed means a broken example fails here, not
+/// half-applied.
+pub fn load_examples(folder: &Path) -> Result<(Vec<Project>, Vec<BranchRelease>), DemoError> {
+    let mut projects = Vec::new();
+    let mut releases = Vec::new();
+    let mut files: Vec<PathBuf> = std::fs::read_dir(folder)
+        .map_err(|e| DemoError::Example(folder.into(), e.to_string()))?
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|path| path.extension().is_some_and(|ext| ext == "yaml"))
+        .collect();
+    files.sort();
+    for path in files {
+        let text = std::fs::read_to_string(&path).map_err(|e| DemoError::Example(path.clone(), e.to_string()))?;
+        for document in serde_yaml_ng::Deserializer::from_str(&text) {
+            let value: serde_json::Value = serde::Deserialize::deserialize(document)
+                .map_err(|e: serde_yaml_ng::Error| DemoError::Example(path.clone(), e.to_string()))?;
+            match value.get("kind").and_then(|k| k.as_str()) {
+                Some("Project") => projects.push(serde_json::from_value(value).map_err(|e| DemoError::Example(path.clone(), e.to_string()))?),
+                Some("BranchRelease") => releases.push(serde_json::from_value(value).map_err(|e| DemoError::Example(path.clone(), e.to_string()))?),
+                _ => {}
+            }
+        }
+    }
+    Ok((projects, releases))
+}
+
+/// Uses `KUBECONFIG` when set; otherwise starts (or reuses) the local control plane and points
+/// `KUBECONFIG` at it.
+fn ensure_cluster(repo: &Path) -> Result<(), DemoError> {
+    if std::env::var_os("KUBECONFIG").is_some_and(|v| !v.is_empty()) {
+        return Ok(());
+    }
+    eprintln!("No KUBECONFIG given: starting the local control plane (the first start builds it, which takes a while)...");
+    let output = std::process::Command::new(repo.join("tests/cluster/up"))
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .map_err(|e| DemoError::ControlPlane(e.to_string()))?;
+    if !output.status.success() {
+        return Err(DemoError::ControlPlane(format!("tests/cluster/up exited with {}", output.status)));
+    }
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let path = stdout
+        .lines()
+        .find_map(|line| line.strip_prefix("export KUBECONFIG="))
+        .ok_or_else(|| DemoError::ControlPlane("tests/cluster/up printed no KUBECONFIG".into()))?;
+    // SAFETY: set before any other thread of this process reads the environment.
+    unsafe { std::env::set_var("KUBECONFIG", path.trim()) };
+    eprintln!("{}", stdout.trim());
+    Ok(())
+}
+
+pub async fn run(repo: &Path, exit_when_ready: bool, timeout: Duration) -> Result<(), DemoError> {
+    ensure_cluster(repo)?;
+    let client = Client::try_default().await.map_err(DemoError::Connect)?;
+    crate::crd::install(&client).await?;
+    let operator_client = client.clone();
+    tokio::spawn(async move {
+        let ready = Arc::new(AtomicBool::new(false));
+        crate::controller::run(operator_client, crate::metrics::Metrics::default(), ready, std::future::pending()).await;
+    });
+
+    let (projects, releases) = load_examples(&repo.join("examples"))?;
+    let params = PatchParams::apply("oksa-demo").force();
+    for project in &projects {
+        Api::<Project>::all(client.clone()).patch(&project.name_any(), &params, &Patch::Apply(project)).await?;
+    }
+    let started = Instant::now();
+    // The namespace of a project appears once Oksa created it; like a GitOps tool, retry.
+    for release in &releases {
+        let api = Api::<BranchRelease>::namespaced(client.clone(), &release.namespace().unwrap_or_default());
+        loop {
+            match api.patch(&release.name_any(), &params, &Patch::Apply(release)).await {
+                Ok(_) => break,
+                Err(kube::Error::Api(status)) if status.is_not_found() && started.elapsed() < timeout => {
+                    tokio::time::sleep(Duration::from_millis(200)).await
+                }
+                Err(error) => return Err(error.into()),
+            }
+        }
+    }
+
+    let namespaces: Vec<String> = releases.iter().filter_map(|r| r.namespace()).collect::<std::collections::BTreeSet<_>>().into_iter().collect();
+    let terminal = std::io::stdout().is_terminal();
+    let mut last = String::new();
+    loop {
+        let mut current = Vec::new();
+        for namespace in &namespaces {
+            current.extend(Api::<BranchRelease>::namespaced(client.clone(), namespace).list(&ListParams::default()).await?.items);
+        }
+        let table = crate::table::render(&current, Timestamp::now());
+        if table != last {
+            if terminal {
+                // Redraw in place: clear the screen and go home.
+                print!("\x1b[2J\x1b[H");
+            }
+            println!("{table}\n");
+            last = table;
+        }
+        let all_ready = !current.is_empty()
+            && current.iter().all(|r| r.status.as_ref().is_some_and(|s| s.phase == Some(Phase::Ready) && s.observed_generation == r.metadata.generation));
+        if all_ready {
+            println!("Every branch is Ready after {:.1}s:", started.elapsed().as_secs_f64());
+            for release in &current {
+                let url = release.status.as_ref().and_then(|s| s.url.clone()).unwrap_or_default();
+                println!("  {:<24} {url}", release.spec.branch);
+            }
+            break;
+        }
+        if started.elapsed() > timeout {
+            return Err(DemoError::Timeout(timeout, crate::table::reasons(&current).join("\n")));
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    if exit_when_ready {
+        return Ok(());
+    }
+    println!("\nThe operator keeps running; try `kubectl get branchreleases -A` in another terminal (with the KUBECONFIG above). Ctrl-C stops it.");
+    let _ = tokio::signal::ctrl_c().await;
+    Ok(())
+}

@@ -1,0 +1,96 @@
+//! The status table of `oksa status` and the demo: one line per branch. Pure.
+
+use k8s_openapi::jiff::Timestamp;
+use kube::ResourceExt;
+
+use crate::api::BranchRelease;
+
+/// Renders branches as an aligned text table, sorted by branch.
+pub fn render(releases: &[BranchRelease], now: Timestamp) -> String {
+    let mut rows: Vec<[String; 6]> = releases
+        .iter()
+        .map(|r| {
+            let status = r.status.clone().unwrap_or_default();
+            [
+                r.spec.branch.clone(),
+                status.phase.map(|p| format!("{p:?}")).unwrap_or_else(|| "Unknown".into()),
+                status.ready_components.unwrap_or_else(|| "-".into()),
+                status.url.unwrap_or_else(|| "-".into()),
+                r.creation_timestamp().map(|t| age(now, t.0)).unwrap_or_else(|| "-".into()),
+                status.deployed_commit.or_else(|| r.spec.commit.clone()).unwrap_or_else(|| "-".into()),
+            ]
+        })
+        .collect();
+    rows.sort();
+    let header = ["BRANCH", "PHASE", "READY", "URL", "AGE", "COMMIT"].map(String::from);
+    let mut widths = header.clone().map(|h| h.chars().count());
+    for row in &rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    std::iter::once(header)
+        .chain(rows)
+        .map(|row| {
+            let cells: Vec<String> = row.iter().zip(widths).map(|(cell, width)| format!("{cell:<width$}")).collect();
+            cells.join("  ").trim_end().to_string()
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Why each branch that is not Ready is not, one line each (for failures and timeouts).
+pub fn reasons(releases: &[BranchRelease]) -> Vec<String> {
+    releases
+        .iter()
+        .filter_map(|r| {
+            let status = r.status.as_ref()?;
+            let ready = crate::api::conditions::find(&status.conditions, crate::api::conditions::READY)?;
+            (ready.status != "True").then(|| format!("{}: {} ({})", r.spec.branch, ready.message, ready.reason))
+        })
+        .collect()
+}
+
+/// `kubectl`-style age: 42s, 5m, 3h, 2d.
+pub fn age(now: Timestamp, then: Timestamp) -> String {
+    let seconds = (now.as_second() - then.as_second()).max(0);
+    match seconds {
+        s if s < 120 => format!("{s}s"),
+        s if s < 7200 => format!("{}m", s / 60),
+        s if s < 172_800 => format!("{}h", s / 3600),
+        s => format!("{}d", s / 86_400),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_fixtures::release_from_yaml;
+
+    #[test]
+    fn a_table_with_one_line_per_branch() {
+        let mut ready = release_from_yaml("spec: {project: p, branch: main, commit: abc, components: []}");
+        ready.status = Some(crate::api::BranchReleaseStatus {
+            phase: Some(crate::api::Phase::Ready),
+            ready_components: Some("2/2".into()),
+            url: Some("http://main.example.com".into()),
+            ..Default::default()
+        });
+        let pending = release_from_yaml("spec: {project: p, branch: feature/x, components: []}");
+        let table = render(&[ready, pending], Timestamp::UNIX_EPOCH);
+        let lines: Vec<&str> = table.lines().collect();
+        assert_eq!(lines.len(), 3);
+        assert!(lines[0].starts_with("BRANCH     PHASE"), "{table}");
+        assert!(lines[1].starts_with("feature/x  Unknown"), "{table}");
+        assert!(lines[2].contains("Ready") && lines[2].contains("http://main.example.com") && lines[2].ends_with("abc"), "{table}");
+    }
+
+    #[test]
+    fn ages_read_like_kubectl() {
+        let t = |s| Timestamp::from_second(s).unwrap();
+        assert_eq!(age(t(100), t(58)), "42s");
+        assert_eq!(age(t(1000), t(0)), "16m");
+        assert_eq!(age(t(90_000), t(0)), "25h");
+        assert_eq!(age(t(900_000), t(0)), "10d");
+    }
+}

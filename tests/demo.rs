@@ -1,0 +1,20 @@
+//! The README's main command, in its non-interactive mode: examples/ (a Project and two
+//! branches) becomes Ready on the cluster under test, and the demo says where they are served.
+
+mod support;
+
+#[test]
+fn the_demo_brings_every_example_branch_to_ready() {
+    let kubeconfig = support::kubeconfig_path();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_oksa"))
+        .args(["demo", "--exit-when-ready", "--timeout", "120"])
+        .env("KUBECONFIG", kubeconfig)
+        .output()
+        .expect("running oksa demo");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "oksa demo failed:\n{stdout}\n{stderr}");
+    assert!(stdout.contains("Every branch is Ready"), "{stdout}");
+    assert!(stdout.contains("http://main.shop.example.com"), "{stdout}");
+    assert!(stdout.contains("feature/New_Checkout"), "{stdout}");
+}
