@@ -40,13 +40,22 @@ pub fn load_examples(folder: &Path) -> Result<(Vec<Project>, Vec<BranchRelease>)
         .collect();
     files.sort();
     for path in files {
-        let text = std::fs::read_to_string(&path).map_err(|e| DemoError::Example(path.clone(), e.to_string()))?;
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| DemoError::Example(path.clone(), e.to_string()))?;
         for document in serde_yaml_ng::Deserializer::from_str(&text) {
-            let value: serde_json::Value = serde::Deserialize::deserialize(document)
-                .map_err(|e: serde_yaml_ng::Error| DemoError::Example(path.clone(), e.to_string()))?;
+            let value: serde_json::Value =
+                serde::Deserialize::deserialize(document).map_err(|e: serde_yaml_ng::Error| {
+                    DemoError::Example(path.clone(), e.to_string())
+                })?;
             match value.get("kind").and_then(|k| k.as_str()) {
-                Some("Project") => projects.push(serde_json::from_value(value).map_err(|e| DemoError::Example(path.clone(), e.to_string()))?),
-                Some("BranchRelease") => releases.push(serde_json::from_value(value).map_err(|e| DemoError::Example(path.clone(), e.to_string()))?),
+                Some("Project") => projects.push(
+                    serde_json::from_value(value)
+                        .map_err(|e| DemoError::Example(path.clone(), e.to_string()))?,
+                ),
+                Some("BranchRelease") => releases.push(
+                    serde_json::from_value(value)
+                        .map_err(|e| DemoError::Example(path.clone(), e.to_string()))?,
+                ),
                 _ => {}
             }
         }
@@ -60,13 +69,18 @@ fn ensure_cluster(repo: &Path) -> Result<(), DemoError> {
     if std::env::var_os("KUBECONFIG").is_some_and(|v| !v.is_empty()) {
         return Ok(());
     }
-    eprintln!("No KUBECONFIG given: starting the local control plane (the first start builds it, which takes a while)...");
+    eprintln!(
+        "No KUBECONFIG given: starting the local control plane (the first start builds it, which takes a while)..."
+    );
     let output = std::process::Command::new(repo.join("tests/cluster/up"))
         .stderr(std::process::Stdio::inherit())
         .output()
         .map_err(|e| DemoError::ControlPlane(e.to_string()))?;
     if !output.status.success() {
-        return Err(DemoError::ControlPlane(format!("tests/cluster/up exited with {}", output.status)));
+        return Err(DemoError::ControlPlane(format!(
+            "tests/cluster/up exited with {}",
+            output.status
+        )));
     }
     let stdout = String::from_utf8_lossy(&output.stdout);
     let path = stdout
@@ -86,22 +100,38 @@ pub async fn run(repo: &Path, exit_when_ready: bool, timeout: Duration) -> Resul
     let operator_client = client.clone();
     tokio::spawn(async move {
         let ready = Arc::new(AtomicBool::new(false));
-        crate::controller::run(operator_client, crate::metrics::Metrics::default(), ready, std::future::pending()).await;
+        crate::controller::run(
+            operator_client,
+            crate::metrics::Metrics::default(),
+            ready,
+            std::future::pending(),
+        )
+        .await;
     });
 
     let (projects, releases) = load_examples(&repo.join("examples"))?;
     let params = PatchParams::apply("oksa-demo").force();
     for project in &projects {
-        Api::<Project>::all(client.clone()).patch(&project.name_any(), &params, &Patch::Apply(project)).await?;
+        Api::<Project>::all(client.clone())
+            .patch(&project.name_any(), &params, &Patch::Apply(project))
+            .await?;
     }
     let started = Instant::now();
     // The namespace of a project appears once Oksa created it; like a GitOps tool, retry.
     for release in &releases {
-        let api = Api::<BranchRelease>::namespaced(client.clone(), &release.namespace().unwrap_or_default());
+        let api = Api::<BranchRelease>::namespaced(
+            client.clone(),
+            &release.namespace().unwrap_or_default(),
+        );
         loop {
-            match api.patch(&release.name_any(), &params, &Patch::Apply(release)).await {
+            match api
+                .patch(&release.name_any(), &params, &Patch::Apply(release))
+                .await
+            {
                 Ok(_) => break,
-                Err(kube::Error::Api(status)) if status.is_not_found() && started.elapsed() < timeout => {
+                Err(kube::Error::Api(status))
+                    if status.is_not_found() && started.elapsed() < timeout =>
+                {
                     tokio::time::sleep(Duration::from_millis(200)).await
                 }
                 Err(error) => return Err(error.into()),
@@ -109,13 +139,23 @@ pub async fn run(repo: &Path, exit_when_ready: bool, timeout: Duration) -> Resul
         }
     }
 
-    let namespaces: Vec<String> = releases.iter().filter_map(|r| r.namespace()).collect::<std::collections::BTreeSet<_>>().into_iter().collect();
+    let namespaces: Vec<String> = releases
+        .iter()
+        .filter_map(|r| r.namespace())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
     let terminal = std::io::stdout().is_terminal();
     let mut last = String::new();
     loop {
         let mut current = Vec::new();
         for namespace in &namespaces {
-            current.extend(Api::<BranchRelease>::namespaced(client.clone(), namespace).list(&ListParams::default()).await?.items);
+            current.extend(
+                Api::<BranchRelease>::namespaced(client.clone(), namespace)
+                    .list(&ListParams::default())
+                    .await?
+                    .items,
+            );
         }
         let table = crate::table::render(&current, Timestamp::now());
         if table != last {
@@ -127,24 +167,40 @@ pub async fn run(repo: &Path, exit_when_ready: bool, timeout: Duration) -> Resul
             last = table;
         }
         let all_ready = !current.is_empty()
-            && current.iter().all(|r| r.status.as_ref().is_some_and(|s| s.phase == Some(Phase::Ready) && s.observed_generation == r.metadata.generation));
+            && current.iter().all(|r| {
+                r.status.as_ref().is_some_and(|s| {
+                    s.phase == Some(Phase::Ready) && s.observed_generation == r.metadata.generation
+                })
+            });
         if all_ready {
-            println!("Every branch is Ready after {:.1}s:", started.elapsed().as_secs_f64());
+            println!(
+                "Every branch is Ready after {:.1}s:",
+                started.elapsed().as_secs_f64()
+            );
             for release in &current {
-                let url = release.status.as_ref().and_then(|s| s.url.clone()).unwrap_or_default();
+                let url = release
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.url.clone())
+                    .unwrap_or_default();
                 println!("  {:<24} {url}", release.spec.branch);
             }
             break;
         }
         if started.elapsed() > timeout {
-            return Err(DemoError::Timeout(timeout, crate::table::reasons(&current).join("\n")));
+            return Err(DemoError::Timeout(
+                timeout,
+                crate::table::reasons(&current).join("\n"),
+            ));
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     if exit_when_ready {
         return Ok(());
     }
-    println!("\nThe operator keeps running; try `kubectl get branchreleases -A` in another terminal (with the KUBECONFIG above). Ctrl-C stops it.");
+    println!(
+        "\nThe operator keeps running; try `kubectl get branchreleases -A` in another terminal (with the KUBECONFIG above). Ctrl-C stops it."
+    );
     let _ = tokio::signal::ctrl_c().await;
     Ok(())
 }

@@ -17,12 +17,23 @@ async fn main() -> ExitCode {
                 .await
                 .map_err(|e| e.to_string())
         }
-        Command::Demo { exit_when_ready, timeout } => {
+        Command::Demo {
+            exit_when_ready,
+            timeout,
+        } => {
             oksa::telemetry::init_quiet();
             let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-            oksa::demo::run(repo, exit_when_ready, std::time::Duration::from_secs(timeout)).await.map_err(|e| e.to_string())
+            oksa::demo::run(
+                repo,
+                exit_when_ready,
+                std::time::Duration::from_secs(timeout),
+            )
+            .await
+            .map_err(|e| e.to_string())
         }
-        Command::Status { project } => oksa::status::run(project.as_deref()).await.map_err(|e| e.to_string()),
+        Command::Status { project } => oksa::status::run(project.as_deref())
+            .await
+            .map_err(|e| e.to_string()),
         Command::Crd { write } => {
             oksa::crd::print_or_write(write.as_deref()).map_err(|e| e.to_string())
         }

@@ -12,9 +12,17 @@ pub async fn run(project: Option<&str>) -> Result<(), kube::Error> {
         Some(name) => {
             let project = Api::<Project>::all(client.clone()).get(name).await?;
             let namespace = project.namespace_name();
-            Api::<BranchRelease>::namespaced(client, &namespace).list(&ListParams::default()).await?.items
+            Api::<BranchRelease>::namespaced(client, &namespace)
+                .list(&ListParams::default())
+                .await?
+                .items
         }
-        None => Api::<BranchRelease>::all(client).list(&ListParams::default()).await?.items,
+        None => {
+            Api::<BranchRelease>::all(client)
+                .list(&ListParams::default())
+                .await?
+                .items
+        }
     };
     if releases.is_empty() {
         println!("No branches.");

@@ -13,11 +13,19 @@ pub fn render(releases: &[BranchRelease], now: Timestamp) -> String {
             let status = r.status.clone().unwrap_or_default();
             [
                 r.spec.branch.clone(),
-                status.phase.map(|p| format!("{p:?}")).unwrap_or_else(|| "Unknown".into()),
+                status
+                    .phase
+                    .map(|p| format!("{p:?}"))
+                    .unwrap_or_else(|| "Unknown".into()),
                 status.ready_components.unwrap_or_else(|| "-".into()),
                 status.url.unwrap_or_else(|| "-".into()),
-                r.creation_timestamp().map(|t| age(now, t.0)).unwrap_or_else(|| "-".into()),
-                status.deployed_commit.or_else(|| r.spec.commit.clone()).unwrap_or_else(|| "-".into()),
+                r.creation_timestamp()
+                    .map(|t| age(now, t.0))
+                    .unwrap_or_else(|| "-".into()),
+                status
+                    .deployed_commit
+                    .or_else(|| r.spec.commit.clone())
+                    .unwrap_or_else(|| "-".into()),
             ]
         })
         .collect();
@@ -32,7 +40,11 @@ pub fn render(releases: &[BranchRelease], now: Timestamp) -> String {
     std::iter::once(header)
         .chain(rows)
         .map(|row| {
-            let cells: Vec<String> = row.iter().zip(widths).map(|(cell, width)| format!("{cell:<width$}")).collect();
+            let cells: Vec<String> = row
+                .iter()
+                .zip(widths)
+                .map(|(cell, width)| format!("{cell:<width$}"))
+                .collect();
             cells.join("  ").trim_end().to_string()
         })
         .collect::<Vec<_>>()
@@ -45,8 +57,10 @@ pub fn reasons(releases: &[BranchRelease]) -> Vec<String> {
         .iter()
         .filter_map(|r| {
             let status = r.status.as_ref()?;
-            let ready = crate::api::conditions::find(&status.conditions, crate::api::conditions::READY)?;
-            (ready.status != "True").then(|| format!("{}: {} ({})", r.spec.branch, ready.message, ready.reason))
+            let ready =
+                crate::api::conditions::find(&status.conditions, crate::api::conditions::READY)?;
+            (ready.status != "True")
+                .then(|| format!("{}: {} ({})", r.spec.branch, ready.message, ready.reason))
         })
         .collect()
 }
@@ -69,7 +83,8 @@ mod tests {
 
     #[test]
     fn a_table_with_one_line_per_branch() {
-        let mut ready = release_from_yaml("spec: {project: p, branch: main, commit: abc, components: []}");
+        let mut ready =
+            release_from_yaml("spec: {project: p, branch: main, commit: abc, components: []}");
         ready.status = Some(crate::api::BranchReleaseStatus {
             phase: Some(crate::api::Phase::Ready),
             ready_components: Some("2/2".into()),
@@ -82,7 +97,12 @@ mod tests {
         assert_eq!(lines.len(), 3);
         assert!(lines[0].starts_with("BRANCH     PHASE"), "{table}");
         assert!(lines[1].starts_with("feature/x  Unknown"), "{table}");
-        assert!(lines[2].contains("Ready") && lines[2].contains("http://main.example.com") && lines[2].ends_with("abc"), "{table}");
+        assert!(
+            lines[2].contains("Ready")
+                && lines[2].contains("http://main.example.com")
+                && lines[2].ends_with("abc"),
+            "{table}"
+        );
     }
 
     #[test]

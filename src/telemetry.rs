@@ -42,5 +42,8 @@ pub fn init_to_file(path: &str) -> std::io::Result<()> {
 /// For interactive commands: only warnings and errors, so the command's own output stays readable.
 pub fn init_quiet() {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
 }

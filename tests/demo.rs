@@ -13,7 +13,10 @@ fn the_demo_brings_every_example_branch_to_ready() {
         .expect("running oksa demo");
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "oksa demo failed:\n{stdout}\n{stderr}");
+    assert!(
+        output.status.success(),
+        "oksa demo failed:\n{stdout}\n{stderr}"
+    );
     assert!(stdout.contains("Every branch is Ready"), "{stdout}");
     assert!(stdout.contains("http://main.shop.example.com"), "{stdout}");
     assert!(stdout.contains("feature/New_Checkout"), "{stdout}");
