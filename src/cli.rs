@@ -42,6 +42,13 @@ pub enum Command {
         #[arg(long, default_value_t = 300)]
         timeout: u64,
     },
+    /// Deploy a branch from CI and wait until it is Ready.
+    ///
+    /// Exit codes: 0 Ready; 1 error (arguments, file, connection, request refused by the API
+    /// server); 2 refused by Oksa (phase Invalid: fix the spec); 3 rollout failed (a component
+    /// stayed Degraded for --fail-after seconds); 4 not Ready within --timeout. On 2-4 the reasons
+    /// from status and the recent Warning events are printed to stderr.
+    Deploy(crate::deploy::DeployArgs),
     /// Show the branches of one project (or of all projects) as a table.
     Status {
         /// Project name; all projects when omitted.

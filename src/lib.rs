@@ -6,6 +6,7 @@ pub mod cli;
 pub mod controller;
 pub mod crd;
 pub mod demo;
+pub mod deploy;
 pub mod labels;
 pub mod metrics;
 pub mod naming;

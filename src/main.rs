@@ -1,12 +1,12 @@
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::Parser;
 use oksa::cli::{Cli, Command};
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let result = match cli.command {
+    let result: Result<ExitCode, String> = match Cli::parse().command {
         Command::Run {
             listen,
             log_format,
@@ -15,7 +15,12 @@ async fn main() -> ExitCode {
             oksa::telemetry::init(log_format);
             oksa::run::run(listen, install_crds)
                 .await
+                .map(|()| ExitCode::SUCCESS)
                 .map_err(|e| e.to_string())
+        }
+        Command::Deploy(args) => {
+            oksa::telemetry::init_quiet();
+            oksa::deploy::run(args).await.map(ExitCode::from)
         }
         Command::Demo {
             exit_when_ready,
@@ -23,26 +28,22 @@ async fn main() -> ExitCode {
         } => {
             oksa::telemetry::init_quiet();
             let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-            oksa::demo::run(
-                repo,
-                exit_when_ready,
-                std::time::Duration::from_secs(timeout),
-            )
-            .await
-            .map_err(|e| e.to_string())
+            oksa::demo::run(repo, exit_when_ready, Duration::from_secs(timeout))
+                .await
+                .map(|()| ExitCode::SUCCESS)
+                .map_err(|e| e.to_string())
         }
         Command::Status { project } => oksa::status::run(project.as_deref())
             .await
+            .map(|()| ExitCode::SUCCESS)
             .map_err(|e| e.to_string()),
-        Command::Crd { write } => {
-            oksa::crd::print_or_write(write.as_deref()).map_err(|e| e.to_string())
-        }
+        Command::Crd { write } => oksa::crd::print_or_write(write.as_deref())
+            .map(|()| ExitCode::SUCCESS)
+            .map_err(|e| e.to_string()),
     };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("oksa: {error}");
-            ExitCode::FAILURE
-        }
-    }
+    // Errors are one clear line (with their cause), never a panic or a debug dump.
+    result.unwrap_or_else(|error| {
+        eprintln!("oksa: {error}");
+        ExitCode::FAILURE
+    })
 }

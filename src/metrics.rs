@@ -6,6 +6,7 @@ use std::time::Duration;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
@@ -27,6 +28,16 @@ pub struct WriteLabels {
     pub verb: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PhaseLabels {
+    pub phase: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabels {
+    pub kind: &'static str,
+}
+
 /// Cheap to clone: every field is a shared handle.
 #[derive(Clone)]
 pub struct Metrics {
@@ -35,43 +46,52 @@ pub struct Metrics {
     pub failures: Family<FailureLabels, Counter>,
     pub duration: Family<ControllerLabels, Histogram>,
     pub writes: Family<WriteLabels, Counter>,
+    pub branches: Family<PhaseLabels, Gauge>,
+    pub managed: Family<KindLabels, Gauge>,
 }
 
 impl Default for Metrics {
     fn default() -> Self {
         let mut registry = Registry::with_prefix("oksa");
-        let reconciles = Family::<ControllerLabels, Counter>::default();
-        let failures = Family::<FailureLabels, Counter>::default();
+        let reconciles = Family::default();
+        let failures = Family::default();
         let duration = Family::<ControllerLabels, Histogram>::new_with_constructor(|| {
             Histogram::new(exponential_buckets(0.001, 2.0, 14))
         });
-        let writes = Family::<WriteLabels, Counter>::default();
-        registry.register(
-            "reconciles",
-            "Reconciles run, by controller",
-            reconciles.clone(),
-        );
-        registry.register(
-            "reconcile_failures",
-            "Reconciles that failed, by controller and error kind",
-            failures.clone(),
-        );
-        registry.register(
-            "reconcile_duration_seconds",
-            "Time one reconcile took",
-            duration.clone(),
-        );
-        registry.register(
-            "child_writes",
-            "Writes to child objects by kind and verb (skipped: nothing changed)",
-            writes.clone(),
-        );
+        let writes = Family::default();
+        let branches = Family::default();
+        let managed = Family::default();
+        let help = [
+            ("reconciles", "Reconciles run, by controller"),
+            (
+                "reconcile_failures",
+                "Reconciles that failed, by controller and error kind",
+            ),
+            ("reconcile_duration_seconds", "Time one reconcile took"),
+            (
+                "child_writes",
+                "Writes to children by kind and verb (skipped: nothing changed)",
+            ),
+            ("branches", "BranchReleases by phase"),
+            (
+                "managed_objects",
+                "Objects Oksa manages, by kind (from its caches)",
+            ),
+        ];
+        registry.register(help[0].0, help[0].1, Family::clone(&reconciles));
+        registry.register(help[1].0, help[1].1, Family::clone(&failures));
+        registry.register(help[2].0, help[2].1, duration.clone());
+        registry.register(help[3].0, help[3].1, Family::clone(&writes));
+        registry.register(help[4].0, help[4].1, Family::clone(&branches));
+        registry.register(help[5].0, help[5].1, Family::clone(&managed));
         Metrics {
             registry: Arc::new(registry),
             reconciles,
             failures,
             duration,
             writes,
+            branches,
+            managed,
         }
     }
 }

@@ -9,7 +9,9 @@ use futures::FutureExt;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::runtime::wait::{await_condition, conditions};
 use kube::{Api, Client};
-use tracing::info;
+use tracing::{info, warn};
+
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 use crate::metrics::Metrics;
 
@@ -42,7 +44,18 @@ pub async fn run(listen: SocketAddr, install_crds: bool) -> Result<(), StartErro
     } else {
         wait_for_crds(&client).await;
     }
-    crate::controller::run(client, metrics, ready, shutdown).await;
+    // Running reconciles get a bounded grace period after the signal, well inside Kubernetes'
+    // terminationGracePeriodSeconds (30 s in the chart): everything is level-triggered, so an
+    // interrupted reconcile is simply redone by the next operator.
+    let grace = async {
+        shutdown.clone().await;
+        tokio::time::sleep(SHUTDOWN_GRACE).await;
+        warn!("reconciles still running after {SHUTDOWN_GRACE:?}; exiting anyway");
+    };
+    tokio::select! {
+        () = crate::controller::run(client, metrics, ready, shutdown.clone()) => {}
+        () = grace => {}
+    }
     match server.await {
         Ok(Err(error)) => Err(StartError::Listen(listen, error)),
         _ => Ok(()),
@@ -67,19 +80,31 @@ async fn wait_for_crds(client: &Client) {
     }
 }
 
-/// Completes on SIGTERM (Kubernetes stopping the pod) or Ctrl-C.
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
+/// Completes on SIGTERM (Kubernetes stopping the pod) or Ctrl-C. The handlers are installed
+/// here, at once, not when the future is first polled: a SIGTERM during start-up must not kill the
+/// process with the default action.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'static {
     #[cfg(unix)]
-    {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("SIGTERM handler");
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    async move {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        {
+            let term = async {
+                match term.as_mut() {
+                    Some(term) => {
+                        term.recv().await;
+                    }
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = ctrl_c => {}
+                _ = term => {}
+            }
         }
+        #[cfg(not(unix))]
+        let _ = ctrl_c.await;
+        info!("shutting down: finishing running reconciles");
     }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
-    info!("shutting down: finishing running reconciles");
 }

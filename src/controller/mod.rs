@@ -152,7 +152,7 @@ pub async fn run(
         watcher::Config::default(),
         releases_of_project,
     )
-    .graceful_shutdown_on(shutdown)
+    .graceful_shutdown_on(shutdown.clone())
     .run(
         with_backoff(branch_release::reconcile::reconcile),
         error_policy,
@@ -160,14 +160,73 @@ pub async fn run(
     )
     .for_each(|result| log_result(branch_release::reconcile::CONTROLLER, result));
 
+    let gauges_ctx = ctx.clone();
     let readiness = async move {
         stores.wait_until_ready().await;
         ready.store(true, Ordering::SeqCst);
         info!("caches synced; reconciling");
+        // The gauges are counted from the caches, a few times a minute: cheap, and always true.
+        let mut every = tokio::time::interval(Duration::from_secs(5));
+        let mut shutdown = std::pin::pin!(shutdown);
+        loop {
+            tokio::select! {
+                _ = &mut shutdown => break,
+                _ = every.tick() => update_gauges(&gauges_ctx),
+            }
+        }
     };
     info!("controllers started");
+    let project_controller = project_controller.inspect(|()| info!("project controller stopped"));
+    let release_controller =
+        release_controller.inspect(|()| info!("branchrelease controller stopped"));
+    let readiness = readiness.inspect(|()| info!("gauges stopped"));
     futures::join!(project_controller, release_controller, readiness);
     info!("controllers stopped");
+}
+
+fn update_gauges(ctx: &Context) {
+    let stores = &ctx.stores;
+    let metrics = &ctx.metrics;
+    let mut by_phase = std::collections::BTreeMap::<String, i64>::new();
+    for phase in [
+        "Pending",
+        "Progressing",
+        "Ready",
+        "Degraded",
+        "Invalid",
+        "Unknown",
+    ] {
+        by_phase.insert(phase.to_string(), 0);
+    }
+    for release in stores.releases.state() {
+        let phase = release.status.as_ref().and_then(|s| s.phase);
+        let phase = phase
+            .map(|p| format!("{p:?}"))
+            .unwrap_or_else(|| "Unknown".into());
+        *by_phase.entry(phase).or_default() += 1;
+    }
+    for (phase, count) in by_phase {
+        metrics
+            .branches
+            .get_or_create(&crate::metrics::PhaseLabels { phase })
+            .set(count);
+    }
+    let sizes = [
+        ("Project", stores.projects.state().len()),
+        ("BranchRelease", stores.releases.state().len()),
+        ("Deployment", stores.deployments.state().len()),
+        ("Service", stores.services.state().len()),
+        ("Ingress", stores.ingresses.state().len()),
+        ("PersistentVolumeClaim", stores.claims.state().len()),
+        ("RoleBinding", stores.role_bindings.state().len()),
+        ("ResourceQuota", stores.quotas.state().len()),
+        ("LimitRange", stores.limit_ranges.state().len()),
+        ("NetworkPolicy", stores.network_policies.state().len()),
+    ];
+    for (kind, size) in sizes {
+        let kind_labels = crate::metrics::KindLabels { kind };
+        metrics.managed.get_or_create(&kind_labels).set(size as i64);
+    }
 }
 
 /// Wraps a reconcile so that it waits for the caches, and keeps each object's count of

@@ -24,12 +24,39 @@ use serde::de::DeserializeOwned;
 /// Label on every namespace a test creates, so leftovers of an interrupted run are easy to find.
 pub const TEST_LABEL: &str = "oksa.dev/test";
 
+/// The cluster under test: its kubeconfig, and where the local plane keeps kubectl and helm
+/// (None for a cluster given by `KUBECONFIG`: then they come from `PATH`).
+pub struct Plane {
+    pub kubeconfig: PathBuf,
+    pub tools: Option<PathBuf>,
+}
+
 /// The kubeconfig of the cluster under test, resolved once per test binary.
 pub fn kubeconfig_path() -> &'static PathBuf {
-    static PATH: OnceLock<PathBuf> = OnceLock::new();
-    PATH.get_or_init(|| {
+    &plane().kubeconfig
+}
+
+/// A command for one of the cluster tools (`kubectl`, `helm`), with `KUBECONFIG` set.
+pub fn tool(name: &str) -> std::process::Command {
+    let plane = plane();
+    let program = plane
+        .tools
+        .as_ref()
+        .map(|dir| dir.join(name))
+        .unwrap_or_else(|| PathBuf::from(name));
+    let mut command = std::process::Command::new(program);
+    command.env("KUBECONFIG", &plane.kubeconfig);
+    command
+}
+
+pub fn plane() -> &'static Plane {
+    static PLANE: OnceLock<Plane> = OnceLock::new();
+    PLANE.get_or_init(|| {
         if let Some(path) = std::env::var_os("KUBECONFIG").filter(|p| !p.is_empty()) {
-            return PathBuf::from(path);
+            return Plane {
+                kubeconfig: PathBuf::from(path),
+                tools: None,
+            };
         }
         let up = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/cluster/up");
         // The plane's build and start-up messages go straight to the terminal (stderr inherited).
@@ -47,7 +74,15 @@ pub fn kubeconfig_path() -> &'static PathBuf {
             .lines()
             .find_map(|l| l.strip_prefix("export KUBECONFIG="))
             .expect("tests/cluster/up prints the KUBECONFIG line");
-        PathBuf::from(line.trim())
+        let tools = stdout
+            .lines()
+            .find_map(|l| l.strip_prefix("export PATH="))
+            .and_then(|l| l.split(':').next())
+            .map(PathBuf::from);
+        Plane {
+            kubeconfig: PathBuf::from(line.trim()),
+            tools,
+        }
     })
 }
 

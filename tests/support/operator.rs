@@ -6,13 +6,21 @@
 //! cluster already runs Oksa (installed with Helm); then only the CRDs' presence is awaited.
 
 use std::sync::OnceLock;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+static EXTERNAL: AtomicBool = AtomicBool::new(false);
+
+/// This test binary runs the operator itself (e.g. as a separate `oksa run`): only install CRDs.
+pub fn use_external() {
+    EXTERNAL.store(true, Ordering::SeqCst);
+}
 
 pub fn ensure_running() {
     static STARTED: OnceLock<()> = OnceLock::new();
     STARTED.get_or_init(|| {
         super::kubeconfig_path();
-        let external = std::env::var_os("OKSA_TEST_EXTERNAL_OPERATOR").is_some();
+        let external = std::env::var_os("OKSA_TEST_EXTERNAL_OPERATOR").is_some()
+            || EXTERNAL.load(Ordering::SeqCst);
         let (installed_tx, installed_rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -1,0 +1,157 @@
+//! `oksa deploy` as CI calls it: exit code 0 and the URL when the branch is Ready; a non-zero exit
+//! with the reasons when it is not.
+
+mod support;
+
+use std::process::Output;
+
+use serde_json::json;
+use support::fixtures::TestProject;
+
+fn deploy(args: &[&str]) -> Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_oksa"))
+        .arg("deploy")
+        .args(args)
+        .env("KUBECONFIG", support::kubeconfig_path())
+        .output()
+        .expect("running oksa deploy")
+}
+
+fn text(output: &Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn deploy_waits_for_ready_and_prints_the_url() {
+    let project = TestProject::create("ci", json!({})).await;
+    let output = deploy(&[
+        "--project",
+        &project.name,
+        "--branch",
+        "feature/Pay-Now",
+        "--commit",
+        "c0ffee",
+        "--image",
+        "web=shop/web:c0ffee",
+        "--port",
+        "web=8080",
+        "--image",
+        "worker=shop/worker:c0ffee",
+    ]);
+    let (stdout, stderr) = text(&output);
+    assert_eq!(output.status.code(), Some(0), "{stdout}\n{stderr}");
+    assert!(stdout.contains("feature/Pay-Now is Ready"), "{stdout}");
+    assert!(
+        stdout.contains(&format!(".{}", project.domain)),
+        "the URL: {stdout}"
+    );
+    assert!(
+        stdout.contains("Ready: components 2/2 ready"),
+        "progress lines: {stdout}"
+    );
+
+    // A second deploy of a new commit updates the same BranchRelease.
+    let output = deploy(&[
+        "--project",
+        &project.name,
+        "--branch",
+        "feature/Pay-Now",
+        "--commit",
+        "beef",
+        "--image",
+        "web=shop/web:beef",
+        "--port",
+        "web=8080",
+        "--image",
+        "worker=shop/worker:beef",
+    ]);
+    assert_eq!(output.status.code(), Some(0), "{:?}", text(&output));
+    let releases = project.releases().list(&Default::default()).await.unwrap();
+    assert_eq!(releases.items.len(), 1);
+    assert_eq!(
+        releases.items[0]
+            .status
+            .as_ref()
+            .unwrap()
+            .deployed_commit
+            .as_deref(),
+        Some("beef")
+    );
+    project.cleanup().await;
+}
+
+#[tokio::test]
+async fn deploy_fails_with_the_reason_when_an_image_cannot_be_pulled() {
+    let project = TestProject::create("cifail", json!({})).await;
+    let file = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("{}.yaml", project.name));
+    std::fs::write(
+        &file,
+        "apiVersion: oksa.dev/v1alpha1\nkind: BranchRelease\nmetadata: {name: broken}\nspec:\n  project: x\n  branch: x\n  components:\n  - name: web\n    containers: [{name: web, image: placeholder, ports: [{containerPort: 80}]}]\n",
+    )
+    .unwrap();
+    let output = deploy(&[
+        "--project",
+        &project.name,
+        "--branch",
+        "broken",
+        "-f",
+        file.to_str().unwrap(),
+        "--image",
+        "web=fault.oksa.test/pull-error:1",
+        "--fail-after",
+        "2",
+        "--timeout",
+        "60",
+    ]);
+    let (stdout, stderr) = text(&output);
+    assert_eq!(output.status.code(), Some(3), "{stdout}\n{stderr}");
+    assert!(stderr.contains("failed to roll out"), "{stderr}");
+    assert!(
+        stderr.contains("ImagePullFailed") && stderr.contains("fault.oksa.test/pull-error:1"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("recent warnings") && stderr.contains("Failed to pull image"),
+        "{stderr}"
+    );
+
+    // A host outside the domain: refused by Oksa, exit code 2.
+    std::fs::write(
+        &file,
+        "apiVersion: oksa.dev/v1alpha1\nkind: BranchRelease\nmetadata: {name: refused}\nspec:\n  project: x\n  branch: x\n  hosts: [evil.example.org]\n  components:\n  - name: web\n    containers: [{name: web, image: nginx, ports: [{containerPort: 80}]}]\n",
+    )
+    .unwrap();
+    let output = deploy(&[
+        "--project",
+        &project.name,
+        "--branch",
+        "refused",
+        "-f",
+        file.to_str().unwrap(),
+    ]);
+    let (stdout, stderr) = text(&output);
+    assert_eq!(output.status.code(), Some(2), "{stdout}\n{stderr}");
+    assert!(stderr.contains("HostOutsideDomain"), "{stderr}");
+
+    // Bad arguments: one clear line, exit code 1.
+    let output = deploy(&[
+        "--project",
+        "does-not-exist",
+        "--branch",
+        "b",
+        "--image",
+        "web=x",
+    ]);
+    let (_, stderr) = text(&output);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr.starts_with("oksa: cannot read Project does-not-exist"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"));
+    project.cleanup().await;
+}

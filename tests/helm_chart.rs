@@ -1,0 +1,317 @@
+//! The Helm chart, tested with the real helm: it lints, renders, installs, and its RBAC is enough
+//! for a full reconcile by `oksa run` acting as the chart's ServiceAccount — and no more than that.
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
+use k8s_openapi::api::authorization::v1::{
+    ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec,
+};
+use k8s_openapi::api::core::v1::ServiceAccount;
+use kube::api::PostParams;
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Api, Client, Config};
+use oksa::api::Phase;
+use serde_json::json;
+use support::fixtures::{TestProject, web_component};
+use support::{TestNamespace, tool, unique};
+
+const CHART: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/charts/oksa");
+
+#[test]
+fn the_charts_crds_are_the_generated_ones() {
+    for (file, generated) in oksa::crd::documents() {
+        let path = format!("{CHART}/crds/{file}");
+        let in_chart = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            in_chart == generated,
+            "{path} differs from crds/{file}: copy crds/*.yaml into charts/oksa/crds/"
+        );
+    }
+}
+
+fn run(command: &mut Command) -> String {
+    let output = command.output().expect("running a tool");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(output.status.success(), "{command:?} failed:\n{text}");
+    text
+}
+
+/// A kubeconfig for the same cluster that authenticates with `token`.
+fn kubeconfig_with_token(token: &str, path: &std::path::Path) {
+    let mut kubeconfig = Kubeconfig::read_from(support::kubeconfig_path()).unwrap();
+    for user in &mut kubeconfig.auth_infos {
+        user.auth_info = Some(serde_json::from_value(json!({"token": token})).unwrap());
+    }
+    std::fs::write(path, serde_yaml_ng::to_string(&kubeconfig).unwrap()).unwrap();
+}
+
+async fn client_from(path: &std::path::Path) -> Client {
+    let config = Config::from_custom_kubeconfig(
+        Kubeconfig::read_from(path).unwrap(),
+        &KubeConfigOptions::default(),
+    )
+    .await
+    .unwrap();
+    Client::try_from(config).unwrap()
+}
+
+async fn allowed(
+    client: &Client,
+    verb: &str,
+    group: &str,
+    resource: &str,
+    namespace: Option<&str>,
+) -> bool {
+    let review = SelfSubjectAccessReview {
+        spec: SelfSubjectAccessReviewSpec {
+            resource_attributes: Some(ResourceAttributes {
+                verb: Some(verb.into()),
+                group: Some(group.into()),
+                resource: Some(resource.into()),
+                namespace: namespace.map(Into::into),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let answer = Api::<SelfSubjectAccessReview>::all(client.clone())
+        .create(&PostParams::default(), &review)
+        .await
+        .unwrap();
+    answer.status.unwrap().allowed
+}
+
+struct Operator(Child);
+
+impl Drop for Operator {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// (status code, whole response), or code 0 when nothing listens yet.
+async fn http_get(port: u16, path: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Ok(mut stream) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await else {
+        return (0, String::new());
+    };
+    let request = format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n");
+    let mut response = String::new();
+    if stream.write_all(request.as_bytes()).await.is_err()
+        || stream.read_to_string(&mut response).await.is_err()
+    {
+        return (0, String::new());
+    }
+    let code = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (code, response)
+}
+
+#[tokio::test]
+async fn the_chart_installs_and_its_rbac_is_enough_and_no_more() {
+    // The operator under test is `oksa run` with the chart's credentials, not the in-process one.
+    support::operator::use_external();
+    let namespace = TestNamespace::create("oksa-system").await;
+    run(tool("helm").args(["lint", CHART]));
+    let rendered =
+        run(tool("helm").args(["template", "oksa", CHART, "--namespace", &namespace.name]));
+    assert!(
+        rendered.contains("kind: ClusterRole") && rendered.contains("readOnlyRootFilesystem: true")
+    );
+    let release = unique("oksa");
+    let installed = run(tool("helm").args([
+        "install",
+        &release,
+        CHART,
+        "--namespace",
+        &namespace.name,
+        "--wait",
+        "--timeout",
+        "2m",
+        "--set",
+        "metrics.serviceMonitor.enabled=false",
+    ]));
+    assert!(installed.contains("STATUS: deployed"), "{installed}");
+    assert!(
+        installed.contains("oksa deploy"),
+        "NOTES.txt tells the next step: {installed}"
+    );
+
+    // The operator, run here as the chart's ServiceAccount (kwok only pretends to run its pod).
+    // The chart's full name is the release name when it contains "oksa".
+    let service_account = release.clone();
+    let token = Api::<ServiceAccount>::namespaced(namespace.client.clone(), &namespace.name)
+        .create_token_request(
+            &service_account,
+            &PostParams::default(),
+            &TokenRequest {
+                spec: Some(TokenRequestSpec {
+                    expiration_seconds: Some(3600),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("a token for the chart's ServiceAccount")
+        .status
+        .unwrap()
+        .token
+        .expect("a token in the TokenRequest's status");
+    let kubeconfig =
+        std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("{release}.kubeconfig"));
+    kubeconfig_with_token(&token, &kubeconfig);
+    let port = free_port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_oksa"))
+        .arg("run")
+        .env("KUBECONFIG", &kubeconfig)
+        .env("OKSA_LISTEN", format!("127.0.0.1:{port}"))
+        .env("OKSA_LOG_FORMAT", "json")
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starting oksa run");
+    let logs = BufReader::new(child.stderr.take().unwrap());
+    let log_lines =
+        std::thread::spawn(move || logs.lines().map_while(Result::ok).collect::<Vec<_>>());
+    let mut operator = Operator(child);
+
+    support::eventually(Duration::from_secs(30), "/readyz answers 200", || async {
+        (http_get(port, "/readyz").await.0 == 200).then_some(())
+    })
+    .await;
+
+    // A full reconcile with those rights: a Project with every kind of child, a branch with a volume.
+    let project = TestProject::create(
+        "rbac",
+        json!({"access": [{"kind": "User", "name": "alice", "role": "admin"}], "quota": {"maxBranches": 5}}),
+    )
+    .await;
+    let mut web = web_component("web", "nginx");
+    web["containers"][0]["volumeMounts"] = json!([{"volume": "files", "mountPath": "/data"}]);
+    project
+        .create_release("main", json!({"branch": "main", "components": [web], "volumes": [{"name": "files", "size": "1Gi"}]}))
+        .await;
+    project
+        .wait_release("main", "Ready", |s| s.phase == Some(Phase::Ready))
+        .await;
+
+    let (code, metrics) = http_get(port, "/metrics").await;
+    assert_eq!(code, 200);
+    assert!(
+        metrics.contains("oksa_reconciles_total{controller=\"branchrelease\"}"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("oksa_child_writes_total"), "{metrics}");
+    support::eventually(
+        Duration::from_secs(15),
+        "branch and object gauges",
+        || async {
+            let (_, metrics) = http_get(port, "/metrics").await;
+            // Other tests' objects may be in the cluster too: at least ours is counted.
+            let nonzero = |series: &str| {
+                metrics
+                    .lines()
+                    .any(|l| l.starts_with(series) && !l.ends_with(" 0"))
+            };
+            (nonzero("oksa_branches{phase=\"Ready\"}")
+                && nonzero("oksa_managed_objects{kind=\"Deployment\"}"))
+            .then_some(())
+        },
+    )
+    .await;
+
+    // No more than needed.
+    let operator_client = client_from(&kubeconfig).await;
+    assert!(
+        !allowed(&operator_client, "get", "", "secrets", Some("kube-system")).await,
+        "reads Secrets"
+    );
+    assert!(
+        !allowed(&operator_client, "list", "", "secrets", None).await,
+        "lists Secrets"
+    );
+    assert!(
+        !allowed(&operator_client, "delete", "", "namespaces", None).await,
+        "deletes namespaces"
+    );
+    assert!(
+        !allowed(
+            &operator_client,
+            "update",
+            "oksa.dev",
+            "branchreleases",
+            Some(&project.namespace)
+        )
+        .await,
+        "writes specs"
+    );
+    assert!(
+        !allowed(
+            &operator_client,
+            "create",
+            "rbac.authorization.k8s.io",
+            "clusterrolebindings",
+            None
+        )
+        .await
+    );
+    assert!(
+        allowed(
+            &operator_client,
+            "patch",
+            "oksa.dev",
+            "branchreleases/status",
+            Some(&project.namespace)
+        )
+        .await
+    );
+
+    // SIGTERM: a clean, prompt exit.
+    let pid = operator.0.id();
+    run(Command::new("kill").args(["-TERM", &pid.to_string()]));
+    let status = support::eventually(
+        Duration::from_secs(15),
+        "oksa run exits after SIGTERM",
+        || {
+            let exited = operator.0.try_wait().ok().flatten();
+            async move { exited }
+        },
+    )
+    .await;
+    assert!(status.success(), "exit status {status}");
+    let lines = log_lines.join().unwrap();
+    assert!(
+        lines.iter().any(|l| l.contains("shutting down")),
+        "{lines:?}"
+    );
+    assert!(
+        lines.iter().all(|l| l.starts_with('{')),
+        "JSON logs: {:?}",
+        lines.first()
+    );
+
+    project.cleanup().await;
+    run(tool("helm").args(["uninstall", &release, "--namespace", &namespace.name]));
+    namespace.cleanup().await;
+}
