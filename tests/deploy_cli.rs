@@ -155,3 +155,43 @@ async fn deploy_fails_with_the_reason_when_an_image_cannot_be_pulled() {
     assert!(!stderr.contains("panicked"));
     project.cleanup().await;
 }
+
+#[tokio::test]
+async fn status_lists_a_projects_branches() {
+    let project = TestProject::create("table", json!({})).await;
+    project
+        .create_release(
+            "main",
+            json!({"branch": "feature/Table", "commit": "abc1234",
+        "components": [support::fixtures::web_component("web", "nginx")]}),
+        )
+        .await;
+    project
+        .wait_release("main", "Ready", |s| {
+            s.phase == Some(oksa::api::Phase::Ready)
+        })
+        .await;
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_oksa"))
+        .args(["status", &project.name])
+        .env("KUBECONFIG", support::kubeconfig_path())
+        .output()
+        .unwrap();
+    let (stdout, stderr) = text(&output);
+    assert!(output.status.success(), "{stderr}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert!(
+        lines[0].starts_with("BRANCH") && lines[0].contains("URL"),
+        "{stdout}"
+    );
+    assert!(
+        lines[1].starts_with("feature/Table")
+            && lines[1].contains("Ready")
+            && lines[1].contains("1/1"),
+        "{stdout}"
+    );
+    assert!(
+        lines[1].contains(&project.domain) && lines[1].ends_with("abc1234"),
+        "{stdout}"
+    );
+    project.cleanup().await;
+}
