@@ -64,10 +64,10 @@ pub fn load_examples(folder: &Path) -> Result<(Vec<Project>, Vec<BranchRelease>)
 }
 
 /// Uses `KUBECONFIG` when set; otherwise starts (or reuses) the local control plane and points
-/// `KUBECONFIG` at it.
-fn ensure_cluster(repo: &Path) -> Result<(), DemoError> {
+/// `KUBECONFIG` at it. Returns the folder with the local plane's kubectl and helm, if it started one.
+pub fn ensure_cluster(repo: &Path) -> Result<Option<PathBuf>, DemoError> {
     if std::env::var_os("KUBECONFIG").is_some_and(|v| !v.is_empty()) {
-        return Ok(());
+        return Ok(None);
     }
     eprintln!(
         "No KUBECONFIG given: starting the local control plane (the first start builds it, which takes a while)..."
@@ -90,7 +90,11 @@ fn ensure_cluster(repo: &Path) -> Result<(), DemoError> {
     // SAFETY: set before any other thread of this process reads the environment.
     unsafe { std::env::set_var("KUBECONFIG", path.trim()) };
     eprintln!("{}", stdout.trim());
-    Ok(())
+    let tools = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("export PATH="))
+        .and_then(|l| l.split(':').next());
+    Ok(tools.map(PathBuf::from))
 }
 
 pub async fn run(repo: &Path, exit_when_ready: bool, timeout: Duration) -> Result<(), DemoError> {

@@ -2,6 +2,7 @@
 
 pub mod api;
 pub mod apply;
+pub mod bench;
 pub mod cli;
 pub mod controller;
 pub mod crd;

@@ -24,7 +24,8 @@ pub struct FailureLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct WriteLabels {
     pub kind: String,
-    /// `apply`, `create` or `delete`; `skipped` counts applies avoided because nothing changed.
+    /// `apply`, `create`, `delete` or `status` (a status write); `skipped` counts applies
+    /// avoided because nothing changed.
     pub verb: &'static str,
 }
 

@@ -39,11 +39,13 @@ pub struct Context {
     pub metrics: Metrics,
     /// Consecutive failed reconciles per object, for exponential backoff.
     pub failures: Mutex<HashMap<ObjectRef<DynamicObject>, u32>>,
+    /// True once every cache in `stores` has had its first full list.
+    pub caches_ready: tokio::sync::watch::Receiver<bool>,
 }
 
 impl Stores {
     /// Waits until every cache has had its first full list, so that no reconcile mistakes
-    /// "not listed yet" for "does not exist".
+    /// "not listed yet" for "does not exist". Call it from one task only (see `controller::run`).
     pub async fn wait_until_ready(&self) {
         // Errors only mean the writer was dropped (shutting down); then there is nothing to wait for.
         let _ = futures::join!(
@@ -62,7 +64,12 @@ impl Stores {
 }
 
 impl Context {
-    pub fn new(client: Client, stores: Stores, metrics: Metrics) -> Self {
+    pub fn new(
+        client: Client,
+        stores: Stores,
+        metrics: Metrics,
+        caches_ready: tokio::sync::watch::Receiver<bool>,
+    ) -> Self {
         let reporter = Reporter {
             controller: FIELD_MANAGER.into(),
             instance: std::env::var("POD_NAME").ok(),
@@ -74,6 +81,7 @@ impl Context {
             recorder,
             metrics,
             failures: Mutex::default(),
+            caches_ready,
         }
     }
 }

@@ -32,6 +32,12 @@ use crate::metrics::Metrics;
 
 /// Runs both controllers until `shutdown` completes, then lets running reconciles finish.
 /// `ready` turns true once every cache has its first full list.
+///
+/// Each cache has exactly one task waiting for its first list: kube-runtime's
+/// `Store::wait_until_ready` wakes only the most recent of several concurrent waiters (one shared
+/// oneshot receiver), and with many reconciles waiting at once the others were never woken. So
+/// the controllers' own main stores stay private to kube, the caches below are waited on by one
+/// task here, and reconciles wait on a `watch` channel that this task sets.
 pub async fn run(
     client: Client,
     metrics: Metrics,
@@ -60,7 +66,13 @@ pub async fn run(
         limit_ranges,
         network_policies,
     };
-    let ctx = Arc::new(Context::new(client.clone(), stores.clone(), metrics));
+    let (caches_ready_tx, caches_ready) = tokio::sync::watch::channel(false);
+    let ctx = Arc::new(Context::new(
+        client.clone(),
+        stores.clone(),
+        metrics,
+        caches_ready,
+    ));
     let shutdown = shutdown.shared();
 
     // A project's namespaced children carry the project's name as a label; the owner reference
@@ -87,9 +99,9 @@ pub async fn run(
                 .collect()
         }
     };
-    let project_controller = Controller::for_stream(
-        watch::all(&client, projects_writer),
-        stores.projects.clone(),
+    let project_controller = Controller::new(
+        Api::<Project>::all(client.clone()),
+        watcher::Config::default().any_semantic(),
     )
     .with_config(
         ControllerConfig::default()
@@ -109,16 +121,11 @@ pub async fn run(
     .watches_stream(watch::managed(&client, network_policies_writer), move |o| {
         by_project_label(o.labels())
     })
-    // Branch counts: any BranchRelease change recounts the project of its namespace.
-    .watches_stream(
-        watcher(
-            Api::<PartialObjectMeta<BranchRelease>>::all(client.clone()),
-            watcher::Config::default(),
-        )
-        .default_backoff()
-        .touched_objects(),
-        move |release| projects_of_namespace(&release.namespace().unwrap_or_default()),
-    )
+    // Branch counts: any BranchRelease change recounts the project of its namespace. This
+    // watch also fills the BranchRelease cache both controllers read.
+    .watches_stream(watch::all(&client, releases_writer), move |release| {
+        projects_of_namespace(&release.namespace().unwrap_or_default())
+    })
     .graceful_shutdown_on(shutdown.clone())
     .run(
         with_backoff(project::reconcile::reconcile),
@@ -138,20 +145,17 @@ pub async fn run(
                 .collect()
         }
     };
-    let release_controller = Controller::for_stream(
-        watch::all(&client, releases_writer),
-        stores.releases.clone(),
+    let release_controller = Controller::new(
+        Api::<BranchRelease>::all(client.clone()),
+        watcher::Config::default().any_semantic(),
     )
     .with_config(ControllerConfig::default().concurrency(32))
     .owns_stream(watch::managed(&client, deployments_writer))
     .owns_stream(watch::managed(&client, services_writer))
     .owns_stream(watch::managed(&client, ingresses_writer))
     .owns_stream(watch::managed(&client, claims_writer))
-    .watches(
-        Api::<Project>::all(client.clone()),
-        watcher::Config::default(),
-        releases_of_project,
-    )
+    // A Project's change reconciles its branches. This watch also fills the Project cache.
+    .watches_stream(watch::all(&client, projects_writer), releases_of_project)
     .graceful_shutdown_on(shutdown.clone())
     .run(
         with_backoff(branch_release::reconcile::reconcile),
@@ -162,7 +166,9 @@ pub async fn run(
 
     let gauges_ctx = ctx.clone();
     let readiness = async move {
+        // The one waiter of every cache (see above).
         stores.wait_until_ready().await;
+        let _ = caches_ready_tx.send(true);
         ready.store(true, Ordering::SeqCst);
         info!("caches synced; reconciling");
         // The gauges are counted from the caches, a few times a minute: cheap, and always true.
@@ -179,7 +185,6 @@ pub async fn run(
     let project_controller = project_controller.inspect(|()| info!("project controller stopped"));
     let release_controller =
         release_controller.inspect(|()| info!("branchrelease controller stopped"));
-    let readiness = readiness.inspect(|()| info!("gauges stopped"));
     futures::join!(project_controller, release_controller, readiness);
     info!("controllers stopped");
 }
@@ -242,7 +247,8 @@ where
     move |object, ctx| {
         let reconcile = reconcile.clone();
         async move {
-            ctx.stores.wait_until_ready().await;
+            // Until every cache has its first full list, "not cached" could mean "not listed yet".
+            let _ = ctx.caches_ready.clone().wait_for(|ready| *ready).await;
             let key = ObjectRef::from_obj(object.as_ref()).erase();
             let result = reconcile(object, ctx.clone()).await;
             if result.is_ok() {

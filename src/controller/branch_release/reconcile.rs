@@ -322,6 +322,7 @@ async fn write_status(
         &Patch::Apply(&patch),
     )
     .await?;
+    ctx.metrics.wrote("BranchRelease", "status");
 
     for (note, warning, reason) in milestones(&old_status, &new_status) {
         events::publish(ctx, release, warning, &reason, note).await;

@@ -188,6 +188,7 @@ async fn write_status(ctx: &Context, project: &Project, new_status: ProjectStatu
         &Patch::Apply(&patch),
     )
     .await?;
+    ctx.metrics.wrote("Project", "status");
 
     let old_ready = conditions::find(&old_status.conditions, READY);
     let new_ready = conditions::find(&new_status.conditions, READY);

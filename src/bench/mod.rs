@@ -1,0 +1,44 @@
+//! `oksa-bench`: Oksa against `helm upgrade --install --wait` per branch and against the API
+//! server's own rate for the same objects, on the same cluster in the same run. See BENCHMARKS.md.
+
+pub mod helm;
+pub mod limit;
+pub mod oksa;
+pub mod operator;
+pub mod report;
+pub mod stats;
+pub mod workload;
+
+use std::path::PathBuf;
+
+#[derive(Debug, Clone, clap::Parser)]
+#[command(
+    name = "oksa-bench",
+    about = "Benchmark Oksa against helm-per-branch and the API server's limit"
+)]
+pub struct Args {
+    /// Projects to create.
+    #[arg(long, default_value_t = 20)]
+    pub projects: usize,
+    /// Branches per project.
+    #[arg(long, default_value_t = 50)]
+    pub branches: usize,
+    /// Branches deployed by the helm baseline (one `helm upgrade --install --wait` each).
+    #[arg(long, default_value_t = 50)]
+    pub helm_branches: usize,
+    /// Requests in flight when creating BranchReleases (Oksa) and objects (the limit).
+    #[arg(long, default_value_t = 32)]
+    pub concurrency: usize,
+    /// The operator binary to measure (default: `oksa` next to this binary).
+    #[arg(long)]
+    pub oksa: Option<PathBuf>,
+    /// The helm binary (default: from the local plane's tools, else PATH).
+    #[arg(long)]
+    pub helm: Option<PathBuf>,
+    /// Where the raw figures go.
+    #[arg(long, default_value = "target/bench/results.json")]
+    pub output: PathBuf,
+    /// Seconds to wait for everything to be Ready in each phase.
+    #[arg(long, default_value_t = 600)]
+    pub timeout: u64,
+}

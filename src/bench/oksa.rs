@@ -1,0 +1,322 @@
+//! Phase 1: Oksa. P projects × B branches from nothing to Ready, a forced resync, then cleanup.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Namespace, PersistentVolumeClaim, Service};
+use k8s_openapi::api::networking::v1::Ingress;
+use kube::api::{DeleteParams, ListParams, PostParams};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client, Resource, ResourceExt};
+use serde::Serialize;
+
+use super::operator::{OperatorProcess, sum};
+use super::stats::{Summary, summarize};
+use super::workload::{self, CHILDREN_PER_BRANCH};
+use crate::api::{BranchRelease, Phase, Project};
+use crate::labels;
+
+#[derive(Debug, Default, Serialize)]
+pub struct OksaResult {
+    pub branches: usize,
+    pub apply_to_children: Summary,
+    pub apply_to_ready: Summary,
+    pub wall_to_all_children_s: f64,
+    pub wall_to_all_ready_s: f64,
+    pub operator_cpu_s: f64,
+    pub operator_peak_rss_mib: f64,
+    /// Requests the operator sent to write children and status, by verb.
+    pub writes: BTreeMap<String, f64>,
+    pub resync_reconciles: f64,
+    /// Writes of a restarted operator that found everything as declared (goal: 0).
+    pub resync_writes: f64,
+    pub resync_peak_rss_mib: f64,
+    pub cleanup_s: f64,
+}
+
+/// First time each branch (namespace, release) was seen with all children and as Ready.
+#[derive(Default)]
+struct Seen {
+    children: HashMap<(String, String), HashSet<String>>,
+    children_complete: HashMap<(String, String), Instant>,
+    ready: HashMap<(String, String), Instant>,
+}
+
+fn watch_children<K>(client: &Client, seen: Arc<Mutex<Seen>>)
+where
+    K: Resource<DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
+{
+    let config = watcher::Config::default().labels(labels::MANAGED_SELECTOR);
+    let stream = watcher(Api::<K>::all(client.clone()), config)
+        .default_backoff()
+        .applied_objects();
+    tokio::spawn(async move {
+        let mut stream = std::pin::pin!(stream);
+        while let Ok(Some(object)) = stream.try_next().await {
+            let Some(release) = object.labels().get(labels::RELEASE).cloned() else {
+                continue;
+            };
+            let key = (object.namespace().unwrap_or_default(), release);
+            let mut seen = seen.lock().unwrap();
+            let kinds = seen.children.entry(key.clone()).or_default();
+            kinds.insert(format!("{}/{}", K::kind(&()), object.name_any()));
+            if kinds.len() >= CHILDREN_PER_BRANCH {
+                seen.children_complete
+                    .entry(key)
+                    .or_insert_with(Instant::now);
+            }
+        }
+    });
+}
+
+fn watch_releases(client: &Client, seen: Arc<Mutex<Seen>>) {
+    let stream = watcher(
+        Api::<BranchRelease>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .default_backoff()
+    .applied_objects();
+    tokio::spawn(async move {
+        let mut stream = std::pin::pin!(stream);
+        while let Ok(Some(release)) = stream.try_next().await {
+            let ready = release.status.as_ref().is_some_and(|s| {
+                s.phase == Some(Phase::Ready)
+                    && s.observed_generation == release.metadata.generation
+            });
+            if ready {
+                let key = (release.namespace().unwrap_or_default(), release.name_any());
+                seen.lock()
+                    .unwrap()
+                    .ready
+                    .entry(key)
+                    .or_insert_with(Instant::now);
+            }
+        }
+    });
+}
+
+fn writes_by_verb(metrics: &str) -> BTreeMap<String, f64> {
+    ["apply", "create", "delete", "status", "skipped"]
+        .iter()
+        .map(|verb| {
+            (
+                verb.to_string(),
+                sum(
+                    metrics,
+                    "oksa_child_writes_total",
+                    &[&format!("verb=\"{verb}\"")],
+                ),
+            )
+        })
+        .collect()
+}
+
+pub async fn run(
+    client: &Client,
+    args: &super::Args,
+    binary: &Path,
+    run_id: &str,
+) -> Result<OksaResult, String> {
+    let timeout = Duration::from_secs(args.timeout);
+    std::fs::create_dir_all("target/bench").map_err(|e| e.to_string())?;
+    let operator = OperatorProcess::start(binary, Path::new("target/bench/operator.log"))
+        .map_err(|e| format!("starting {}: {e}", binary.display()))?;
+    operator.wait_ready(Duration::from_secs(60)).await?;
+
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    watch_children::<Deployment>(client, seen.clone());
+    watch_children::<Service>(client, seen.clone());
+    watch_children::<Ingress>(client, seen.clone());
+    watch_children::<PersistentVolumeClaim>(client, seen.clone());
+    watch_releases(client, seen.clone());
+
+    // Projects first: their namespaces must exist before branches can be created in them.
+    let projects: Vec<String> = (0..args.projects)
+        .map(|p| format!("bench-{run_id}-p{p}"))
+        .collect();
+    let project_api = Api::<Project>::all(client.clone());
+    for name in &projects {
+        project_api
+            .create(&PostParams::default(), &workload::project(name))
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    let deadline = Instant::now() + timeout;
+    for name in &projects {
+        while project_api
+            .get(name)
+            .await
+            .ok()
+            .and_then(|p| p.status?.namespace)
+            .is_none()
+        {
+            if Instant::now() > deadline {
+                return Err(format!("Project {name} did not become ready"));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    let total = args.projects * args.branches;
+    let applied: Arc<Mutex<HashMap<(String, String), Instant>>> = Arc::default();
+    let jobs = projects
+        .iter()
+        .flat_map(|p| (0..args.branches).map(move |b| (p.clone(), format!("b-{b}"))));
+    let started = Instant::now();
+    let results: Vec<Result<(), String>> = futures::stream::iter(jobs)
+        .map(|(project, branch)| {
+            let client = client.clone();
+            let applied = applied.clone();
+            async move {
+                let api = Api::<BranchRelease>::namespaced(client, &project);
+                let release = BranchRelease::new(&branch, workload::branch_spec(&project, &branch));
+                applied
+                    .lock()
+                    .unwrap()
+                    .insert((project.clone(), branch.clone()), Instant::now());
+                api.create(&PostParams::default(), &release)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
+            }
+        })
+        .buffer_unordered(args.concurrency)
+        .collect()
+        .await;
+    if let Some(Err(error)) = results.into_iter().find(Result::is_err) {
+        return Err(format!("creating a BranchRelease: {error}"));
+    }
+
+    // Only this run's branches count: the cluster may hold others.
+    loop {
+        let ready = {
+            let seen = seen.lock().unwrap();
+            applied
+                .lock()
+                .unwrap()
+                .keys()
+                .filter(|key| seen.ready.contains_key(*key))
+                .count()
+        };
+        if ready >= total {
+            break;
+        }
+        if started.elapsed() > timeout {
+            return Err(format!(
+                "only {ready}/{total} branches Ready after {timeout:?}"
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    let mut result = OksaResult {
+        branches: total,
+        ..OksaResult::default()
+    };
+    {
+        let seen = seen.lock().unwrap();
+        let applied = applied.lock().unwrap();
+        let since = |at: &HashMap<(String, String), Instant>| -> Vec<f64> {
+            applied
+                .iter()
+                .filter_map(|(key, t0)| {
+                    at.get(key)
+                        .map(|t| t.duration_since(*t0).as_secs_f64() * 1000.0)
+                })
+                .collect()
+        };
+        result.apply_to_children = summarize(since(&seen.children_complete));
+        result.apply_to_ready = summarize(since(&seen.ready));
+        let last = |at: &HashMap<(String, String), Instant>| {
+            applied
+                .keys()
+                .filter_map(|key| at.get(key))
+                .max()
+                .map(|t| t.duration_since(started).as_secs_f64())
+                .unwrap_or(0.0)
+        };
+        result.wall_to_all_children_s = last(&seen.children_complete);
+        result.wall_to_all_ready_s = last(&seen.ready);
+    }
+    // Let the last status writes land before reading the counters.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    result.operator_cpu_s = operator.cpu_seconds();
+    result.operator_peak_rss_mib = operator.peak_rss_mib();
+    result.writes = writes_by_verb(&operator.metrics().await);
+    operator.stop();
+
+    // A forced full resync: a new operator lists and reconciles every object, finding nothing to change.
+    let operator = OperatorProcess::start(binary, Path::new("target/bench/operator-resync.log"))
+        .map_err(|e| e.to_string())?;
+    operator.wait_ready(Duration::from_secs(60)).await?;
+    let resync_deadline = Instant::now() + timeout;
+    loop {
+        let metrics = operator.metrics().await;
+        let releases = sum(
+            &metrics,
+            "oksa_reconciles_total",
+            &["controller=\"branchrelease\""],
+        );
+        let projects_done = sum(
+            &metrics,
+            "oksa_reconciles_total",
+            &["controller=\"project\""],
+        );
+        if releases >= total as f64 && projects_done >= args.projects as f64 {
+            break;
+        }
+        if Instant::now() > resync_deadline {
+            return Err(format!(
+                "the resync reconciled {releases} of {total} branches and {projects_done} of {} projects",
+                args.projects
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let metrics = operator.metrics().await;
+    result.resync_reconciles = sum(&metrics, "oksa_reconciles_total", &[]);
+    let resync = writes_by_verb(&metrics);
+    result.resync_writes = ["apply", "create", "delete", "status"]
+        .iter()
+        .map(|v| resync[*v])
+        .sum();
+    result.resync_peak_rss_mib = operator.peak_rss_mib();
+
+    // Cleanup: deleting the projects deletes their namespaces and everything in them.
+    let cleanup = Instant::now();
+    for name in &projects {
+        let _ = project_api.delete(name, &DeleteParams::background()).await;
+    }
+    let namespaces = Api::<Namespace>::all(client.clone());
+    loop {
+        let left = namespaces
+            .list(&ListParams::default().labels(labels::MANAGED_SELECTOR))
+            .await
+            .map_err(|e| e.to_string())?
+            .items
+            .into_iter()
+            .filter(|n| projects.contains(&n.name_any()))
+            .count();
+        if left == 0 {
+            break;
+        }
+        if cleanup.elapsed() > timeout {
+            return Err(format!("{left} namespaces still there after {timeout:?}"));
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    result.cleanup_s = cleanup.elapsed().as_secs_f64();
+    operator.stop();
+    Ok(result)
+}

@@ -1,0 +1,138 @@
+//! The operator under measurement: a separate `oksa run` process, so its CPU time and peak
+//! memory are its own.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub struct OperatorProcess {
+    child: Child,
+    pub port: u16,
+}
+
+impl OperatorProcess {
+    pub fn start(binary: &Path, log: &Path) -> std::io::Result<Self> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let log = std::fs::File::create(log)?;
+        let child = Command::new(binary)
+            .arg("run")
+            .env("OKSA_LISTEN", format!("127.0.0.1:{port}"))
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()?;
+        Ok(OperatorProcess { child, port })
+    }
+
+    pub async fn wait_ready(&self, timeout: Duration) -> Result<(), String> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if get(self.port, "/readyz")
+                .await
+                .is_some_and(|r| r.starts_with("HTTP/1.0 200") || r.starts_with("HTTP/1.1 200"))
+            {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Err("the operator did not become ready".into())
+    }
+
+    /// User + system CPU seconds so far, from /proc (Linux).
+    pub fn cpu_seconds(&self) -> f64 {
+        let stat =
+            std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
+        // Fields after the command name (which is in parentheses and may contain spaces).
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .map(|(_, rest)| rest.split_whitespace().collect())
+            .unwrap_or_default();
+        let ticks = |i: usize| {
+            fields
+                .get(i)
+                .and_then(|f| f.parse::<f64>().ok())
+                .unwrap_or(0.0)
+        };
+        // utime and stime are fields 14 and 15 of the whole line: 11 and 12 after the name.
+        (ticks(11) + ticks(12)) / clock_ticks_per_second()
+    }
+
+    /// Peak resident memory in MiB (VmHWM).
+    pub fn peak_rss_mib(&self) -> f64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
+            .map(|kib| kib / 1024.0)
+            .unwrap_or(0.0)
+    }
+
+    pub async fn metrics(&self) -> String {
+        get(self.port, "/metrics").await.unwrap_or_default()
+    }
+
+    /// SIGTERM, then wait for the exit.
+    pub fn stop(mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        for _ in 0..300 {
+            if self.child.try_wait().ok().flatten().is_some() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+    }
+}
+
+fn clock_ticks_per_second() -> f64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+        .unwrap_or(100.0)
+}
+
+async fn get(port: u16, path: &str) -> Option<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .ok()?;
+    stream
+        .write_all(format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").as_bytes())
+        .await
+        .ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.ok()?;
+    Some(response)
+}
+
+/// Sum of the series of `name` whose labels contain every one of `labels`. Pure.
+pub fn sum(metrics: &str, name: &str, labels: &[&str]) -> f64 {
+    metrics
+        .lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter(|line| line.starts_with(name) && line[name.len()..].starts_with(['{', ' ']))
+        .filter(|line| labels.iter().all(|l| line.contains(l)))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn sums_matching_series() {
+        let text = "# HELP x\noksa_child_writes_total{kind=\"Service\",verb=\"apply\"} 3\noksa_child_writes_total{kind=\"Deployment\",verb=\"apply\"} 4\noksa_child_writes_total{kind=\"Deployment\",verb=\"skipped\"} 9\noksa_child_writes_total_other 5\n";
+        assert_eq!(
+            super::sum(text, "oksa_child_writes_total", &["verb=\"apply\""]),
+            7.0
+        );
+        assert_eq!(super::sum(text, "oksa_child_writes_total", &[]), 16.0);
+    }
+}

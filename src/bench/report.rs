@@ -1,0 +1,121 @@
+//! The benchmark's table and JSON. Pure.
+
+use serde::Serialize;
+
+use super::helm::HelmResult;
+use super::limit::LimitResult;
+use super::oksa::OksaResult;
+
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub machine: String,
+    pub projects: usize,
+    pub branches_per_project: usize,
+    pub oksa: OksaResult,
+    pub helm: HelmResult,
+    pub limit: LimitResult,
+    /// Oksa's median time from apply to Ready, over helm's median per branch (lower is better).
+    pub ratio_oksa_over_helm: f64,
+    /// Oksa's wall time to all children created, over the limit's wall time for the same objects.
+    pub ratio_oksa_over_limit: f64,
+}
+
+impl Report {
+    pub fn new(
+        machine: String,
+        projects: usize,
+        branches: usize,
+        oksa: OksaResult,
+        helm: HelmResult,
+        limit: LimitResult,
+    ) -> Self {
+        let ratio = |a: f64, b: f64| if b > 0.0 { a / b } else { 0.0 };
+        Report {
+            machine,
+            projects,
+            branches_per_project: branches,
+            ratio_oksa_over_helm: ratio(oksa.apply_to_ready.median_ms, helm.per_branch.median_ms),
+            ratio_oksa_over_limit: ratio(oksa.wall_to_all_children_s, limit.wall_s),
+            oksa,
+            helm,
+            limit,
+        }
+    }
+
+    pub fn table(&self) -> String {
+        let o = &self.oksa;
+        let mut lines = vec![
+            format!(
+                "{} branches ({} projects × {}), {}",
+                o.branches, self.projects, self.branches_per_project, self.machine
+            ),
+            String::new(),
+            format!("{:<44} {:>10} {:>10} {:>10}", "", "median", "p99", "wall"),
+            format!(
+                "{:<44} {:>8.0}ms {:>8.0}ms {:>9.1}s",
+                "Oksa: apply → all children created",
+                o.apply_to_children.median_ms,
+                o.apply_to_children.p99_ms,
+                o.wall_to_all_children_s
+            ),
+            format!(
+                "{:<44} {:>8.0}ms {:>8.0}ms {:>9.1}s",
+                "Oksa: apply → Ready",
+                o.apply_to_ready.median_ms,
+                o.apply_to_ready.p99_ms,
+                o.wall_to_all_ready_s
+            ),
+            format!(
+                "{:<44} {:>8.0}ms {:>8.0}ms {:>9.1}s",
+                format!(
+                    "helm upgrade --install --wait ({} branches)",
+                    self.helm.branches
+                ),
+                self.helm.per_branch.median_ms,
+                self.helm.per_branch.p99_ms,
+                self.helm.wall_s
+            ),
+            format!(
+                "{:<44} {:>8.0}ms {:>8.0}ms {:>9.1}s",
+                format!("limit: direct creates ({} branches)", self.limit.branches),
+                self.limit.per_branch.median_ms,
+                self.limit.per_branch.p99_ms,
+                self.limit.wall_s
+            ),
+            String::new(),
+            format!(
+                "per environment, Oksa/helm (median to Ready):   {:.3}  ({:.1}× faster)",
+                self.ratio_oksa_over_helm,
+                1.0 / self.ratio_oksa_over_helm.max(0.001)
+            ),
+            format!(
+                "creating the objects, Oksa/limit (wall):         {:.2}",
+                self.ratio_oksa_over_limit
+            ),
+            format!(
+                "operator CPU {:.1}s, peak RSS {:.1} MiB",
+                o.operator_cpu_s, o.operator_peak_rss_mib
+            ),
+            format!(
+                "operator writes: {}",
+                o.writes
+                    .iter()
+                    .map(|(k, v)| format!("{k} {}", v.abs()))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            format!(
+                "forced resync: {} reconciles, {} writes (goal 0), peak RSS {:.1} MiB",
+                o.resync_reconciles,
+                o.resync_writes.abs(),
+                o.resync_peak_rss_mib
+            ),
+            format!(
+                "cleanup (delete the projects → namespaces gone): {:.1}s",
+                o.cleanup_s
+            ),
+        ];
+        lines.push(String::new());
+        lines.join("\n")
+    }
+}

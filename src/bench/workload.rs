@@ -1,0 +1,78 @@
+//! The unit of work: one branch with 2 components (each a Deployment and a Service), 1 Ingress
+//! and 1 volume. The same six objects for Oksa, helm and the limit: they come from Oksa's own
+//! builder, so all three create exactly the same thing.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use serde_json::json;
+
+use crate::api::{BranchRelease, BranchReleaseSpec, Project};
+use crate::controller::branch_release::build::{self, ReleaseObjects};
+
+pub const CHILDREN_PER_BRANCH: usize = 6;
+
+pub fn branch_spec(project: &str, branch: &str) -> BranchReleaseSpec {
+    serde_json::from_value(json!({
+        "project": project,
+        "branch": branch,
+        "commit": "bench",
+        "components": [
+            {"name": "web", "containers": [{"name": "web", "image": "nginx:1.27", "ports": [{"containerPort": 8080}],
+                "volumeMounts": [{"volume": "data", "mountPath": "/data"}]}]},
+            {"name": "api", "containers": [{"name": "api", "image": "shop/api:1", "ports": [{"containerPort": 9090}]}]},
+        ],
+        "routes": [{"path": "/", "component": "web"}, {"path": "/api", "component": "api"}],
+        "volumes": [{"name": "data", "size": "1Gi"}],
+    }))
+    .expect("a valid workload")
+}
+
+pub fn project(name: &str) -> Project {
+    serde_json::from_value(json!({
+        "apiVersion": "oksa.dev/v1alpha1", "kind": "Project",
+        "metadata": {"name": name, "labels": {"oksa.dev/bench": "true"}},
+        "spec": {"domain": format!("{name}.bench.test")},
+    }))
+    .expect("a valid project")
+}
+
+/// The six children of a branch, without owner (for the limit and helm phases).
+pub fn children(namespace: &str, branch: &str) -> ReleaseObjects {
+    let project = project("bench");
+    let mut release = BranchRelease::new("bench", branch_spec("bench", branch));
+    release.metadata.namespace = Some(namespace.to_string());
+    let name = crate::naming::release_name(branch);
+    let owner = OwnerReference::default();
+    let mut objects = build::build(&build::Release {
+        branch_release: &release,
+        project: &project,
+        name,
+        owner,
+    });
+    for meta in objects
+        .deployments
+        .iter_mut()
+        .map(|o| &mut o.metadata)
+        .chain(objects.services.iter_mut().map(|o| &mut o.metadata))
+        .chain(objects.ingress.iter_mut().map(|o| &mut o.metadata))
+        .chain(objects.claims.iter_mut().map(|o| &mut o.metadata))
+    {
+        meta.owner_references = None;
+    }
+    objects
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_branch_is_six_objects() {
+        let objects = children("ns", "b-1");
+        let count = objects.deployments.len()
+            + objects.services.len()
+            + objects.ingress.iter().count()
+            + objects.claims.len();
+        assert_eq!(count, CHILDREN_PER_BRANCH);
+        assert!(objects.deployments[0].metadata.owner_references.is_none());
+    }
+}

@@ -1,0 +1,82 @@
+//! Benchmarks Oksa against helm-per-branch and the API server's own rate. See BENCHMARKS.md.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use oksa::bench::{Args, helm, limit, oksa as oksa_phase, report::Report};
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    oksa::telemetry::init_quiet();
+    match run(Args::parse()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("oksa-bench: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: Args) -> Result<(), String> {
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let tools = oksa::demo::ensure_cluster(repo).map_err(|e| e.to_string())?;
+    let client = kube::Client::try_default()
+        .await
+        .map_err(|e| e.to_string())?;
+    oksa::crd::install(&client)
+        .await
+        .map_err(|e| e.to_string())?;
+    let binary = match &args.oksa {
+        Some(path) => path.clone(),
+        None => std::env::current_exe()
+            .map_err(|e| e.to_string())?
+            .with_file_name("oksa"),
+    };
+    if !binary.exists() {
+        return Err(format!(
+            "{} not found: build it first (cargo build --release)",
+            binary.display()
+        ));
+    }
+    let helm = args.helm.clone().unwrap_or_else(|| {
+        tools
+            .map(|t| t.join("helm"))
+            .unwrap_or_else(|| "helm".into())
+    });
+    let run_id = format!(
+        "{:x}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+            % 0xfffff
+    );
+
+    eprintln!(
+        "Oksa: {} projects × {} branches...",
+        args.projects, args.branches
+    );
+    let oksa = oksa_phase::run(&client, &args, &binary, &run_id).await?;
+    eprintln!("helm baseline: {} branches...", args.helm_branches);
+    let helm = helm::run(&client, &helm, args.helm_branches, &run_id).await?;
+    let total = args.projects * args.branches;
+    eprintln!("limit: {total} branches of objects created directly...");
+    let limit = limit::run(&client, total, args.concurrency, &run_id).await?;
+
+    let machine = format!(
+        "{} cores, {}",
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(0),
+        std::env::consts::ARCH
+    );
+    let report = Report::new(machine, args.projects, args.branches, oksa, helm, limit);
+    println!("{}", report.table());
+    if let Some(parent) = args.output.parent() {
+        std::fs::create_dir_all(parent).map_err(|e| e.to_string())?;
+    }
+    std::fs::write(&args.output, serde_json::to_string_pretty(&report).unwrap())
+        .map_err(|e| e.to_string())?;
+    println!("raw figures: {}", args.output.display());
+    Ok(())
+}
