@@ -198,19 +198,27 @@ pub mod write {
     where
         K: Resource<DynamicType = ()> + Clone + Serialize + DeserializeOwned + Debug,
     {
-        let mut current = Vec::with_capacity(desired.len());
-        for object in &desired {
+        // The objects of one kind are independent: apply them concurrently.
+        let current = futures::future::try_join_all(desired.iter().map(|object| {
             let namespace = object.namespace().unwrap_or_default();
             let key = ObjectRef::<K>::new(&object.name_any()).within(&namespace);
             let live = store.get(&key);
             let api = api_for(&namespace);
-            current.push(
-                match apply_if_changed(&api, object, live.as_deref(), tally).await? {
-                    Some(applied) => Arc::new(applied),
-                    None => live.expect("unchanged implies cached"),
-                },
-            );
-        }
+            async move {
+                Ok::<_, kube::Error>(
+                    match (
+                        apply_if_changed(&api, object, live.as_deref(), tally).await?,
+                        live,
+                    ) {
+                        (Some(applied), _) => Arc::new(applied),
+                        (None, Some(live)) => live,
+                        // Not sent means it matched a cached object, so there is one; keep it total anyway.
+                        (None, None) => Arc::new(object.clone()),
+                    },
+                )
+            }
+        }))
+        .await?;
         let wanted: HashSet<(Option<String>, String)> = desired
             .iter()
             .map(|o| (o.namespace(), o.name_any()))

@@ -132,12 +132,7 @@ mod tests {
         super::write_chart(&folder).unwrap();
         let text = std::fs::read_to_string(folder.join("templates/branch.yaml")).unwrap();
         assert_eq!(text.matches("kind: Deployment").count(), 2);
-        assert!(
-            text.contains("name: '{{ .Values.release }}-web'")
-                || text.contains("name: \"{{ .Values.release }}-web\"")
-                || text.contains("name: '{{ .Values.release }}-web'"),
-            "{text}"
-        );
+        assert!(text.contains("name: {{ .Values.release }}-web"), "{text}");
         assert!(!text.contains(super::NAMESPACE) && !text.contains(super::RELEASE));
         std::fs::remove_dir_all(folder).unwrap();
     }

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures::TryFutureExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Event, PersistentVolumeClaim, Pod, Service};
 use k8s_openapi::api::networking::v1::Ingress;
@@ -94,33 +95,36 @@ async fn reconcile_release(release: &BranchRelease, ctx: &Context) -> Result<Act
             && object_labels.get(labels::PROJECT) == Some(&release.spec.project)
     };
 
-    // Volumes first: pods wait for their claims.
-    let claims = sync_claims(ctx, &tally, release, &namespace, objects.claims).await?;
+    // The kinds are independent of each other (pods simply wait for their claims): write them
+    // concurrently, so a reconcile costs about one round trip instead of one per object.
     let client = &ctx.client;
-    let deployments = sync_children(
-        |ns| Api::<Deployment>::namespaced(client.clone(), ns),
-        &ctx.stores.deployments,
-        objects.deployments,
-        |o| belongs(o.namespace(), o.labels()),
-        &tally,
-    )
-    .await?;
-    sync_children(
-        |ns| Api::<Service>::namespaced(client.clone(), ns),
-        &ctx.stores.services,
-        objects.services,
-        |o| belongs(o.namespace(), o.labels()),
-        &tally,
-    )
-    .await?;
-    sync_children(
-        |ns| Api::<Ingress>::namespaced(client.clone(), ns),
-        &ctx.stores.ingresses,
-        objects.ingress.into_iter().collect(),
-        |o| belongs(o.namespace(), o.labels()),
-        &tally,
-    )
-    .await?;
+    let (claims, deployments, _, _) = tokio::try_join!(
+        sync_claims(ctx, &tally, release, &namespace, objects.claims),
+        sync_children(
+            |ns| Api::<Deployment>::namespaced(client.clone(), ns),
+            &ctx.stores.deployments,
+            objects.deployments,
+            |o| belongs(o.namespace(), o.labels()),
+            &tally,
+        )
+        .err_into::<Error>(),
+        sync_children(
+            |ns| Api::<Service>::namespaced(client.clone(), ns),
+            &ctx.stores.services,
+            objects.services,
+            |o| belongs(o.namespace(), o.labels()),
+            &tally,
+        )
+        .err_into::<Error>(),
+        sync_children(
+            |ns| Api::<Ingress>::namespaced(client.clone(), ns),
+            &ctx.stores.ingresses,
+            objects.ingress.into_iter().collect(),
+            |o| belongs(o.namespace(), o.labels()),
+            &tally,
+        )
+        .err_into::<Error>(),
+    )?;
     prune_claims(ctx, &tally, release, &namespace, &release_name, &belongs).await?;
 
     // Observe. Diagnosing costs two list requests, so it waits for a reconcile that wrote nothing:

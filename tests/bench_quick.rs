@@ -1,0 +1,59 @@
+//! The benchmark's quick variant, so the benchmark itself cannot rot: it completes and reports
+//! every figure. Its timings are not asserted (a shared CI machine is no place for that).
+
+mod support;
+
+#[test]
+fn the_quick_benchmark_completes_and_reports() {
+    let output_file =
+        std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("bench-quick.json");
+    let helm = support::plane()
+        .tools
+        .as_ref()
+        .map(|t| t.join("helm"))
+        .unwrap_or_else(|| "helm".into());
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_oksa-bench"))
+        .args([
+            "--projects",
+            "1",
+            "--branches",
+            "5",
+            "--helm-branches",
+            "2",
+            "--timeout",
+            "180",
+        ])
+        .arg("--oksa")
+        .arg(env!("CARGO_BIN_EXE_oksa"))
+        .arg("--helm")
+        .arg(helm)
+        .arg("--output")
+        .arg(&output_file)
+        .env("KUBECONFIG", support::kubeconfig_path())
+        .output()
+        .expect("running oksa-bench");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "oksa-bench failed:\n{stdout}\n{stderr}"
+    );
+    for line in [
+        "Oksa: apply → Ready",
+        "helm upgrade --install --wait",
+        "limit: direct creates",
+        "forced resync",
+    ] {
+        assert!(stdout.contains(line), "missing {line:?} in:\n{stdout}");
+    }
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&output_file).unwrap()).unwrap();
+    assert_eq!(report["oksa"]["branches"], 5);
+    assert_eq!(
+        report["oksa"]["apply_to_ready"]["count"], 5,
+        "every branch was timed to Ready"
+    );
+    assert_eq!(report["helm"]["per_branch"]["count"], 2);
+    assert_eq!(report["limit"]["per_branch"]["count"], 5);
+    assert!(report["oksa"]["operator_peak_rss_mib"].as_f64().unwrap() > 0.0);
+}
