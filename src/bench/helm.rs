@@ -5,9 +5,8 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::Namespace;
-use kube::api::{DeleteParams, PostParams};
-use kube::{Api, Client};
+use kube::Client;
+use kube::api::DeleteParams;
 use serde::Serialize;
 
 use super::stats::{Summary, summarize};
@@ -72,13 +71,7 @@ pub async fn run(
     let chart = std::path::PathBuf::from("target/bench/helm-chart");
     write_chart(&chart).map_err(|e| e.to_string())?;
     let namespace = format!("bench-{run_id}-helm");
-    let namespaces = Api::<Namespace>::all(client.clone());
-    let object: Namespace =
-        serde_json::from_value(serde_json::json!({"metadata": {"name": namespace}})).unwrap();
-    namespaces
-        .create(&PostParams::default(), &object)
-        .await
-        .map_err(|e| e.to_string())?;
+    let namespaces = workload::create_namespace(client, &namespace).await?;
 
     let kubeconfig = std::env::var("KUBECONFIG").unwrap_or_default();
     let mut durations = Vec::with_capacity(branches);

@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{Namespace, PersistentVolumeClaim, Service};
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Service};
 use k8s_openapi::api::networking::v1::Ingress;
 use kube::api::{DeleteParams, PostParams};
 use kube::{Api, Client};
@@ -59,13 +59,7 @@ pub async fn run(
     run_id: &str,
 ) -> Result<LimitResult, String> {
     let namespace = format!("bench-{run_id}-limit");
-    let namespaces = Api::<Namespace>::all(client.clone());
-    let object: Namespace =
-        serde_json::from_value(serde_json::json!({"metadata": {"name": namespace}})).unwrap();
-    namespaces
-        .create(&PostParams::default(), &object)
-        .await
-        .map_err(|e| e.to_string())?;
+    let namespaces = workload::create_namespace(client, &namespace).await?;
     let started = Instant::now();
     let results: Vec<Result<f64, kube::Error>> = futures::stream::iter(0..branches)
         .map(|i| create_branch(client.clone(), namespace.clone(), format!("l-{i}")))

@@ -2,6 +2,7 @@
 //! and 1 volume. The same six objects for Oksa, helm and the limit: they come from Oksa's own
 //! builder, so all three create exactly the same thing.
 
+use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use serde_json::json;
 
@@ -59,6 +60,22 @@ pub fn children(namespace: &str, branch: &str) -> ReleaseObjects {
         meta.owner_references = None;
     }
     objects
+}
+
+/// A namespace for a phase that runs without Oksa (helm, the limit). Returns the namespaces API
+/// to delete it with when the phase is done.
+pub async fn create_namespace(
+    client: &kube::Client,
+    name: &str,
+) -> Result<kube::Api<Namespace>, String> {
+    let namespaces = kube::Api::<Namespace>::all(client.clone());
+    let object: Namespace =
+        serde_json::from_value(json!({"metadata": {"name": name}})).expect("a namespace");
+    namespaces
+        .create(&kube::api::PostParams::default(), &object)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(namespaces)
 }
 
 #[cfg(test)]

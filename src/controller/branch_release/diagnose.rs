@@ -103,7 +103,11 @@ fn diagnose_pod(pod: &Pod, events: &[Event]) -> Option<Problem> {
         }
     }
     for condition in status.conditions.iter().flatten() {
-        if condition.type_ == "PodScheduled" && condition.status == "False" {
+        let message = condition.message.as_deref().unwrap_or_default();
+        // Waiting for a claim that is still being provisioned is progress, not a failure: the
+        // volume's own status (VolumesNotBound) already says so.
+        let waiting_for_volume = message.contains("unbound immediate PersistentVolumeClaims");
+        if condition.type_ == "PodScheduled" && condition.status == "False" && !waiting_for_volume {
             return problem(
                 "Unschedulable",
                 format!(
@@ -197,6 +201,23 @@ mod tests {
         );
         // Without the event, a pod that is merely starting is not a problem.
         assert_eq!(diagnose(&deployment(), &[pod], &[]), None);
+    }
+
+    #[test]
+    fn waiting_for_a_volume_to_bind_is_not_a_problem() {
+        let waiting = pod(
+            json!({"phase": "Pending", "conditions": [{"type": "PodScheduled", "status": "False",
+            "reason": "Unschedulable", "message": "0/3 nodes are available: pod has unbound immediate PersistentVolumeClaims."}]}),
+        );
+        assert_eq!(diagnose(&deployment(), &[waiting], &[]), None);
+        let full = pod(
+            json!({"phase": "Pending", "conditions": [{"type": "PodScheduled", "status": "False",
+            "reason": "Unschedulable", "message": "0/3 nodes are available: 3 Insufficient memory."}]}),
+        );
+        assert_eq!(
+            diagnose(&deployment(), &[full], &[]).unwrap().reason,
+            "Unschedulable"
+        );
     }
 
     #[test]

@@ -32,9 +32,18 @@ use crate::naming;
 
 pub const CONTROLLER: &str = "branchrelease";
 
-/// How often a BranchRelease that is not Ready is looked at again. Pod failures (an image that
-/// cannot be pulled) do not change the Deployment, so they are found by looking again.
-const NOT_READY_RECHECK: Duration = Duration::from_secs(3);
+/// When a BranchRelease that is not Ready is looked at again. Pod failures (an image that cannot
+/// be pulled) do not change the Deployment, so they are found by looking again: soon after a
+/// change (3 s), then less and less often (up to 30 s), so that a thousand slow rollouts do not
+/// become a thousand pollers competing with the rollouts themselves.
+fn not_ready_recheck(status: &BranchReleaseStatus, now: Timestamp) -> Duration {
+    let waited = status
+        .progressing_since
+        .as_ref()
+        .map(|since| (now.as_millisecond() - since.0.as_millisecond()).max(0) as f64 / 1000.0)
+        .unwrap_or(0.0);
+    Duration::from_secs_f64((3.0 + waited / 4.0).min(30.0))
+}
 
 #[instrument(skip_all, fields(namespace = %release.namespace().unwrap_or_default(), branchrelease = %release.name_any()))]
 pub async fn reconcile(release: Arc<BranchRelease>, ctx: Arc<Context>) -> Result<Action> {
@@ -192,11 +201,12 @@ async fn reconcile_release(release: &BranchRelease, ctx: &Context) -> Result<Act
     };
     let new_status = status::observed(release, &observation, Timestamp::now());
     let ready = new_status.phase == Some(Phase::Ready);
+    let recheck = not_ready_recheck(&new_status, Timestamp::now());
     write_status(ctx, release, new_status).await?;
     Ok(if ready {
         Action::requeue(Duration::from_secs(600))
     } else {
-        Action::requeue(NOT_READY_RECHECK)
+        Action::requeue(recheck)
     })
 }
 
