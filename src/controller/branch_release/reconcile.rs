@@ -54,6 +54,11 @@ pub async fn reconcile(release: Arc<BranchRelease>, ctx: Arc<Context>) -> Result
 }
 
 async fn reconcile_release(release: &BranchRelease, ctx: &Context) -> Result<Action> {
+    // Being deleted (its namespace going away with its Project, say): the garbage collector
+    // removes the children; writing a status or events now would only be noise.
+    if release.metadata.deletion_timestamp.is_some() {
+        return Ok(Action::await_change());
+    }
     let namespace = release
         .namespace()
         .ok_or(Error::MissingField("BranchRelease", "metadata.namespace"))?;
