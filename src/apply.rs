@@ -189,21 +189,25 @@ pub mod write {
     /// longer desired. Returns the current state of each desired object (as applied, or as cached
     /// when nothing needed writing), in the order of `desired`.
     pub async fn sync_children<K>(
-        api_for: impl Fn(&str) -> Api<K>,
+        client: &kube::Client,
         store: &Store<K>,
         desired: Vec<K>,
         belongs: impl Fn(&K) -> bool,
         tally: &Tally<'_>,
     ) -> Result<Vec<Arc<K>>, kube::Error>
     where
-        K: Resource<DynamicType = ()> + Clone + Serialize + DeserializeOwned + Debug,
+        K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+            + Clone
+            + Serialize
+            + DeserializeOwned
+            + Debug,
     {
         // The objects of one kind are independent: apply them concurrently.
         let current = futures::future::try_join_all(desired.iter().map(|object| {
             let namespace = object.namespace().unwrap_or_default();
             let key = ObjectRef::<K>::new(&object.name_any()).within(&namespace);
             let live = store.get(&key);
-            let api = api_for(&namespace);
+            let api = Api::<K>::namespaced(client.clone(), &namespace);
             async move {
                 Ok::<_, kube::Error>(
                     match (
@@ -231,7 +235,7 @@ pub mod write {
         // Group deletions by namespace only for the Api handle; order does not matter.
         stale.sort_by_key(|o| o.namespace());
         for object in stale {
-            let api = api_for(&object.namespace().unwrap_or_default());
+            let api = Api::<K>::namespaced(client.clone(), &object.namespace().unwrap_or_default());
             delete_all(&api, vec![object], tally).await?;
         }
         Ok(current)

@@ -5,9 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::TryFutureExt;
-use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{Event, PersistentVolumeClaim, Pod, Service};
-use k8s_openapi::api::networking::v1::Ingress;
+use k8s_openapi::api::core::v1::{Event, PersistentVolumeClaim, Pod};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
@@ -115,7 +113,7 @@ async fn reconcile_release(release: &BranchRelease, ctx: &Context) -> Result<Act
     let (claims, deployments, _, _) = tokio::try_join!(
         sync_claims(ctx, &tally, release, &namespace, objects.claims),
         sync_children(
-            |ns| Api::<Deployment>::namespaced(client.clone(), ns),
+            client,
             &ctx.stores.deployments,
             objects.deployments,
             |o| belongs(o.namespace(), o.labels()),
@@ -123,7 +121,7 @@ async fn reconcile_release(release: &BranchRelease, ctx: &Context) -> Result<Act
         )
         .err_into::<Error>(),
         sync_children(
-            |ns| Api::<Service>::namespaced(client.clone(), ns),
+            client,
             &ctx.stores.services,
             objects.services,
             |o| belongs(o.namespace(), o.labels()),
@@ -131,7 +129,7 @@ async fn reconcile_release(release: &BranchRelease, ctx: &Context) -> Result<Act
         )
         .err_into::<Error>(),
         sync_children(
-            |ns| Api::<Ingress>::namespaced(client.clone(), ns),
+            client,
             &ctx.stores.ingresses,
             objects.ingress.into_iter().collect(),
             |o| belongs(o.namespace(), o.labels()),

@@ -4,9 +4,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::{LimitRange, Namespace, ResourceQuota};
-use k8s_openapi::api::networking::v1::NetworkPolicy;
-use k8s_openapi::api::rbac::v1::RoleBinding;
+use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
@@ -118,36 +116,32 @@ async fn apply_namespace(
     let client = ctx.client.clone();
     let stores = &ctx.stores;
     let metrics = &tally;
-    let api = |ns: &str| Api::<RoleBinding>::namespaced(client.clone(), ns);
     sync_children(
-        api,
+        &client,
         &stores.role_bindings,
         objects.role_bindings,
         |o| in_namespace(o.namespace(), o.labels()),
         metrics,
     )
     .await?;
-    let api = |ns: &str| Api::<ResourceQuota>::namespaced(client.clone(), ns);
     sync_children(
-        api,
+        &client,
         &stores.quotas,
         objects.quota.into_iter().collect(),
         |o| in_namespace(o.namespace(), o.labels()),
         metrics,
     )
     .await?;
-    let api = |ns: &str| Api::<LimitRange>::namespaced(client.clone(), ns);
     sync_children(
-        api,
+        &client,
         &stores.limit_ranges,
         objects.limit_range.into_iter().collect(),
         |o| in_namespace(o.namespace(), o.labels()),
         metrics,
     )
     .await?;
-    let api = |ns: &str| Api::<NetworkPolicy>::namespaced(client.clone(), ns);
     sync_children(
-        api,
+        &client,
         &stores.network_policies,
         vec![objects.network_policy],
         |o| in_namespace(o.namespace(), o.labels()),
