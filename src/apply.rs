@@ -122,7 +122,10 @@ pub mod write {
     use serde::Serialize;
     use serde::de::DeserializeOwned;
 
+    use serde_json::Value;
+
     use super::is_subset;
+    use crate::compact::Compact;
     use crate::labels::FIELD_MANAGER;
     use crate::metrics::Metrics;
 
@@ -156,12 +159,12 @@ pub mod write {
         }
     }
 
-    /// Applies `desired` unless `live` (from the watch cache) already has every declared field.
-    /// Returns the object the API server answered with, or None when nothing was sent.
+    /// Applies `desired` unless `live` (the cached object, as JSON) already has every declared
+    /// field. Returns the object the API server answered with, or None when nothing was sent.
     pub async fn apply_if_changed<K>(
         api: &Api<K>,
         desired: &K,
-        live: Option<&K>,
+        live: Option<&Value>,
         tally: &Tally<'_>,
     ) -> Result<Option<K>, kube::Error>
     where
@@ -169,12 +172,9 @@ pub mod write {
     {
         let desired_json = serde_json::to_value(desired).map_err(kube::Error::SerdeError)?;
         let kind = K::kind(&());
-        if let Some(live) = live {
-            let live_json = serde_json::to_value(live).map_err(kube::Error::SerdeError)?;
-            if is_subset(&desired_json, &live_json) {
-                tally.skipped(&kind);
-                return Ok(None);
-            }
+        if live.is_some_and(|live| is_subset(&desired_json, live)) {
+            tally.skipped(&kind);
+            return Ok(None);
         }
         let params = PatchParams::apply(FIELD_MANAGER).force();
         let applied = api
@@ -190,9 +190,9 @@ pub mod write {
     /// when nothing needed writing), in the order of `desired`.
     pub async fn sync_children<K>(
         client: &kube::Client,
-        store: &Store<K>,
+        store: &Store<Compact<K>>,
         desired: Vec<K>,
-        belongs: impl Fn(&K) -> bool,
+        belongs: impl Fn(&Compact<K>) -> bool,
         tally: &Tally<'_>,
     ) -> Result<Vec<Arc<K>>, kube::Error>
     where
@@ -205,21 +205,23 @@ pub mod write {
         // The objects of one kind are independent: apply them concurrently.
         let current = futures::future::try_join_all(desired.iter().map(|object| {
             let namespace = object.namespace().unwrap_or_default();
-            let key = ObjectRef::<K>::new(&object.name_any()).within(&namespace);
-            let live = store.get(&key);
+            let key = ObjectRef::new(&object.name_any()).within(&namespace);
+            let live = store.get(&key).map(|cached| cached.json());
             let api = Api::<K>::namespaced(client.clone(), &namespace);
             async move {
-                Ok::<_, kube::Error>(
+                Ok::<_, kube::Error>(Arc::new(
                     match (
-                        apply_if_changed(&api, object, live.as_deref(), tally).await?,
+                        apply_if_changed(&api, object, live.as_ref(), tally).await?,
                         live,
                     ) {
-                        (Some(applied), _) => Arc::new(applied),
-                        (None, Some(live)) => live,
+                        (Some(applied), _) => applied,
+                        (None, Some(live)) => {
+                            serde_json::from_value(live).map_err(kube::Error::SerdeError)?
+                        }
                         // Not sent means it matched a cached object, so there is one; keep it total anyway.
-                        (None, None) => Arc::new(object.clone()),
+                        (None, None) => object.clone(),
                     },
-                )
+                ))
             }
         }))
         .await?;
@@ -243,13 +245,14 @@ pub mod write {
 
     /// Deletes each object, guarded by its UID so a re-created object of the same name is never
     /// hit. An object already gone counts as deleted.
-    pub async fn delete_all<K>(
+    pub async fn delete_all<K, Cached>(
         api: &Api<K>,
-        stale: Vec<Arc<K>>,
+        stale: Vec<Arc<Cached>>,
         tally: &Tally<'_>,
     ) -> Result<usize, kube::Error>
     where
         K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug,
+        Cached: Resource,
     {
         let mut deleted = 0;
         for object in stale {

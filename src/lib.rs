@@ -4,6 +4,7 @@ pub mod api;
 pub mod apply;
 pub mod bench;
 pub mod cli;
+pub mod compact;
 pub mod controller;
 pub mod crd;
 pub mod demo;

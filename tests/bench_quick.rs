@@ -20,6 +20,8 @@ fn the_quick_benchmark_completes_and_reports() {
             "5",
             "--helm-branches",
             "2",
+            "--solo-branches",
+            "2",
             "--timeout",
             "180",
         ])
@@ -39,6 +41,7 @@ fn the_quick_benchmark_completes_and_reports() {
         "oksa-bench failed:\n{stdout}\n{stderr}"
     );
     for line in [
+        "Oksa, one at a time: apply → Ready",
         "Oksa: apply → Ready",
         "helm upgrade --install --wait",
         "limit: direct creates",
@@ -53,6 +56,7 @@ fn the_quick_benchmark_completes_and_reports() {
         report["oksa"]["apply_to_ready"]["count"], 5,
         "every branch was timed to Ready"
     );
+    assert_eq!(report["oksa"]["solo_apply_to_children"]["count"], 2);
     assert_eq!(report["helm"]["per_branch"]["count"], 2);
     assert_eq!(report["limit"]["per_branch"]["count"], 5);
     assert!(report["oksa"]["operator_peak_rss_mib"].as_f64().unwrap() > 0.0);

@@ -23,6 +23,9 @@ pub struct Args {
     /// Branches per project.
     #[arg(long, default_value_t = 50)]
     pub branches: usize,
+    /// Branches created one at a time before the burst (the low-load latency).
+    #[arg(long, default_value_t = 20)]
+    pub solo_branches: usize,
     /// Branches deployed by the helm baseline (one `helm upgrade --install --wait` each).
     #[arg(long, default_value_t = 50)]
     pub helm_branches: usize,

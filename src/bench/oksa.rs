@@ -22,6 +22,10 @@ use crate::labels;
 
 #[derive(Debug, Default, Serialize)]
 pub struct OksaResult {
+    /// Branches created one at a time on a quiet cluster, each once the previous one was Ready.
+    pub solo_branches: usize,
+    pub solo_apply_to_children: Summary,
+    pub solo_apply_to_ready: Summary,
     pub branches: usize,
     pub apply_to_children: Summary,
     pub apply_to_ready: Summary,
@@ -121,6 +125,49 @@ fn writes_by_verb(metrics: &str) -> BTreeMap<String, f64> {
         .collect()
 }
 
+/// The low-load case: one branch at a time, the next created once the previous is Ready.
+/// Returns, per branch, milliseconds from the create call to all children and to Ready.
+async fn solo_branches(
+    client: &Client,
+    seen: &Arc<Mutex<Seen>>,
+    project: &str,
+    count: usize,
+    timeout: Duration,
+) -> Result<Vec<(f64, f64)>, String> {
+    let api = Api::<BranchRelease>::namespaced(client.clone(), project);
+    let mut timings = Vec::with_capacity(count);
+    for i in 0..count {
+        let branch = format!("solo-{i}");
+        let key = (project.to_string(), branch.clone());
+        let release = BranchRelease::new(&branch, workload::branch_spec(project, &branch));
+        let t0 = Instant::now();
+        api.create(&PostParams::default(), &release)
+            .await
+            .map_err(|e| e.to_string())?;
+        // The watches record when they saw each milestone; polling here only decides when to
+        // move on, so its interval does not enter the figures.
+        loop {
+            let milestones = {
+                let seen = seen.lock().unwrap();
+                seen.children_complete
+                    .get(&key)
+                    .copied()
+                    .zip(seen.ready.get(&key).copied())
+            };
+            if let Some((children, ready)) = milestones {
+                let ms = |t: Instant| t.duration_since(t0).as_secs_f64() * 1000.0;
+                timings.push((ms(children), ms(ready)));
+                break;
+            }
+            if t0.elapsed() > timeout {
+                return Err(format!("branch {branch} was not Ready after {timeout:?}"));
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+    Ok(timings)
+}
+
 pub async fn run(
     client: &Client,
     args: &super::Args,
@@ -167,6 +214,12 @@ pub async fn run(
         }
     }
 
+    let mut result = OksaResult::default();
+    let solo = solo_branches(client, &seen, &projects[0], args.solo_branches, timeout).await?;
+    result.solo_branches = args.solo_branches;
+    result.solo_apply_to_children = summarize(solo.iter().map(|s| s.0).collect());
+    result.solo_apply_to_ready = summarize(solo.iter().map(|s| s.1).collect());
+
     let total = args.projects * args.branches;
     let applied: Arc<Mutex<HashMap<(String, String), Instant>>> = Arc::default();
     let jobs = projects
@@ -196,6 +249,12 @@ pub async fn run(
     if let Some(Err(error)) = results.into_iter().find(Result::is_err) {
         return Err(format!("creating a BranchRelease: {error}"));
     }
+    eprintln!(
+        "  {total} BranchReleases created in {:.1}s",
+        started.elapsed().as_secs_f64()
+    );
+    let mut progress = tokio::time::interval(Duration::from_secs(30));
+    progress.tick().await;
 
     // Only this run's branches count: the cluster may hold others.
     loop {
@@ -216,13 +275,16 @@ pub async fn run(
                 "only {ready}/{total} branches Ready after {timeout:?}"
             ));
         }
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        tokio::select! {
+            _ = progress.tick() => eprintln!(
+                "  {ready}/{total} Ready after {:.0}s",
+                started.elapsed().as_secs_f64()
+            ),
+            _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+        }
     }
 
-    let mut result = OksaResult {
-        branches: total,
-        ..OksaResult::default()
-    };
+    result.branches = total;
     {
         let seen = seen.lock().unwrap();
         let applied = applied.lock().unwrap();
@@ -272,7 +334,8 @@ pub async fn run(
             "oksa_reconciles_total",
             &["controller=\"project\""],
         );
-        if releases >= total as f64 && projects_done >= args.projects as f64 {
+        if releases >= (total + args.solo_branches) as f64 && projects_done >= args.projects as f64
+        {
             break;
         }
         if Instant::now() > resync_deadline {

@@ -1,35 +1,46 @@
 //! What every reconcile shares: the client, the watch caches and the event recorder.
 
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{LimitRange, PersistentVolumeClaim, ResourceQuota, Service};
+use k8s_openapi::api::core::v1::{
+    LimitRange, Namespace, PersistentVolumeClaim, Pod, ResourceQuota, Service,
+};
 use k8s_openapi::api::networking::v1::{Ingress, NetworkPolicy};
 use k8s_openapi::api::rbac::v1::RoleBinding;
 use kube::runtime::events::{Recorder, Reporter};
 use std::collections::HashMap;
 use std::sync::Mutex;
+use std::sync::atomic::AtomicBool;
+
+use tokio::sync::Semaphore;
 
 use kube::Client;
 use kube::api::DynamicObject;
+use kube::core::PartialObjectMeta;
 use kube::runtime::reflector::{ObjectRef, Store};
 
 use crate::api::{BranchRelease, Project};
+use crate::compact::Compact;
 use crate::labels::FIELD_MANAGER;
 use crate::metrics::Metrics;
 
 /// Caches of everything Oksa reads on every reconcile, kept current by watches. Children are
-/// watched only when they carry Oksa's `managed-by` label, and stored without `managedFields`.
+/// watched only when they carry Oksa's `managed-by` label, and stored compacted (see `Compact`).
 #[derive(Clone)]
 pub struct Stores {
     pub projects: Store<Project>,
+    /// Namespaces with Oksa's label, metadata only.
+    pub namespaces: Store<PartialObjectMeta<Namespace>>,
     pub releases: Store<BranchRelease>,
-    pub deployments: Store<Deployment>,
-    pub services: Store<Service>,
-    pub ingresses: Store<Ingress>,
-    pub claims: Store<PersistentVolumeClaim>,
-    pub role_bindings: Store<RoleBinding>,
-    pub quotas: Store<ResourceQuota>,
-    pub limit_ranges: Store<LimitRange>,
-    pub network_policies: Store<NetworkPolicy>,
+    pub deployments: Store<Compact<Deployment>>,
+    pub services: Store<Compact<Service>>,
+    pub ingresses: Store<Compact<Ingress>>,
+    pub claims: Store<Compact<PersistentVolumeClaim>>,
+    /// Pods of the components, metadata and status only (see `watch::pods`).
+    pub pods: Store<Compact<Pod>>,
+    pub role_bindings: Store<Compact<RoleBinding>>,
+    pub quotas: Store<Compact<ResourceQuota>>,
+    pub limit_ranges: Store<Compact<LimitRange>>,
+    pub network_policies: Store<Compact<NetworkPolicy>>,
 }
 
 pub struct Context {
@@ -41,7 +52,16 @@ pub struct Context {
     pub failures: Mutex<HashMap<ObjectRef<DynamicObject>, u32>>,
     /// True once every cache in `stores` has had its first full list.
     pub caches_ready: tokio::sync::watch::Receiver<bool>,
+    /// Turns for BranchRelease and Project reconciles (see `controller::in_turn`).
+    pub release_turns: Semaphore,
+    pub project_turns: Semaphore,
+    /// Set when shutdown begins: reconciles still waiting for their turn give it up.
+    pub stopping: AtomicBool,
 }
+
+/// BranchRelease reconciles running at once: enough to keep the API server busy.
+const RELEASE_CONCURRENCY: usize = 32;
+const PROJECT_CONCURRENCY: usize = 4;
 
 impl Stores {
     /// Waits until every cache has had its first full list, so that no reconcile mistakes
@@ -50,11 +70,13 @@ impl Stores {
         // Errors only mean the writer was dropped (shutting down); then there is nothing to wait for.
         let _ = futures::join!(
             self.projects.wait_until_ready(),
+            self.namespaces.wait_until_ready(),
             self.releases.wait_until_ready(),
             self.deployments.wait_until_ready(),
             self.services.wait_until_ready(),
             self.ingresses.wait_until_ready(),
             self.claims.wait_until_ready(),
+            self.pods.wait_until_ready(),
             self.role_bindings.wait_until_ready(),
             self.quotas.wait_until_ready(),
             self.limit_ranges.wait_until_ready(),
@@ -82,6 +104,9 @@ impl Context {
             metrics,
             failures: Mutex::default(),
             caches_ready,
+            release_turns: Semaphore::new(RELEASE_CONCURRENCY),
+            project_turns: Semaphore::new(PROJECT_CONCURRENCY),
+            stopping: AtomicBool::new(false),
         }
     }
 }

@@ -1,6 +1,8 @@
 //! Why a component is not ready, in words a user can act on, from its Deployment, its pods and
 //! their Warning events. Pure.
 
+use std::borrow::Borrow;
+
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Event, Pod};
 use kube::ResourceExt;
@@ -18,7 +20,11 @@ fn problem(reason: &'static str, message: String) -> Option<Problem> {
 }
 
 /// The most telling problem of a component, if any.
-pub fn diagnose(deployment: &Deployment, pods: &[Pod], events: &[Event]) -> Option<Problem> {
+pub fn diagnose<P: Borrow<Pod>>(
+    deployment: &Deployment,
+    pods: &[P],
+    events: &[Event],
+) -> Option<Problem> {
     // The ReplicaSet could not even create pods: quota exceeded, admission refused...
     let conditions = deployment
         .status
@@ -38,7 +44,9 @@ pub fn diagnose(deployment: &Deployment, pods: &[Pod], events: &[Event]) -> Opti
             && c.status.as_deref() == Some("False")
             && c.reason.as_deref() == Some("ProgressDeadlineExceeded")
     }) {
-        let diagnosis = pods.iter().find_map(|pod| diagnose_pod(pod, events));
+        let diagnosis = pods
+            .iter()
+            .find_map(|pod| diagnose_pod(pod.borrow(), events));
         return diagnosis.or_else(|| {
             problem(
                 "ProgressDeadlineExceeded",
@@ -46,7 +54,17 @@ pub fn diagnose(deployment: &Deployment, pods: &[Pod], events: &[Event]) -> Opti
             )
         });
     }
-    pods.iter().find_map(|pod| diagnose_pod(pod, events))
+    pods.iter()
+        .find_map(|pod| diagnose_pod(pod.borrow(), events))
+}
+
+/// A pod whose containers run but are not all ready: the readiness probe fails, or has not
+/// passed yet. Only the kubelet's events can tell which.
+pub fn running_unready(pod: &Pod) -> bool {
+    pod.status.as_ref().is_some_and(|status| {
+        status.phase.as_deref() == Some("Running")
+            && status.container_statuses.iter().flatten().any(|c| !c.ready)
+    })
 }
 
 fn diagnose_pod(pod: &Pod, events: &[Event]) -> Option<Problem> {
@@ -118,9 +136,7 @@ fn diagnose_pod(pod: &Pod, events: &[Event]) -> Option<Problem> {
             );
         }
     }
-    let running_unready = status.phase.as_deref() == Some("Running")
-        && status.container_statuses.iter().flatten().any(|c| !c.ready);
-    if running_unready {
+    if running_unready(pod) {
         let probe = events
             .iter()
             .filter(|e| e.involved_object.name.as_deref() == Some(pod.name_any().as_str()))
@@ -225,7 +241,7 @@ mod tests {
         let deployment: Deployment = serde_json::from_value(json!({"metadata": {"name": "main-web"}, "status": {
             "conditions": [{"type": "ReplicaFailure", "status": "True", "reason": "FailedCreate",
                             "message": "pods \"main-web-1\" is forbidden: exceeded quota: oksa-quota"}]}})).unwrap();
-        let found = diagnose(&deployment, &[], &[]).unwrap();
+        let found = diagnose::<Pod>(&deployment, &[], &[]).unwrap();
         assert_eq!(found.reason, "PodCreationFailed");
         assert!(found.message.contains("exceeded quota"));
     }

@@ -30,10 +30,10 @@ use crate::naming;
 
 pub const CONTROLLER: &str = "branchrelease";
 
-/// When a BranchRelease that is not Ready is looked at again. Pod failures (an image that cannot
-/// be pulled) do not change the Deployment, so they are found by looking again: soon after a
-/// change (3 s), then less and less often (up to 30 s), so that a thousand slow rollouts do not
-/// become a thousand pollers competing with the rollouts themselves.
+/// When a BranchRelease whose pods run but are not ready is looked at again. A failing readiness
+/// probe changes neither the pod nor the Deployment; only the kubelet's Warning events tell it.
+/// So it is looked for again: soon after a change (3 s), then less and less often (up to 30 s),
+/// so that a thousand slow starts do not become a thousand pollers competing with them.
 fn not_ready_recheck(status: &BranchReleaseStatus, now: Timestamp) -> Duration {
     let waited = status
         .progressing_since
@@ -60,6 +60,16 @@ async fn reconcile_release(release: &BranchRelease, ctx: &Context) -> Result<Act
     let namespace = release
         .namespace()
         .ok_or(Error::MissingField("BranchRelease", "metadata.namespace"))?;
+    // Its namespace is going away (its Project was deleted): the same. Without this, every
+    // branch of a deleted Project would report ProjectNotFound on its way out.
+    let namespace_terminating = ctx
+        .stores
+        .namespaces
+        .get(&ObjectRef::new(&namespace))
+        .is_some_and(|ns| ns.metadata.deletion_timestamp.is_some());
+    if namespace_terminating {
+        return Ok(Action::await_change());
+    }
     let project = ctx
         .stores
         .projects
@@ -139,34 +149,41 @@ async fn reconcile_release(release: &BranchRelease, ctx: &Context) -> Result<Act
     )?;
     prune_claims(ctx, &tally, release, &namespace, &release_name, &belongs).await?;
 
-    // Observe. Diagnosing costs two list requests, so it waits for a reconcile that wrote nothing:
-    // right after a write, pods are expected not to be ready yet.
+    // Observe. Right after a write, pods are expected not to be ready yet, so diagnosing waits
+    // for a reconcile that wrote nothing. Pods come from the cache; Warning events are listed only
+    // when a pod runs but is not ready, the one failure whose reason (the probe's message) is
+    // found in events alone.
     let spec = &release.spec;
     let settled = tally.writes() == 0;
     let mut problems: Vec<Option<Problem>> = vec![None; spec.components.len()];
+    let mut awaiting_probe = false;
     let unready: Vec<usize> = (0..spec.components.len())
         .filter(|&i| {
             !status::component_ready(&deployments[i], spec.components[i].replicas.unwrap_or(1))
         })
         .collect();
     if settled && !unready.is_empty() {
-        let pods = Api::<Pod>::namespaced(ctx.client.clone(), &namespace);
-        let warnings = Api::<Event>::namespaced(ctx.client.clone(), &namespace)
-            .list(&ListParams::default().fields("involvedObject.kind=Pod,type=Warning"))
-            .await?
-            .items;
-        for i in unready {
-            let component = &spec.components[i].name;
-            let selector = format!(
-                "{}={release_name},{}={component}",
-                labels::RELEASE,
-                labels::COMPONENT
-            );
-            let pods = pods
-                .list(&ListParams::default().labels(&selector))
+        let pods = release_pods(ctx, &namespace, &release_name);
+        let of_component = |i: usize| -> Vec<Arc<Pod>> {
+            pods.iter()
+                .filter(|p| p.labels().get(labels::COMPONENT) == Some(&spec.components[i].name))
+                .cloned()
+                .collect()
+        };
+        awaiting_probe = unready
+            .iter()
+            .flat_map(|&i| of_component(i))
+            .any(|pod| diagnose::running_unready(&pod));
+        let warnings = if awaiting_probe {
+            Api::<Event>::namespaced(ctx.client.clone(), &namespace)
+                .list(&ListParams::default().fields("involvedObject.kind=Pod,type=Warning"))
                 .await?
-                .items;
-            problems[i] = diagnose::diagnose(&deployments[i], &pods, &warnings);
+                .items
+        } else {
+            Vec::new()
+        };
+        for &i in &unready {
+            problems[i] = diagnose::diagnose(&deployments[i], &of_component(i), &warnings);
         }
     }
 
@@ -206,11 +223,28 @@ async fn reconcile_release(release: &BranchRelease, ctx: &Context) -> Result<Act
     let ready = new_status.phase == Some(Phase::Ready);
     let recheck = not_ready_recheck(&new_status, Timestamp::now());
     write_status(ctx, release, new_status).await?;
-    Ok(if ready {
-        Action::requeue(Duration::from_secs(600))
+    Ok(Action::requeue(if ready {
+        Duration::from_secs(600)
+    } else if awaiting_probe {
+        recheck
     } else {
-        Action::requeue(recheck)
-    })
+        // Changes of the children and their pods trigger reconciles; this is only a safety net.
+        Duration::from_secs(120)
+    }))
+}
+
+/// The cached pods of one release, all components.
+fn release_pods(ctx: &Context, namespace: &str, release_name: &str) -> Vec<Arc<Pod>> {
+    ctx.stores
+        .pods
+        .state()
+        .into_iter()
+        .filter(|p| {
+            p.namespace().as_deref() == Some(namespace)
+                && p.labels().get(labels::RELEASE).map(String::as_str) == Some(release_name)
+        })
+        .map(|p| Arc::new(p.object()))
+        .collect()
 }
 
 type ClaimState = (Option<Arc<PersistentVolumeClaim>>, Option<String>);
@@ -231,7 +265,8 @@ async fn sync_claims(
         let mut live = ctx
             .stores
             .claims
-            .get(&ObjectRef::new(&name).within(namespace));
+            .get(&ObjectRef::new(&name).within(namespace))
+            .map(|cached| Arc::new(cached.object()));
         let mut plan = volumes::plan(volume, &mut claim, live.as_deref());
         if plan == ClaimPlan::Create {
             // Create, never apply, a claim Oksa does not know: if a claim of that name exists
@@ -266,7 +301,12 @@ async fn sync_claims(
         states.push(match plan {
             ClaimPlan::Refuse(message) => (live, Some(message)),
             ClaimPlan::Create | ClaimPlan::Apply => {
-                match apply_if_changed(&api, &claim, live.as_deref(), tally).await {
+                let live_json = live
+                    .as_deref()
+                    .map(serde_json::to_value)
+                    .transpose()
+                    .map_err(kube::Error::SerdeError)?;
+                match apply_if_changed(&api, &claim, live_json.as_ref(), tally).await {
                     Ok(Some(applied)) => (Some(Arc::new(applied)), None),
                     Ok(None) => (live, None),
                     // The API server has the last word on volumes (e.g. a class that cannot expand).

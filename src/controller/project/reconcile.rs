@@ -37,9 +37,22 @@ pub async fn reconcile(project: Arc<Project>, ctx: Arc<Context>) -> Result<Actio
 async fn reconcile_project(project: &Project, ctx: &Context) -> Result<Action> {
     let namespace_name = project.namespace_name();
     let namespaces = Api::<Namespace>::all(ctx.client.clone());
-    // Read from the API, not a cache: the decision not to adopt someone else's namespace must not
-    // rest on a cache that could miss a namespace created a moment ago.
-    let existing = namespaces.get_opt(&namespace_name).await?;
+    // A namespace the cache shows as created by Oksa for this very Project is trusted. Anything
+    // else (absent, or not ours) is read from the API: the decision not to adopt someone else's
+    // namespace must not rest on a cache that could miss a namespace created a moment ago.
+    let cached = ctx
+        .stores
+        .namespaces
+        .get(&ObjectRef::new(&namespace_name))
+        .filter(|ns| validate::owned_by(project, &ns.metadata))
+        .map(|ns| Namespace {
+            metadata: ns.metadata.clone(),
+            ..Namespace::default()
+        });
+    let existing = match cached {
+        Some(namespace) => Some(namespace),
+        None => namespaces.get_opt(&namespace_name).await?,
+    };
 
     let outcome = match validate::check_namespace(project, existing.as_ref()) {
         NamespaceVerdict::Refused(refusal) => Outcome::Refused(refusal),
@@ -63,12 +76,13 @@ async fn reconcile_project(project: &Project, ctx: &Context) -> Result<Action> {
     let quota = ctx
         .stores
         .quotas
-        .get(&ObjectRef::new(build::QUOTA_NAME).within(&namespace_name));
+        .get(&ObjectRef::new(build::QUOTA_NAME).within(&namespace_name))
+        .map(|cached| cached.object());
     let new_status = status::compute(
         project,
         &outcome,
         count_branches(ctx, &namespace_name),
-        quota.as_deref(),
+        quota.as_ref(),
         Timestamp::now(),
     );
     write_status(ctx, project, new_status).await?;
@@ -103,6 +117,7 @@ async fn apply_namespace(
             info!(namespace = %name, "created namespace");
         }
         Some(live) => {
+            let live = serde_json::to_value(&live).map_err(kube::Error::SerdeError)?;
             apply_if_changed(namespaces, &objects.namespace, Some(&live), &tally).await?;
         }
     }

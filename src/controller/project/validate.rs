@@ -1,6 +1,7 @@
 //! Checks that decide whether Oksa may act for a Project at all. Pure.
 
 use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::ResourceExt;
 
 use crate::api::Project;
@@ -42,12 +43,7 @@ pub fn check_namespace(project: &Project, existing: Option<&Namespace>) -> Names
     let Some(existing) = existing else {
         return NamespaceVerdict::Ours;
     };
-    let uid = project.uid().unwrap_or_default();
-    let owned = existing
-        .owner_references()
-        .iter()
-        .any(|o| o.kind == "Project" && o.uid == uid);
-    if !owned {
+    if !owned_by(project, &existing.metadata) {
         let owner = existing
             .owner_references()
             .iter()
@@ -66,6 +62,16 @@ pub fn check_namespace(project: &Project, existing: Option<&Namespace>) -> Names
         return NamespaceVerdict::Terminating;
     }
     NamespaceVerdict::Ours
+}
+
+/// True when the object carries an owner reference to this very Project (its UID).
+pub fn owned_by(project: &Project, metadata: &ObjectMeta) -> bool {
+    let uid = project.uid().unwrap_or_default();
+    metadata
+        .owner_references
+        .iter()
+        .flatten()
+        .any(|o| o.kind == "Project" && o.uid == uid)
 }
 
 /// Two Projects must not share hosts: a domain equal to, inside, or around an older Project's

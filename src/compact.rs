@@ -1,0 +1,197 @@
+//! `Compact<K>`: how Oksa caches the objects it manages. Typed metadata (what the caches are keyed
+//! and filtered by) plus the rest of the object as its JSON text.
+//!
+//! A Deployment deserialized into k8s-openapi's structs takes about 10 KB, because every optional
+//! part of a pod template is laid out inline whether it is set or not; its JSON text takes about
+//! 2.3 KB. With thousands of children cached, that difference is most of the operator's memory.
+//! Reconciles only need a few objects at a time, so they are turned back into `K` (or into JSON
+//! for the no-op comparison) when read, which costs microseconds.
+
+use std::fmt;
+use std::marker::PhantomData;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::Resource;
+use serde::de::{DeserializeOwned, Error as _};
+use serde::{Deserialize, Deserializer};
+use serde_json::{Map, Value};
+
+pub struct Compact<K> {
+    metadata: ObjectMeta,
+    /// The object's other top-level fields (spec, status…) as JSON, without `apiVersion`/`kind`.
+    body: Box<str>,
+    kind: PhantomData<fn() -> K>,
+}
+
+/// Top-level fields of a kind that Oksa never reads from its cache: dropped when cached.
+fn unread_fields(kind: &str) -> &'static [&'static str] {
+    match kind {
+        // A pod is diagnosed from its status; its spec is most of it.
+        "Pod" => &["spec"],
+        _ => &[],
+    }
+}
+
+impl<K: Resource<DynamicType = ()>> Compact<K> {
+    /// Compacts the JSON of a `K`. `managedFields` (often half an object, never read) are dropped.
+    pub fn from_json(object: Value) -> Result<Self, serde_json::Error> {
+        let mut fields = match object {
+            Value::Object(fields) => fields,
+            other => {
+                return Err(serde_json::Error::custom(format!(
+                    "expected an object, got {other}"
+                )));
+            }
+        };
+        let mut metadata: ObjectMeta = fields
+            .remove("metadata")
+            .map(serde_json::from_value)
+            .transpose()?
+            .unwrap_or_default();
+        metadata.managed_fields = None;
+        fields.remove("apiVersion");
+        fields.remove("kind");
+        for field in unread_fields(&K::kind(&())) {
+            fields.remove(*field);
+        }
+        Ok(Compact {
+            metadata,
+            body: serde_json::to_string(&fields)?.into_boxed_str(),
+            kind: PhantomData,
+        })
+    }
+
+    /// The object as JSON, as the API server would return it (minus what was dropped).
+    pub fn json(&self) -> Value {
+        let mut fields: Map<String, Value> =
+            serde_json::from_str(&self.body).expect("the body is JSON written by from_json");
+        fields.insert("apiVersion".into(), K::api_version(&()).into());
+        fields.insert("kind".into(), K::kind(&()).into());
+        fields.insert(
+            "metadata".into(),
+            serde_json::to_value(&self.metadata).expect("ObjectMeta serializes"),
+        );
+        Value::Object(fields)
+    }
+
+    /// The object itself.
+    pub fn object(&self) -> K
+    where
+        K: DeserializeOwned,
+    {
+        serde_json::from_value(self.json()).expect("a cached object deserializes as its kind")
+    }
+}
+
+impl<K> Clone for Compact<K> {
+    fn clone(&self) -> Self {
+        Compact {
+            metadata: self.metadata.clone(),
+            body: self.body.clone(),
+            kind: PhantomData,
+        }
+    }
+}
+
+impl<K: Resource<DynamicType = ()>> fmt::Debug for Compact<K> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct(&format!("Compact<{}>", K::kind(&())))
+            .field("metadata", &self.metadata)
+            .field("body", &self.body)
+            .finish()
+    }
+}
+
+impl<'de, K: Resource<DynamicType = ()>> Deserialize<'de> for Compact<K> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Compact::from_json(Value::deserialize(deserializer)?).map_err(D::Error::custom)
+    }
+}
+
+impl<K: Resource<DynamicType = ()>> Resource for Compact<K> {
+    type DynamicType = ();
+    type Scope = K::Scope;
+
+    fn kind(dt: &()) -> std::borrow::Cow<'_, str> {
+        K::kind(dt)
+    }
+
+    fn group(dt: &()) -> std::borrow::Cow<'_, str> {
+        K::group(dt)
+    }
+
+    fn version(dt: &()) -> std::borrow::Cow<'_, str> {
+        K::version(dt)
+    }
+
+    fn plural(dt: &()) -> std::borrow::Cow<'_, str> {
+        K::plural(dt)
+    }
+
+    fn meta(&self) -> &ObjectMeta {
+        &self.metadata
+    }
+
+    fn meta_mut(&mut self) -> &mut ObjectMeta {
+        &mut self.metadata
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::apps::v1::Deployment;
+    use k8s_openapi::api::core::v1::Pod;
+    use kube::ResourceExt;
+    use serde_json::json;
+
+    fn deployment() -> Value {
+        json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "main-web", "namespace": "shop", "labels": {"app": "web"},
+                "managedFields": [{"manager": "oksa", "operation": "Apply"}]},
+            "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "web"}},
+                "template": {"spec": {"containers": [{"name": "web", "image": "nginx"}]}}},
+            "status": {"readyReplicas": 1}
+        })
+    }
+
+    #[test]
+    fn round_trips_everything_but_managed_fields() {
+        let cached: Compact<Deployment> = serde_json::from_value(deployment()).unwrap();
+        assert_eq!(cached.name_any(), "main-web");
+        assert_eq!(cached.labels()["app"], "web");
+        let mut expected = deployment();
+        expected["metadata"]
+            .as_object_mut()
+            .unwrap()
+            .remove("managedFields");
+        assert_eq!(cached.json(), expected);
+        let object = cached.object();
+        assert_eq!(object.spec.replicas, Some(2));
+        assert_eq!(object.status.unwrap().ready_replicas, Some(1));
+    }
+
+    #[test]
+    fn pods_are_cached_without_their_spec() {
+        let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
+            "spec": {"containers": [{"name": "web", "image": "nginx"}]},
+            "status": {"phase": "Running"}});
+        let cached: Compact<Pod> = serde_json::from_value(pod).unwrap();
+        let object = cached.object();
+        assert!(object.spec.is_none());
+        assert_eq!(object.status.unwrap().phase.as_deref(), Some("Running"));
+    }
+
+    #[test]
+    fn is_a_fraction_of_the_typed_size() {
+        let typed: Deployment = serde_json::from_value(deployment()).unwrap();
+        let cached: Compact<Deployment> = serde_json::from_value(deployment()).unwrap();
+        let compact_size = std::mem::size_of_val(&cached) + cached.body.len();
+        assert!(
+            compact_size * 2 < std::mem::size_of_val(&typed),
+            "{compact_size} vs {}",
+            std::mem::size_of_val(&typed)
+        );
+    }
+}
