@@ -23,11 +23,14 @@ pub struct Compact<K> {
     kind: PhantomData<fn() -> K>,
 }
 
+/// Where the body keeps `metadata.annotations` (a name no Kubernetes kind uses at the top).
+const ANNOTATIONS: &str = "oksa:annotations";
+
 /// Top-level fields of a kind that Oksa never reads from its cache: dropped when cached.
 fn unread_fields(kind: &str) -> &'static [&'static str] {
     match kind {
-        // A pod is diagnosed from its status; its spec is most of it.
-        "Pod" => &["spec"],
+        // A pod is diagnosed from its status and labels; its spec is most of it.
+        "Pod" => &["spec", ANNOTATIONS],
         _ => &[],
     }
 }
@@ -49,6 +52,11 @@ impl<K: Resource<DynamicType = ()>> Compact<K> {
             .transpose()?
             .unwrap_or_default();
         metadata.managed_fields = None;
+        // Annotations are only ever compared, never looked up: as text they cost a few bytes
+        // instead of a map node (~700 bytes) per object.
+        if let Some(annotations) = metadata.annotations.take() {
+            fields.insert(ANNOTATIONS.into(), serde_json::to_value(annotations)?);
+        }
         fields.remove("apiVersion");
         fields.remove("kind");
         for field in unread_fields(&K::kind(&())) {
@@ -65,12 +73,13 @@ impl<K: Resource<DynamicType = ()>> Compact<K> {
     pub fn json(&self) -> Value {
         let mut fields: Map<String, Value> =
             serde_json::from_str(&self.body).expect("the body is JSON written by from_json");
+        let mut metadata = serde_json::to_value(&self.metadata).expect("ObjectMeta serializes");
+        if let Some(annotations) = fields.remove(ANNOTATIONS) {
+            metadata["annotations"] = annotations;
+        }
         fields.insert("apiVersion".into(), K::api_version(&()).into());
         fields.insert("kind".into(), K::kind(&()).into());
-        fields.insert(
-            "metadata".into(),
-            serde_json::to_value(&self.metadata).expect("ObjectMeta serializes"),
-        );
+        fields.insert("metadata".into(), metadata);
         Value::Object(fields)
     }
 
@@ -149,6 +158,7 @@ mod tests {
         json!({
             "apiVersion": "apps/v1", "kind": "Deployment",
             "metadata": {"name": "main-web", "namespace": "shop", "labels": {"app": "web"},
+                "annotations": {"oksa.dev/branch": "main"},
                 "managedFields": [{"manager": "oksa", "operation": "Apply"}]},
             "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "web"}},
                 "template": {"spec": {"containers": [{"name": "web", "image": "nginx"}]}}},
@@ -161,6 +171,7 @@ mod tests {
         let cached: Compact<Deployment> = serde_json::from_value(deployment()).unwrap();
         assert_eq!(cached.name_any(), "main-web");
         assert_eq!(cached.labels()["app"], "web");
+        assert!(cached.annotations().is_empty(), "kept in the body");
         let mut expected = deployment();
         expected["metadata"]
             .as_object_mut()

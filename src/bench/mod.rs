@@ -41,6 +41,13 @@ pub struct Args {
     /// Where the raw figures go.
     #[arg(long, default_value = "target/bench/results.json")]
     pub output: PathBuf,
+    /// Leave Oksa's projects and branches in place (no cleanup), to look at them or to measure
+    /// an operator against them.
+    #[arg(long)]
+    pub keep: bool,
+    /// Run only the Oksa phases, not the helm baseline and the limit.
+    #[arg(long)]
+    pub oksa_only: bool,
     /// Seconds to wait for everything to be Ready in each phase.
     #[arg(long, default_value_t = 600)]
     pub timeout: u64,

@@ -356,6 +356,11 @@ pub async fn run(
         .sum();
     result.resync_peak_rss_mib = operator.peak_rss_mib();
 
+    if args.keep {
+        operator.stop();
+        eprintln!("  kept: {}", projects.join(" "));
+        return Ok(result);
+    }
     // Cleanup: deleting the projects deletes their namespaces and everything in them.
     let cleanup = Instant::now();
     for name in &projects {

@@ -57,11 +57,16 @@ async fn run(args: Args) -> Result<(), String> {
         args.projects, args.branches
     );
     let oksa = oksa_phase::run(&client, &args, &binary, &run_id).await?;
-    eprintln!("helm baseline: {} branches...", args.helm_branches);
-    let helm = helm::run(&client, &helm, args.helm_branches, &run_id).await?;
     let total = args.projects * args.branches;
-    eprintln!("limit: {total} branches of objects created directly...");
-    let limit = limit::run(&client, total, args.concurrency, &run_id).await?;
+    let (helm, limit) = if args.oksa_only {
+        Default::default()
+    } else {
+        eprintln!("helm baseline: {} branches...", args.helm_branches);
+        let helm = helm::run(&client, &helm, args.helm_branches, &run_id).await?;
+        eprintln!("limit: {total} branches of objects created directly...");
+        let limit = limit::run(&client, total, args.concurrency, &run_id).await?;
+        (helm, limit)
+    };
 
     let machine = format!(
         "{} cores, {}",

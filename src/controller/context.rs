@@ -66,12 +66,13 @@ const PROJECT_CONCURRENCY: usize = 4;
 impl Stores {
     /// Waits until every cache has had its first full list, so that no reconcile mistakes
     /// "not listed yet" for "does not exist". Call it from one task only (see `controller::run`).
+    /// `releases` is not waited on here: its controller waits on it, and a second waiter could
+    /// miss the wakeup; `controller::run` learns of its first list from its watch.
     pub async fn wait_until_ready(&self) {
         // Errors only mean the writer was dropped (shutting down); then there is nothing to wait for.
         let _ = futures::join!(
             self.projects.wait_until_ready(),
             self.namespaces.wait_until_ready(),
-            self.releases.wait_until_ready(),
             self.deployments.wait_until_ready(),
             self.services.wait_until_ready(),
             self.ingresses.wait_until_ready(),

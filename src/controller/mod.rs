@@ -96,6 +96,8 @@ pub async fn run(
     .modify(|ns| ns.metadata.managed_fields = None)
     .reflect(namespaces_writer)
     .touched_objects();
+    let (project_triggers, project_triggers_rx) = futures::channel::mpsc::unbounded();
+    let (releases_listed_tx, mut releases_listed) = tokio::sync::watch::channel(false);
     let projects_of_namespace = {
         let projects = stores.projects.clone();
         move |namespace: &str| -> Vec<ObjectRef<Project>> {
@@ -107,41 +109,40 @@ pub async fn run(
                 .collect()
         }
     };
-    let project_controller = Controller::new(
-        Api::<Project>::all(client.clone()),
-        watcher::Config::default().any_semantic(),
-    )
-    // Unbounded here: `in_turn` limits how many run at once, first come first served.
-    .with_config(
-        ControllerConfig::default()
-            .concurrency(0)
-            .debounce(Duration::from_millis(500)),
-    )
-    .watches_stream(managed_namespaces, move |ns| by_project_label(ns.labels()))
-    .watches_stream(watch::managed(&client, role_bindings_writer), move |o| {
-        by_project_label(o.labels())
-    })
-    .watches_stream(watch::managed(&client, quotas_writer), move |o| {
-        by_project_label(o.labels())
-    })
-    .watches_stream(watch::managed(&client, limit_ranges_writer), move |o| {
-        by_project_label(o.labels())
-    })
-    .watches_stream(watch::managed(&client, network_policies_writer), move |o| {
-        by_project_label(o.labels())
-    })
-    // Branch counts: any BranchRelease change recounts the project of its namespace. This
-    // watch also fills the BranchRelease cache both controllers read.
-    .watches_stream(watch::all(&client, releases_writer), move |release| {
-        projects_of_namespace(&release.namespace().unwrap_or_default())
-    })
-    .graceful_shutdown_on(shutdown.clone())
-    .run(
-        in_turn(project::reconcile::reconcile, |ctx| &ctx.project_turns),
-        error_policy,
-        ctx.clone(),
-    )
-    .for_each(|result| log_result(project::reconcile::CONTROLLER, result));
+    // Each controller's own copy of its kind, stripped like the other caches (see `watch::all`);
+    // only the controller waits for it (see above).
+    let (own_projects, own_projects_writer) = reflector::store();
+    let project_controller =
+        Controller::for_stream(watch::all(&client, own_projects_writer), own_projects)
+            // Unbounded here: `in_turn` limits how many run at once, first come first served.
+            .with_config(
+                ControllerConfig::default()
+                    .concurrency(0)
+                    .debounce(Duration::from_millis(500)),
+            )
+            .watches_stream(managed_namespaces, move |ns| by_project_label(ns.labels()))
+            .watches_stream(watch::managed(&client, role_bindings_writer), move |o| {
+                by_project_label(o.labels())
+            })
+            .watches_stream(watch::managed(&client, quotas_writer), move |o| {
+                by_project_label(o.labels())
+            })
+            .watches_stream(watch::managed(&client, limit_ranges_writer), move |o| {
+                by_project_label(o.labels())
+            })
+            .watches_stream(watch::managed(&client, network_policies_writer), move |o| {
+                by_project_label(o.labels())
+            })
+            // Branch counts: any BranchRelease change recounts the project of its namespace (sent by
+            // the BranchRelease watch below).
+            .reconcile_on(project_triggers_rx)
+            .graceful_shutdown_on(shutdown.clone())
+            .run(
+                in_turn(project::reconcile::reconcile, |ctx| &ctx.project_turns),
+                error_policy,
+                ctx.clone(),
+            )
+            .for_each(|result| log_result(project::reconcile::CONTROLLER, result));
 
     let releases_of_project = {
         let releases = stores.releases.clone();
@@ -168,28 +169,40 @@ pub async fn run(
                 .map(|r| ObjectRef::from_obj(r.as_ref()))
         }
     };
-    let release_controller = Controller::new(
-        Api::<BranchRelease>::all(client.clone()),
-        watcher::Config::default().any_semantic(),
-    )
-    .with_config(ControllerConfig::default().concurrency(0))
-    .owns_stream(watch::managed(&client, deployments_writer))
-    .owns_stream(watch::managed(&client, services_writer))
-    .owns_stream(watch::managed(&client, ingresses_writer))
-    .owns_stream(watch::managed(&client, claims_writer))
-    // A pod's change (pulled, crashed, ready) is how a component's progress or failure shows.
-    .watches_stream(watch::pods(&client, pods_writer), release_of_pod)
-    // A Project's change reconciles its branches. This watch also fills the Project cache.
-    .watches_stream(watch::all(&client, projects_writer), releases_of_project)
-    .graceful_shutdown_on(shutdown.clone())
-    .run(
-        in_turn(branch_release::reconcile::reconcile, |ctx| {
-            &ctx.release_turns
-        }),
-        error_policy,
-        ctx.clone(),
-    )
-    .for_each(|result| log_result(branch_release::reconcile::CONTROLLER, result));
+    // One watch and one cache of BranchReleases serve both controllers and every reconcile.
+    // Only the controller waits for the cache (see above); the readiness task learns of its
+    // first list from the watch itself.
+    let releases_stream = watch::all_observed(
+        &client,
+        releases_writer,
+        move || {
+            let _ = releases_listed_tx.send(true);
+        },
+        move |release: &BranchRelease| {
+            for project in projects_of_namespace(&release.namespace().unwrap_or_default()) {
+                let _ = project_triggers.unbounded_send(project);
+            }
+        },
+    );
+    let release_controller = Controller::for_stream(releases_stream, stores.releases.clone())
+        .with_config(ControllerConfig::default().concurrency(0))
+        .owns_stream(watch::managed(&client, deployments_writer))
+        .owns_stream(watch::managed(&client, services_writer))
+        .owns_stream(watch::managed(&client, ingresses_writer))
+        .owns_stream(watch::managed(&client, claims_writer))
+        // A pod's change (pulled, crashed, ready) is how a component's progress or failure shows.
+        .watches_stream(watch::pods(&client, pods_writer), release_of_pod)
+        // A Project's change reconciles its branches. This watch also fills the Project cache.
+        .watches_stream(watch::all(&client, projects_writer), releases_of_project)
+        .graceful_shutdown_on(shutdown.clone())
+        .run(
+            in_turn(branch_release::reconcile::reconcile, |ctx| {
+                &ctx.release_turns
+            }),
+            error_policy,
+            ctx.clone(),
+        )
+        .for_each(|result| log_result(branch_release::reconcile::CONTROLLER, result));
 
     let stopping = {
         let ctx = ctx.clone();
@@ -203,6 +216,7 @@ pub async fn run(
     let readiness = async move {
         // The one waiter of every cache (see above).
         stores.wait_until_ready().await;
+        let _ = releases_listed.wait_for(|listed| *listed).await;
         let _ = caches_ready_tx.send(true);
         ready.store(true, Ordering::SeqCst);
         info!("caches synced; reconciling");
@@ -299,7 +313,9 @@ where
                 return Ok(Action::await_change());
             }
             let key = ObjectRef::from_obj(object.as_ref()).erase();
-            let result = reconcile(object, ctx.clone()).await;
+            // Boxed, so that the many requests waiting for a turn do not each hold the space
+            // of a whole reconcile's state: it is allocated once the turn comes.
+            let result = reconcile(object, ctx.clone()).boxed().await;
             if result.is_ok() {
                 ctx.failures.lock().expect("failure counts").remove(&key);
             }

@@ -2,7 +2,7 @@
 
 use std::fmt::Debug;
 
-use futures::Stream;
+use futures::{Stream, StreamExt};
 use k8s_openapi::api::core::v1::Pod;
 use kube::runtime::reflector::store::Writer;
 use kube::runtime::{WatchStreamExt, watcher};
@@ -31,7 +31,7 @@ where
 }
 
 /// Watches the pods of Oksa's components for what diagnosing them needs: their labels (to find
-/// their component) and status. `Compact` drops their spec; annotations go too.
+/// their component) and status (`Compact` drops the rest).
 pub fn pods(
     client: &Client,
     writer: Writer<Compact<Pod>>,
@@ -41,12 +41,12 @@ pub fn pods(
         .any_semantic();
     watcher(Api::<Compact<Pod>>::all(client.clone()), config)
         .default_backoff()
-        .modify(|pod| pod.meta_mut().annotations = None)
         .reflect(writer)
         .touched_objects()
 }
 
-/// Watches every object of kind K (Oksa's own resources), caching it like `managed`.
+/// Watches every object of kind K (Oksa's own resources), caching it without `managedFields`:
+/// kept as JSON trees, they are about 10 KB of every BranchRelease, and never read.
 pub fn all<K>(
     client: &Client,
     writer: Writer<K>,
@@ -61,5 +61,35 @@ where
     .default_backoff()
     .modify(|object| object.meta_mut().managed_fields = None)
     .reflect(writer)
+    .applied_objects()
+}
+
+/// Like `all`, and also reports to `on_listed` each time a full list has been cached, and to
+/// `on_change` every object that was listed, changed or deleted.
+pub fn all_observed<K>(
+    client: &Client,
+    writer: Writer<K>,
+    on_listed: impl Fn() + Send + 'static,
+    on_change: impl Fn(&K) + Send + 'static,
+) -> impl Stream<Item = Result<K, watcher::Error>> + Send + 'static
+where
+    K: Resource<DynamicType = ()> + Clone + Debug + DeserializeOwned + Send + Sync + 'static,
+{
+    watcher(
+        Api::<K>::all(client.clone()),
+        watcher::Config::default().any_semantic(),
+    )
+    .default_backoff()
+    .modify(|object| object.meta_mut().managed_fields = None)
+    .reflect(writer)
+    .inspect(move |event| match event {
+        Ok(watcher::Event::InitDone) => on_listed(),
+        Ok(
+            watcher::Event::Apply(object)
+            | watcher::Event::InitApply(object)
+            | watcher::Event::Delete(object),
+        ) => on_change(object),
+        _ => {}
+    })
     .applied_objects()
 }
