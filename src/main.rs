@@ -5,21 +5,24 @@ use clap::Parser;
 use oksa::cli::{Cli, Command};
 
 fn main() -> ExitCode {
-    limit_malloc_arenas();
+    tune_malloc();
     tokio::runtime::Runtime::new()
         .expect("a tokio runtime")
         .block_on(run())
 }
 
 /// glibc gives threads that contend for the heap arenas of their own (up to eight per core),
-/// and memory freed into one arena is not reused by another. With two, the operator's peak at
-/// 1,000 branches fell by a tenth at no measurable CPU cost (see BENCHMARKS.md). Called before
-/// any thread starts. Other C libraries (musl in the image) have no arenas.
-fn limit_malloc_arenas() {
+/// and memory freed into one arena is not reused by another: with two, the operator's peak at
+/// 1,000 branches fell by a tenth at no measurable CPU cost (see BENCHMARKS.md). A fixed mmap
+/// threshold keeps large buffers (list responses) out of the heap, so freeing them returns the
+/// memory instead of leaving holes; glibc otherwise raises the threshold after the first one.
+/// Called before any thread starts. Other C libraries (musl in the image) have neither.
+fn tune_malloc() {
     #[cfg(target_env = "gnu")]
-    // SAFETY: mallopt only sets an allocator parameter; no other thread exists yet.
+    // SAFETY: mallopt only sets allocator parameters; no other thread exists yet.
     unsafe {
         libc::mallopt(libc::M_ARENA_MAX, 2);
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024);
     }
 }
 

@@ -24,7 +24,7 @@ pub struct Args {
     #[arg(long, default_value_t = 50)]
     pub branches: usize,
     /// Branches created one at a time before the burst (the low-load latency).
-    #[arg(long, default_value_t = 20)]
+    #[arg(long, default_value_t = 50)]
     pub solo_branches: usize,
     /// Branches deployed by the helm baseline (one `helm upgrade --install --wait` each).
     #[arg(long, default_value_t = 50)]

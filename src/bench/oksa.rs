@@ -26,6 +26,8 @@ pub struct OksaResult {
     pub solo_branches: usize,
     pub solo_apply_to_children: Summary,
     pub solo_apply_to_ready: Summary,
+    /// Per branch, in order: milliseconds from apply to all children, and to Ready.
+    pub solo_ms: Vec<(f64, f64)>,
     pub branches: usize,
     pub apply_to_children: Summary,
     pub apply_to_ready: Summary,
@@ -219,6 +221,7 @@ pub async fn run(
     result.solo_branches = args.solo_branches;
     result.solo_apply_to_children = summarize(solo.iter().map(|s| s.0).collect());
     result.solo_apply_to_ready = summarize(solo.iter().map(|s| s.1).collect());
+    result.solo_ms = solo;
 
     let total = args.projects * args.branches;
     let applied: Arc<Mutex<HashMap<(String, String), Instant>>> = Arc::default();

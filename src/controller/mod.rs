@@ -90,7 +90,7 @@ pub async fn run(
     };
     let managed_namespaces = watcher(
         Api::<PartialObjectMeta<Namespace>>::all(client.clone()),
-        watcher::Config::default().labels(MANAGED_SELECTOR),
+        watch::config().labels(MANAGED_SELECTOR),
     )
     .default_backoff()
     .modify(|ns| ns.metadata.managed_fields = None)

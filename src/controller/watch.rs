@@ -10,6 +10,16 @@ use kube::{Api, Client, Resource};
 use serde::de::DeserializeOwned;
 
 use crate::compact::Compact;
+
+/// Objects per page of a watch's list. Each page's body is held whole while it is parsed, and at
+/// start-up every watch lists at once: at kube's default of 500 the bodies were the operator's
+/// largest allocation (6.6 MB of its 33 MB heap at 1,000 branches).
+const LIST_PAGE_SIZE: u32 = 100;
+
+/// The configuration every watch starts from.
+pub fn config() -> watcher::Config {
+    watcher::Config::default().page_size(LIST_PAGE_SIZE)
+}
 use crate::labels::MANAGED_SELECTOR;
 
 /// Watches every object of kind K that Oksa manages (by label, in all namespaces), caches it
@@ -21,9 +31,7 @@ pub fn managed<K>(
 where
     K: Resource<DynamicType = ()> + Send + Sync + 'static,
 {
-    let config = watcher::Config::default()
-        .labels(MANAGED_SELECTOR)
-        .any_semantic();
+    let config = config().labels(MANAGED_SELECTOR).any_semantic();
     watcher(Api::<Compact<K>>::all(client.clone()), config)
         .default_backoff()
         .reflect(writer)
@@ -36,9 +44,7 @@ pub fn pods(
     client: &Client,
     writer: Writer<Compact<Pod>>,
 ) -> impl Stream<Item = Result<Compact<Pod>, watcher::Error>> + Send + 'static {
-    let config = watcher::Config::default()
-        .labels(MANAGED_SELECTOR)
-        .any_semantic();
+    let config = config().labels(MANAGED_SELECTOR).any_semantic();
     watcher(Api::<Compact<Pod>>::all(client.clone()), config)
         .default_backoff()
         .reflect(writer)
@@ -54,14 +60,11 @@ pub fn all<K>(
 where
     K: Resource<DynamicType = ()> + Clone + Debug + DeserializeOwned + Send + Sync + 'static,
 {
-    watcher(
-        Api::<K>::all(client.clone()),
-        watcher::Config::default().any_semantic(),
-    )
-    .default_backoff()
-    .modify(|object| object.meta_mut().managed_fields = None)
-    .reflect(writer)
-    .applied_objects()
+    watcher(Api::<K>::all(client.clone()), config().any_semantic())
+        .default_backoff()
+        .modify(|object| object.meta_mut().managed_fields = None)
+        .reflect(writer)
+        .applied_objects()
 }
 
 /// Like `all`, and also reports to `on_listed` each time a full list has been cached, and to
@@ -75,21 +78,18 @@ pub fn all_observed<K>(
 where
     K: Resource<DynamicType = ()> + Clone + Debug + DeserializeOwned + Send + Sync + 'static,
 {
-    watcher(
-        Api::<K>::all(client.clone()),
-        watcher::Config::default().any_semantic(),
-    )
-    .default_backoff()
-    .modify(|object| object.meta_mut().managed_fields = None)
-    .reflect(writer)
-    .inspect(move |event| match event {
-        Ok(watcher::Event::InitDone) => on_listed(),
-        Ok(
-            watcher::Event::Apply(object)
-            | watcher::Event::InitApply(object)
-            | watcher::Event::Delete(object),
-        ) => on_change(object),
-        _ => {}
-    })
-    .applied_objects()
+    watcher(Api::<K>::all(client.clone()), config().any_semantic())
+        .default_backoff()
+        .modify(|object| object.meta_mut().managed_fields = None)
+        .reflect(writer)
+        .inspect(move |event| match event {
+            Ok(watcher::Event::InitDone) => on_listed(),
+            Ok(
+                watcher::Event::Apply(object)
+                | watcher::Event::InitApply(object)
+                | watcher::Event::Delete(object),
+            ) => on_change(object),
+            _ => {}
+        })
+        .applied_objects()
 }
