@@ -60,11 +60,7 @@ pub fn all<K>(
 where
     K: Resource<DynamicType = ()> + Clone + Debug + DeserializeOwned + Send + Sync + 'static,
 {
-    watcher(Api::<K>::all(client.clone()), config().any_semantic())
-        .default_backoff()
-        .modify(|object| object.meta_mut().managed_fields = None)
-        .reflect(writer)
-        .applied_objects()
+    all_observed(client, writer, || {}, |_| {})
 }
 
 /// Like `all`, and also reports to `on_listed` each time a full list has been cached, and to

@@ -164,16 +164,22 @@ async fn reconcile_release(release: &BranchRelease, ctx: &Context) -> Result<Act
         .collect();
     if settled && !unready.is_empty() {
         let pods = release_pods(ctx, &namespace, &release_name);
-        let of_component = |i: usize| -> Vec<Arc<Pod>> {
-            pods.iter()
-                .filter(|p| p.labels().get(labels::COMPONENT) == Some(&spec.components[i].name))
-                .cloned()
-                .collect()
-        };
-        awaiting_probe = unready
+        let unready_pods: Vec<(usize, Vec<Arc<Pod>>)> = unready
             .iter()
-            .flat_map(|&i| of_component(i))
-            .any(|pod| diagnose::running_unready(&pod));
+            .map(|&i| {
+                let component = &spec.components[i].name;
+                let of_component = pods
+                    .iter()
+                    .filter(|p| p.labels().get(labels::COMPONENT) == Some(component))
+                    .cloned()
+                    .collect();
+                (i, of_component)
+            })
+            .collect();
+        awaiting_probe = unready_pods
+            .iter()
+            .flat_map(|(_, pods)| pods)
+            .any(|pod| diagnose::running_unready(pod));
         let warnings = if awaiting_probe {
             Api::<Event>::namespaced(ctx.client.clone(), &namespace)
                 .list(&ListParams::default().fields("involvedObject.kind=Pod,type=Warning"))
@@ -182,8 +188,8 @@ async fn reconcile_release(release: &BranchRelease, ctx: &Context) -> Result<Act
         } else {
             Vec::new()
         };
-        for &i in &unready {
-            problems[i] = diagnose::diagnose(&deployments[i], &of_component(i), &warnings);
+        for (i, pods) in unready_pods {
+            problems[i] = diagnose::diagnose(&deployments[i], &pods, &warnings);
         }
     }
 
