@@ -70,25 +70,25 @@ impl<K: Resource<DynamicType = ()>> Compact<K> {
     }
 
     /// The object as JSON, as the API server would return it (minus what was dropped).
-    pub fn json(&self) -> Value {
-        let mut fields: Map<String, Value> =
-            serde_json::from_str(&self.body).expect("the body is JSON written by from_json");
-        let mut metadata = serde_json::to_value(&self.metadata).expect("ObjectMeta serializes");
+    pub fn json(&self) -> Result<Value, serde_json::Error> {
+        let mut fields: Map<String, Value> = serde_json::from_str(&self.body)?;
+        let mut metadata = serde_json::to_value(&self.metadata)?;
         if let Some(annotations) = fields.remove(ANNOTATIONS) {
             metadata["annotations"] = annotations;
         }
         fields.insert("apiVersion".into(), K::api_version(&()).into());
         fields.insert("kind".into(), K::kind(&()).into());
         fields.insert("metadata".into(), metadata);
-        Value::Object(fields)
+        Ok(Value::Object(fields))
     }
 
-    /// The object itself.
-    pub fn object(&self) -> K
+    /// The object itself. Fails only when the API server sent an object its own schema does
+    /// not describe: callers report that object rather than stop.
+    pub fn object(&self) -> Result<K, serde_json::Error>
     where
         K: DeserializeOwned,
     {
-        serde_json::from_value(self.json()).expect("a cached object deserializes as its kind")
+        serde_json::from_value(self.json()?)
     }
 }
 
@@ -177,8 +177,8 @@ mod tests {
             .as_object_mut()
             .unwrap()
             .remove("managedFields");
-        assert_eq!(cached.json(), expected);
-        let object = cached.object();
+        assert_eq!(cached.json().unwrap(), expected);
+        let object = cached.object().unwrap();
         assert_eq!(object.spec.replicas, Some(2));
         assert_eq!(object.status.unwrap().ready_replicas, Some(1));
     }
@@ -189,7 +189,7 @@ mod tests {
             "spec": {"containers": [{"name": "web", "image": "nginx"}]},
             "status": {"phase": "Running"}});
         let cached: Compact<Pod> = serde_json::from_value(pod).unwrap();
-        let object = cached.object();
+        let object = cached.object().unwrap();
         assert!(object.spec.is_none());
         assert_eq!(object.status.unwrap().phase.as_deref(), Some("Running"));
     }

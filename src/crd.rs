@@ -1,35 +1,107 @@
 //! The CRD YAML served to the cluster, generated from the Rust types in `api`.
 
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;
+use serde_json::{Value, json};
 
 use crate::api::{BranchRelease, Project};
 
 /// Every CRD Oksa serves, as (file name in `crds/`, YAML document).
 pub fn documents() -> Vec<(&'static str, String)> {
+    let [projects, branch_releases] = definitions();
     vec![
-        ("projects.oksa.dev.yaml", to_yaml(&Project::crd())),
-        (
-            "branchreleases.oksa.dev.yaml",
-            to_yaml(&BranchRelease::crd()),
-        ),
+        ("projects.oksa.dev.yaml", to_yaml(&projects)),
+        ("branchreleases.oksa.dev.yaml", to_yaml(&branch_releases)),
     ]
 }
 
-fn to_yaml(
-    crd: &k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
-) -> String {
+/// The CRDs, with every number bounded (see `bound_numbers`).
+pub fn definitions() -> [CustomResourceDefinition; 2] {
+    [Project::crd(), BranchRelease::crd()].map(|crd| {
+        let mut value = serde_json::to_value(&crd).expect("a CRD always serializes");
+        for version in value["spec"]["versions"]
+            .as_array_mut()
+            .into_iter()
+            .flatten()
+        {
+            bound_numbers(&mut version["schema"]["openAPIV3Schema"], "");
+        }
+        serde_json::from_value(value).expect("still a CRD")
+    })
+}
+
+/// Largest integer a JSON number carries exactly (2^53): past it, the API server would store a
+/// float that no Rust integer type reads back.
+const EXACT_INTEGER: i64 = 1 << 53;
+
+/// Gives every integer of the schema bounds, where the types left it open: the Kubernetes types
+/// embedded in the spec (probes, env sources) bring their own schemas without any. An object the
+/// API server stores has to be one Oksa can read, or one tenant's typo would be an object that no
+/// watch can list. Ports are 1–65535, durations and counts are not negative, anything else stays
+/// within its integer format; a port that may also be a name gets the same range by a CEL rule.
+fn bound_numbers(schema: &mut Value, property: &str) {
+    let Some(fields) = schema.as_object_mut() else {
+        return;
+    };
+    let is_port = property == "port" || property.ends_with("Port");
+    let is_count =
+        property.ends_with("Seconds") || property.ends_with("Threshold") || property == "replicas";
+    if fields.get("type") == Some(&json!("integer")) {
+        let (low, high) = match fields.get("format").and_then(Value::as_str) {
+            _ if is_port => (1, 65535),
+            Some("int32") if is_count => (0, i64::from(i32::MAX)),
+            Some("int32") => (i64::from(i32::MIN), i64::from(i32::MAX)),
+            _ if is_count => (0, i64::from(i32::MAX)),
+            _ => (-EXACT_INTEGER, EXACT_INTEGER),
+        };
+        fields.entry("minimum").or_insert(json!(low));
+        fields.entry("maximum").or_insert(json!(high));
+    }
+    if fields.get("x-kubernetes-int-or-string") == Some(&json!(true)) && is_port {
+        let rules = fields
+            .entry("x-kubernetes-validations")
+            .or_insert_with(|| json!([]));
+        if let Some(rules) = rules.as_array_mut() {
+            rules.push(json!({
+                "rule": "type(self) == string || (self >= 1 && self <= 65535)",
+                "message": "a port number must be between 1 and 65535",
+            }));
+        }
+    }
+    if let Some(Value::Object(properties)) = fields.get_mut("properties") {
+        for (name, child) in properties.iter_mut() {
+            bound_numbers(child, name);
+        }
+    }
+    for key in ["items", "additionalProperties"] {
+        if let Some(child) = fields.get_mut(key) {
+            bound_numbers(child, property);
+        }
+    }
+    for key in ["anyOf", "allOf", "oneOf"] {
+        for child in fields
+            .get_mut(key)
+            .and_then(Value::as_array_mut)
+            .into_iter()
+            .flatten()
+        {
+            bound_numbers(child, property);
+        }
+    }
+}
+
+fn to_yaml(crd: &CustomResourceDefinition) -> String {
     let yaml = serde_yaml_ng::to_string(crd).expect("a CRD always serializes");
     format!("# Generated from src/api by `oksa crd --write crds`; do not edit.\n{yaml}")
 }
 
 /// Applies the CRDs (server-side, as Oksa) and waits until the API server serves them.
 pub async fn install(client: &kube::Client) -> Result<(), kube::Error> {
-    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
     use kube::api::{Patch, PatchParams};
     use kube::runtime::wait::{await_condition, conditions};
 
     let api = kube::Api::<CustomResourceDefinition>::all(client.clone());
-    for crd in [Project::crd(), BranchRelease::crd()] {
+    for crd in definitions() {
         let name = kube::ResourceExt::name_any(&crd);
         api.patch(
             &name,
@@ -62,4 +134,72 @@ pub fn print_or_write(folder: Option<&std::path::Path>) -> std::io::Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every integer of a schema, as (path, minimum, maximum).
+    fn integers(schema: &Value, path: &str, found: &mut Vec<(String, Value, Value)>) {
+        if schema["type"] == "integer" {
+            found.push((
+                path.to_string(),
+                schema["minimum"].clone(),
+                schema["maximum"].clone(),
+            ));
+        }
+        if let Some(properties) = schema["properties"].as_object() {
+            for (name, child) in properties {
+                integers(child, &format!("{path}.{name}"), found);
+            }
+        }
+        for key in ["items", "additionalProperties"] {
+            if schema[key].is_object() {
+                integers(&schema[key], &format!("{path}[]"), found);
+            }
+        }
+    }
+
+    #[test]
+    fn every_integer_of_both_crds_is_bounded() {
+        for crd in definitions() {
+            let crd = serde_json::to_value(crd).unwrap();
+            let mut found = Vec::new();
+            integers(
+                &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"],
+                "",
+                &mut found,
+            );
+            assert!(!found.is_empty());
+            for (path, min, max) in found {
+                // The CRD types keep bounds as floats (`65535.0`).
+                assert!(min.is_number() && max.is_number(), "{path} is unbounded");
+                assert!(max.as_f64() <= Some(EXACT_INTEGER as f64), "{path}");
+            }
+        }
+    }
+
+    #[test]
+    fn ports_are_bounded_whether_numbers_or_names() {
+        let [_, releases] = definitions();
+        let yaml = to_yaml(&releases);
+        assert!(yaml.contains("self >= 1 && self <= 65535"));
+        let crd = serde_json::to_value(releases).unwrap();
+        let container = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+            ["properties"]["components"]["items"]["properties"]["containers"]["items"]["properties"];
+        let probe_port =
+            &container["readinessProbe"]["properties"]["tcpSocket"]["properties"]["port"];
+        assert_eq!(
+            probe_port["x-kubernetes-validations"][0]["message"],
+            "a port number must be between 1 and 65535"
+        );
+        let grpc = &container["livenessProbe"]["properties"]["grpc"]["properties"]["port"];
+        assert_eq!(
+            (grpc["minimum"].as_f64(), grpc["maximum"].as_f64()),
+            (Some(1.0), Some(65535.0))
+        );
+        let period = &container["readinessProbe"]["properties"]["periodSeconds"];
+        assert_eq!(period["minimum"].as_f64(), Some(0.0));
+    }
 }

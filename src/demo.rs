@@ -5,7 +5,6 @@
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::jiff::Timestamp;
@@ -63,6 +62,30 @@ pub fn load_examples(folder: &Path) -> Result<(Vec<Project>, Vec<BranchRelease>)
     Ok((projects, releases))
 }
 
+/// The Oksa source tree the demo runs from (its `examples/` and the local plane's scripts in
+/// `tests/cluster/`): the current folder or one above it, else the folder the binary was built
+/// in (`target/<profile>/oksa` sits two levels below it). Looked up at run time, so a binary
+/// moved elsewhere says what it needs instead of running a path of the machine it was built on.
+pub fn find_source_tree() -> Result<PathBuf, DemoError> {
+    let is_tree =
+        |dir: &Path| dir.join("tests/cluster/up").is_file() && dir.join("examples").is_dir();
+    let from_cwd = std::env::current_dir().ok();
+    let from_exe = std::env::current_exe().ok();
+    from_cwd
+        .iter()
+        .chain(from_exe.iter())
+        .flat_map(|start| start.ancestors())
+        .find(|dir| is_tree(dir))
+        .map(Path::to_path_buf)
+        .ok_or_else(|| {
+            DemoError::ControlPlane(
+                "the demo runs from Oksa's source tree (it needs examples/ and tests/cluster/): \
+                 run it inside the repository"
+                    .into(),
+            )
+        })
+}
+
 /// Uses `KUBECONFIG` when set; otherwise starts (or reuses) the local control plane and points
 /// `KUBECONFIG` at it. Returns the folder with the local plane's kubectl and helm, if it started one.
 pub fn ensure_cluster(repo: &Path) -> Result<Option<PathBuf>, DemoError> {
@@ -103,7 +126,7 @@ pub async fn run(repo: &Path, exit_when_ready: bool, timeout: Duration) -> Resul
     crate::crd::install(&client).await?;
     let operator_client = client.clone();
     tokio::spawn(async move {
-        let ready = Arc::new(AtomicBool::new(false));
+        let ready = Arc::new(crate::readiness::Readiness::default());
         crate::controller::run(
             operator_client,
             crate::metrics::Metrics::default(),

@@ -107,7 +107,15 @@ pub fn desired_spec(
         .collect();
     for (component, image) in &args.images {
         match spec.components.iter_mut().find(|c| &c.name == component) {
-            Some(existing) => existing.containers[0].image = image.clone(),
+            Some(existing) => match existing.containers.first_mut() {
+                Some(container) => container.image = image.clone(),
+                None => {
+                    return Err(format!(
+                        "--image {component}=…: component {component} of the file has no containers; \
+                         declare at least one (its first container gets the image)"
+                    ));
+                }
+            },
             None if args.file.is_some() => {
                 return Err(format!(
                     "--image {component}=…: the file declares no component {component}"
@@ -430,6 +438,11 @@ mod tests {
         assert_eq!(spec.components[0].containers[1].image, "php");
         let unknown = desired_spec(&args(&[("api", "x")], true), Some(file.spec)).unwrap_err();
         assert!(unknown.contains("no component api"));
+        let empty = release_from_yaml(
+            "spec: {project: p, branch: b, components: [{name: web, containers: []}]}",
+        );
+        let error = desired_spec(&args(&[("web", "x")], true), Some(empty.spec)).unwrap_err();
+        assert!(error.contains("has no containers"), "{error}");
     }
 
     #[test]

@@ -16,6 +16,14 @@ pub const COMPONENT: &str = "oksa.dev/component";
 pub const VOLUME: &str = "oksa.dev/volume";
 /// Marks a claim that outlives its BranchRelease.
 pub const RETAIN: &str = "oksa.dev/retain";
+/// Marks a claim that is no longer any BranchRelease's (its volume left the spec, or its
+/// retained BranchRelease was deleted): kept with its data until a person deletes it.
+pub const DETACHED: &str = "oksa.dev/detached";
+/// On a BranchRelease with volumes: Oksa reads the final spec before its children go, so that a
+/// `retain: true` volume keeps its data however late the operator gets to the deletion.
+pub const VOLUMES_FINALIZER: &str = "oksa.dev/volumes";
+/// On a Project: its namespace is not deleted while it holds retained or detached volumes.
+pub const PROJECT_FINALIZER: &str = "oksa.dev/retained-volumes";
 /// The raw git branch (any characters), as an annotation.
 pub const BRANCH_ANNOTATION: &str = "oksa.dev/branch";
 

@@ -2,7 +2,6 @@
 
 pub mod api;
 pub mod apply;
-pub mod bench;
 pub mod cli;
 pub mod compact;
 pub mod controller;
@@ -13,6 +12,7 @@ pub mod labels;
 pub mod metrics;
 pub mod naming;
 pub mod quantity;
+pub mod readiness;
 pub mod run;
 pub mod server;
 pub mod status;

@@ -48,11 +48,13 @@ async fn run() -> ExitCode {
             timeout,
         } => {
             oksa::telemetry::init_quiet();
-            let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-            oksa::demo::run(repo, exit_when_ready, Duration::from_secs(timeout))
-                .await
-                .map(|()| ExitCode::SUCCESS)
-                .map_err(|e| e.to_string())
+            async {
+                let repo = oksa::demo::find_source_tree()?;
+                oksa::demo::run(&repo, exit_when_ready, Duration::from_secs(timeout)).await
+            }
+            .await
+            .map(|()| ExitCode::SUCCESS)
+            .map_err(|e| e.to_string())
         }
         Command::Status { project } => oksa::status::run(project.as_deref())
             .await

@@ -8,6 +8,8 @@
 
 use sha2::{Digest, Sha256};
 
+use crate::api::{BranchRelease, Port, Project};
+
 /// Longest release name. Leaves room for `-<component>` (≤ 20) within the 63 of a DNS label.
 pub const MAX_RELEASE_NAME: usize = 40;
 const HASH_LEN: usize = 8;
@@ -51,6 +53,53 @@ pub fn component_object_name(release_name: &str, component: &str) -> String {
 /// again by a BranchRelease re-created for the same branch.
 pub fn volume_claim_name(release_name: &str, volume: &str) -> String {
     format!("{release_name}-{volume}")
+}
+
+/// Hosts of a branch: its own `<release>.<domain>`, the bare domain for the production branch,
+/// then the extra hosts of its spec, without repeats.
+pub fn hosts(branch_release: &BranchRelease, project: &Project, release: &str) -> Vec<String> {
+    let mut hosts = vec![host(release, &project.spec.domain)];
+    if project.spec.production_branch.as_deref() == Some(branch_release.spec.branch.as_str()) {
+        hosts.push(project.spec.domain.clone());
+    }
+    for extra in &branch_release.spec.hosts {
+        if !hosts.contains(&extra.0) {
+            hosts.push(extra.0.clone());
+        }
+    }
+    hosts
+}
+
+/// Name of a container port, and of the Service port in front of it (default `port-<number>`).
+pub fn port_name(port: &Port) -> String {
+    port.name
+        .clone()
+        .unwrap_or_else(|| format!("port-{}", port.container_port))
+}
+
+/// The names of the objects a BranchRelease's children take, as (kind, name, what declares it).
+/// Two BranchReleases of a namespace must not share one: `api` with component `v2-web` and
+/// `api-v2` with component `web` would both need Deployment `api-v2-web`.
+pub fn child_names(branch_release: &BranchRelease) -> Vec<(&'static str, String, String)> {
+    let release = release_name(&branch_release.spec.branch);
+    let mut names = Vec::new();
+    for component in &branch_release.spec.components {
+        let name = component_object_name(&release, &component.name);
+        let what = format!("component {}", component.name);
+        names.push(("Deployment", name.clone(), what.clone()));
+        if component.containers.iter().any(|c| !c.ports.is_empty()) {
+            names.push(("Service", name, what));
+        }
+    }
+    for volume in &branch_release.spec.volumes {
+        names.push((
+            "PersistentVolumeClaim",
+            volume_claim_name(&release, &volume.name),
+            format!("volume {}", volume.name),
+        ));
+    }
+    names.push(("Ingress", release, "its routes".to_string()));
+    names
 }
 
 /// True when `host` is `domain` itself or a name under it (`a.b.example.com` is under

@@ -2,7 +2,6 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use futures::FutureExt;
@@ -31,7 +30,7 @@ pub enum StartError {
 pub async fn run(listen: SocketAddr, install_crds: bool) -> Result<(), StartError> {
     let client = Client::try_default().await.map_err(StartError::Connect)?;
     let metrics = Metrics::default();
-    let ready = Arc::new(AtomicBool::new(false));
+    let ready = Arc::new(crate::readiness::Readiness::default());
     let shutdown = shutdown_signal().shared();
 
     let server = crate::server::serve(listen, metrics.clone(), ready.clone(), shutdown.clone());

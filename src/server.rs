@@ -3,7 +3,6 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::Router;
 use axum::extract::State;
@@ -13,17 +12,18 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 
 use crate::metrics::Metrics;
+use crate::readiness::Readiness;
 
 #[derive(Clone)]
 struct Shared {
     metrics: Metrics,
-    ready: Arc<AtomicBool>,
+    ready: Arc<Readiness>,
 }
 
 pub async fn serve(
     address: SocketAddr,
     metrics: Metrics,
-    ready: Arc<AtomicBool>,
+    ready: Arc<Readiness>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let app = Router::new()
@@ -49,9 +49,10 @@ async fn metrics_text(State(shared): State<Shared>) -> impl IntoResponse {
 }
 
 async fn readyz(State(shared): State<Shared>) -> impl IntoResponse {
-    if shared.ready.load(Ordering::SeqCst) {
-        (StatusCode::OK, "ready")
+    let status = if shared.ready.is_ready() {
+        StatusCode::OK
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "caches not synced yet")
-    }
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, shared.ready.describe())
 }

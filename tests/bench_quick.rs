@@ -60,4 +60,12 @@ fn the_quick_benchmark_completes_and_reports() {
     assert_eq!(report["helm"]["per_branch"]["count"], 2);
     assert_eq!(report["limit"]["per_branch"]["count"], 5);
     assert!(report["oksa"]["operator_peak_rss_mib"].as_f64().unwrap() > 0.0);
+    // The operator's own counters: a restarted operator that finds everything in place writes
+    // nothing at all (no apply, status, finalizer or delete).
+    assert!(report["oksa"]["resync_reconciles"].as_f64().unwrap() > 0.0);
+    assert_eq!(
+        report["oksa"]["resync_writes"].as_f64(),
+        Some(0.0),
+        "a resync with nothing to change wrote:\n{stdout}"
+    );
 }

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 /// The running environment of one git branch of a Project: a Deployment and a Service per
 /// component, an Ingress at `<release-name>.<project domain>`, and a PersistentVolumeClaim per
 /// volume. Oksa writes readiness, the URL and the reasons for any failure to `status`.
-#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[kube(
     group = "oksa.dev",
     version = "v1alpha1",
@@ -106,8 +106,20 @@ pub struct Component {
 }
 
 /// One container of a component's pods.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, schemars::JsonSchema)]
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new(
+    "!has(self.env) || self.env.all(e, size(e.name) > 0)"
+).message("every env entry needs a name").field_path(".env"))]
+#[x_kube(validation = Rule::new(
+    "!has(self.resources) || ((!has(self.resources.requests) || self.resources.requests.all(k, isQuantity(string(self.resources.requests[k])))) && (!has(self.resources.limits) || self.resources.limits.all(k, isQuantity(string(self.resources.limits[k])))))"
+).message("resource requests and limits must be quantities, e.g. 500m or 1Gi").field_path(".resources"))]
+#[x_kube(validation = Rule::new(
+    "!has(self.readinessProbe) || has(self.readinessProbe.exec) || has(self.readinessProbe.httpGet) || has(self.readinessProbe.tcpSocket) || has(self.readinessProbe.grpc)"
+).message("a probe needs one of exec, httpGet, tcpSocket or grpc").field_path(".readinessProbe"))]
+#[x_kube(validation = Rule::new(
+    "!has(self.livenessProbe) || has(self.livenessProbe.exec) || has(self.livenessProbe.httpGet) || has(self.livenessProbe.tcpSocket) || has(self.livenessProbe.grpc)"
+).message("a probe needs one of exec, httpGet, tcpSocket or grpc").field_path(".livenessProbe"))]
 pub struct Container {
     /// Container name, unique in the component.
     #[schemars(
@@ -160,11 +172,12 @@ pub struct Container {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Port {
-    /// Port name (default: `port-<number>`).
+    /// Port name (default: `port-<number>`): up to 15 lowercase letters, digits and single
+    /// dashes, with at least one letter (an IANA service name, as Kubernetes requires).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(
         length(min = 1, max = 15),
-        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+        regex(pattern = r"^([a-z0-9]+-)*[a-z0-9]*[a-z][a-z0-9]*(-[a-z0-9]+)*$")
     )]
     pub name: Option<String>,
     /// Port number in the container; the Service exposes the same number.
@@ -295,6 +308,11 @@ pub struct BranchReleaseStatus {
     pub components: Vec<ComponentStatus>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub volumes: Vec<VolumeStatus>,
+    /// Claims of volumes that left the spec (removed or renamed). They keep their data, carry
+    /// the label `oksa.dev/detached=true`, and are listed here until a person deletes them
+    /// (`kubectl delete pvc NAME`); declaring the volume again takes its claim back.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub detached_volumes: Vec<String>,
     /// Commit that was last Ready.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deployed_commit: Option<String>,

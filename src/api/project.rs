@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 /// One application. Oksa gives it a namespace with access for its team, a resource budget,
 /// network isolation and defaults for its branches; each branch is a BranchRelease in that
 /// namespace.
-#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[kube(
     group = "oksa.dev",
     version = "v1alpha1",
@@ -184,8 +184,9 @@ pub struct ProjectQuota {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = r"^[0-9]+(\.[0-9]+)?([KMGTPE]i?|k)?$"))]
     pub storage: Option<String>,
-    /// Most BranchReleases the project may have at once (ResourceQuota
-    /// `count/branchreleases.oksa.dev`): creating one more is refused by the API server.
+    /// Most BranchReleases the project may have at once. Enforced by Oksa: the oldest branches
+    /// are deployed, any further one stays `Pending` (reason `BranchLimitReached`) until a branch
+    /// is deleted or the limit raised.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0, max = 10000))]
     pub max_branches: Option<i32>,

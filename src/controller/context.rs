@@ -11,6 +11,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::sync::atomic::AtomicBool;
 
+use futures::FutureExt;
 use tokio::sync::Semaphore;
 
 use kube::Client;
@@ -22,6 +23,7 @@ use crate::api::{BranchRelease, Project};
 use crate::compact::Compact;
 use crate::labels::FIELD_MANAGER;
 use crate::metrics::Metrics;
+use crate::readiness::Readiness;
 
 /// Caches of everything Oksa reads on every reconcile, kept current by watches. Children are
 /// watched only when they carry Oksa's `managed-by` label, and stored compacted (see `Compact`).
@@ -68,20 +70,46 @@ impl Stores {
     /// "not listed yet" for "does not exist". Call it from one task only (see `controller::run`).
     /// `releases` is not waited on here: its controller waits on it, and a second waiter could
     /// miss the wakeup; `controller::run` learns of its first list from its watch.
-    pub async fn wait_until_ready(&self) {
-        // Errors only mean the writer was dropped (shutting down); then there is nothing to wait for.
-        let _ = futures::join!(
-            self.projects.wait_until_ready(),
-            self.namespaces.wait_until_ready(),
-            self.deployments.wait_until_ready(),
-            self.services.wait_until_ready(),
-            self.ingresses.wait_until_ready(),
-            self.claims.wait_until_ready(),
-            self.pods.wait_until_ready(),
-            self.role_bindings.wait_until_ready(),
-            self.quotas.wait_until_ready(),
-            self.limit_ranges.wait_until_ready(),
-            self.network_policies.wait_until_ready(),
+    /// Each cache is reported to `readiness` by name as it fills.
+    pub async fn wait_until_ready(&self, readiness: &Readiness) {
+        readiness.waiting_for([
+            "projects",
+            "namespaces",
+            "branchreleases",
+            "deployments",
+            "services",
+            "ingresses",
+            "persistentvolumeclaims",
+            "pods",
+            "rolebindings",
+            "resourcequotas",
+            "limitranges",
+            "networkpolicies",
+        ]);
+        // An error only means the writer was dropped (shutting down): nothing left to wait for.
+        let synced = |name: &'static str| move |_| readiness.synced(name);
+        futures::join!(
+            self.projects.wait_until_ready().map(synced("projects")),
+            self.namespaces.wait_until_ready().map(synced("namespaces")),
+            self.deployments
+                .wait_until_ready()
+                .map(synced("deployments")),
+            self.services.wait_until_ready().map(synced("services")),
+            self.ingresses.wait_until_ready().map(synced("ingresses")),
+            self.claims
+                .wait_until_ready()
+                .map(synced("persistentvolumeclaims")),
+            self.pods.wait_until_ready().map(synced("pods")),
+            self.role_bindings
+                .wait_until_ready()
+                .map(synced("rolebindings")),
+            self.quotas.wait_until_ready().map(synced("resourcequotas")),
+            self.limit_ranges
+                .wait_until_ready()
+                .map(synced("limitranges")),
+            self.network_policies
+                .wait_until_ready()
+                .map(synced("networkpolicies")),
         );
     }
 }

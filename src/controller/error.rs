@@ -4,7 +4,7 @@ use thiserror::Error;
 /// failure rate can be broken down by cause.
 #[derive(Debug, Error)]
 pub enum Error {
-    #[error("Kubernetes API request failed: {0}")]
+    #[error("Kubernetes API request failed: {}", crate::apply::describe(.0))]
     Api(#[source] kube::Error),
 
     #[error("{0} has no {1}")]

@@ -6,16 +6,19 @@ pub mod branch_release;
 mod context;
 mod error;
 mod events;
+mod finalizer;
+mod lenient;
 pub mod project;
 mod watch;
 
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::core::v1::{Namespace, Pod};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{Action, Config as ControllerConfig};
 use kube::runtime::reflector::{self, ObjectRef};
@@ -43,7 +46,7 @@ use crate::naming;
 pub async fn run(
     client: Client,
     metrics: Metrics,
-    ready: Arc<AtomicBool>,
+    ready: Arc<crate::readiness::Readiness>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
     let (projects, projects_writer) = reflector::store();
@@ -112,37 +115,43 @@ pub async fn run(
     // Each controller's own copy of its kind, stripped like the other caches (see `watch::all`);
     // only the controller waits for it (see above).
     let (own_projects, own_projects_writer) = reflector::store();
-    let project_controller =
-        Controller::for_stream(watch::all(&client, own_projects_writer), own_projects)
-            // Unbounded here: `in_turn` limits how many run at once, first come first served.
-            .with_config(
-                ControllerConfig::default()
-                    .concurrency(0)
-                    .debounce(Duration::from_millis(500)),
-            )
-            .watches_stream(managed_namespaces, move |ns| by_project_label(ns.labels()))
-            .watches_stream(watch::managed(&client, role_bindings_writer), move |o| {
-                by_project_label(o.labels())
-            })
-            .watches_stream(watch::managed(&client, quotas_writer), move |o| {
-                by_project_label(o.labels())
-            })
-            .watches_stream(watch::managed(&client, limit_ranges_writer), move |o| {
-                by_project_label(o.labels())
-            })
-            .watches_stream(watch::managed(&client, network_policies_writer), move |o| {
-                by_project_label(o.labels())
-            })
-            // Branch counts: any BranchRelease change recounts the project of its namespace (sent by
-            // the BranchRelease watch below).
-            .reconcile_on(project_triggers_rx)
-            .graceful_shutdown_on(shutdown.clone())
-            .run(
-                in_turn(project::reconcile::reconcile, |ctx| &ctx.project_turns),
-                error_policy,
-                ctx.clone(),
-            )
-            .for_each(|result| log_result(project::reconcile::CONTROLLER, result));
+    let project_controller = Controller::for_stream(
+        watch::all(
+            &client,
+            own_projects_writer,
+            unreadable_reporter::<Project>(&ctx),
+        ),
+        own_projects,
+    )
+    // Unbounded here: `in_turn` limits how many run at once, first come first served.
+    .with_config(
+        ControllerConfig::default()
+            .concurrency(0)
+            .debounce(Duration::from_millis(500)),
+    )
+    .watches_stream(managed_namespaces, move |ns| by_project_label(ns.labels()))
+    .watches_stream(watch::managed(&client, role_bindings_writer), move |o| {
+        by_project_label(o.labels())
+    })
+    .watches_stream(watch::managed(&client, quotas_writer), move |o| {
+        by_project_label(o.labels())
+    })
+    .watches_stream(watch::managed(&client, limit_ranges_writer), move |o| {
+        by_project_label(o.labels())
+    })
+    .watches_stream(watch::managed(&client, network_policies_writer), move |o| {
+        by_project_label(o.labels())
+    })
+    // Branch counts: any BranchRelease change recounts the project of its namespace (sent by
+    // the BranchRelease watch below).
+    .reconcile_on(project_triggers_rx)
+    .graceful_shutdown_on(shutdown.clone())
+    .run(
+        in_turn(project::reconcile::reconcile, |ctx| &ctx.project_turns),
+        error_policy,
+        ctx.clone(),
+    )
+    .for_each(|result| log_result(project::reconcile::CONTROLLER, result));
 
     let releases_of_project = {
         let releases = stores.releases.clone();
@@ -183,6 +192,7 @@ pub async fn run(
                 let _ = project_triggers.unbounded_send(project);
             }
         },
+        unreadable_reporter::<BranchRelease>(&ctx),
     );
     let release_controller = Controller::for_stream(releases_stream, stores.releases.clone())
         .with_config(ControllerConfig::default().concurrency(0))
@@ -193,7 +203,10 @@ pub async fn run(
         // A pod's change (pulled, crashed, ready) is how a component's progress or failure shows.
         .watches_stream(watch::pods(&client, pods_writer), release_of_pod)
         // A Project's change reconciles its branches. This watch also fills the Project cache.
-        .watches_stream(watch::all(&client, projects_writer), releases_of_project)
+        .watches_stream(
+            watch::all(&client, projects_writer, |_: &ObjectMeta, _: &str| {}),
+            releases_of_project,
+        )
         .graceful_shutdown_on(shutdown.clone())
         .run(
             in_turn(branch_release::reconcile::reconcile, |ctx| {
@@ -215,10 +228,12 @@ pub async fn run(
     let gauges_ctx = ctx.clone();
     let readiness = async move {
         // The one waiter of every cache (see above).
-        stores.wait_until_ready().await;
-        let _ = releases_listed.wait_for(|listed| *listed).await;
+        let releases_listed = async {
+            let _ = releases_listed.wait_for(|listed| *listed).await;
+            ready.synced("branchreleases");
+        };
+        futures::join!(stores.wait_until_ready(&ready), releases_listed);
         let _ = caches_ready_tx.send(true);
-        ready.store(true, Ordering::SeqCst);
         info!("caches synced; reconciling");
         // The gauges are counted from the caches, a few times a minute: cheap, and always true.
         let mut every = tokio::time::interval(Duration::from_secs(5));
@@ -236,6 +251,54 @@ pub async fn run(
         release_controller.inspect(|()| info!("branchrelease controller stopped"));
     futures::join!(project_controller, release_controller, readiness, stopping);
     info!("controllers stopped");
+}
+
+/// Reports an object of Oksa's own kinds that cannot be read (see `lenient`): a warning in the
+/// log and an Event on the object, so its owner finds out why nothing happens to it, while every
+/// other object is reconciled as usual.
+fn unreadable_reporter<K: Resource<DynamicType = ()>>(
+    ctx: &Arc<Context>,
+) -> impl Fn(&ObjectMeta, &str) + Send + 'static {
+    let ctx = ctx.clone();
+    move |metadata, reason| {
+        let name = metadata.name.clone().unwrap_or_default();
+        let namespace = metadata.namespace.clone();
+        warn!(kind = %K::kind(&()), %name, namespace = namespace.as_deref().unwrap_or(""), %reason,
+            "cannot read this object; it is left out until it is fixed");
+        ctx.metrics.failed(
+            if K::kind(&()) == "Project" {
+                project::reconcile::CONTROLLER
+            } else {
+                branch_release::reconcile::CONTROLLER
+            },
+            "unreadable_object",
+        );
+        let reference = k8s_openapi::api::core::v1::ObjectReference {
+            api_version: Some(K::api_version(&()).into_owned()),
+            kind: Some(K::kind(&()).into_owned()),
+            name: Some(name),
+            namespace,
+            uid: metadata.uid.clone(),
+            ..Default::default()
+        };
+        let recorder = ctx.recorder.clone();
+        let note = format!(
+            "Oksa cannot read this object, so it is not reconciled: {reason}. Fix or re-apply it \
+             (the CRD now refuses such values)"
+        );
+        tokio::spawn(async move {
+            let event = kube::runtime::events::Event {
+                type_: kube::runtime::events::EventType::Warning,
+                reason: "Unreadable".into(),
+                note: Some(note.chars().take(1000).collect()),
+                action: "Reconcile".into(),
+                secondary: None,
+            };
+            if let Err(error) = recorder.publish(&event, &reference).await {
+                warn!(%error, "could not record an event");
+            }
+        });
+    }
 }
 
 fn update_gauges(ctx: &Context) {
@@ -351,13 +414,21 @@ fn error_policy<K: Resource<DynamicType = ()>>(
     Action::requeue(delay)
 }
 
-async fn log_result<T: std::fmt::Debug, E: std::fmt::Display>(
+async fn log_result<T>(
     controller: &'static str,
-    result: Result<T, E>,
+    result: Result<T, kube::runtime::controller::Error<Error, watcher::Error>>,
 ) {
-    if let Err(error) = result {
-        // Errors of the reconcile itself are logged by error_policy; these are the controller's
-        // own (a watch that failed, an object missing from the cache).
-        tracing::debug!(controller, %error, "controller event");
+    use kube::runtime::controller::Error as ControllerError;
+    match result {
+        Ok(_) => {}
+        // Errors of the reconcile itself are logged by error_policy.
+        Err(ControllerError::ReconcilerFailed(..)) => {}
+        // Deleted while it waited for its turn: nothing to do.
+        Err(error @ ControllerError::ObjectNotFound(_)) => {
+            tracing::debug!(controller, %error, "controller event")
+        }
+        // A watch that failed (a missing permission, an API server away) must be seen: until it
+        // recovers, the caches are stale, and /readyz says so.
+        Err(error) => tracing::warn!(controller, %error, "controller error"),
     }
 }

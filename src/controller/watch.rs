@@ -2,13 +2,15 @@
 
 use std::fmt::Debug;
 
-use futures::{Stream, StreamExt};
+use futures::{Stream, StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::runtime::reflector::store::Writer;
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource};
 use serde::de::DeserializeOwned;
 
+use super::lenient::{Lenient, Placeholder};
 use crate::compact::Compact;
 
 /// Objects per page of a watch's list. Each page's body is held whole while it is parsed, and at
@@ -52,15 +54,24 @@ pub fn pods(
 }
 
 /// Watches every object of kind K (Oksa's own resources), caching it without `managedFields`:
-/// kept as JSON trees, they are about 10 KB of every BranchRelease, and never read.
+/// kept as JSON trees, they are about 10 KB of every BranchRelease, and never read. An object
+/// that cannot be read as a K is passed to `on_unreadable` and left out (see `Lenient`).
 pub fn all<K>(
     client: &Client,
     writer: Writer<K>,
+    on_unreadable: impl Fn(&ObjectMeta, &str) + Send + 'static,
 ) -> impl Stream<Item = Result<K, watcher::Error>> + Send + 'static
 where
-    K: Resource<DynamicType = ()> + Clone + Debug + DeserializeOwned + Send + Sync + 'static,
+    K: Resource<DynamicType = ()>
+        + Placeholder
+        + Clone
+        + Debug
+        + DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
 {
-    all_observed(client, writer, || {}, |_| {})
+    all_observed(client, writer, || {}, |_| {}, on_unreadable)
 }
 
 /// Like `all`, and also reports to `on_listed` each time a full list has been cached, and to
@@ -70,22 +81,64 @@ pub fn all_observed<K>(
     writer: Writer<K>,
     on_listed: impl Fn() + Send + 'static,
     on_change: impl Fn(&K) + Send + 'static,
+    on_unreadable: impl Fn(&ObjectMeta, &str) + Send + 'static,
 ) -> impl Stream<Item = Result<K, watcher::Error>> + Send + 'static
 where
-    K: Resource<DynamicType = ()> + Clone + Debug + DeserializeOwned + Send + Sync + 'static,
+    K: Resource<DynamicType = ()>
+        + Placeholder
+        + Clone
+        + Debug
+        + DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
 {
-    watcher(Api::<K>::all(client.clone()), config().any_semantic())
-        .default_backoff()
-        .modify(|object| object.meta_mut().managed_fields = None)
-        .reflect(writer)
-        .inspect(move |event| match event {
-            Ok(watcher::Event::InitDone) => on_listed(),
-            Ok(
-                watcher::Event::Apply(object)
-                | watcher::Event::InitApply(object)
-                | watcher::Event::Delete(object),
-            ) => on_change(object),
-            _ => {}
-        })
-        .applied_objects()
+    watcher(
+        Api::<Lenient<K>>::all(client.clone()),
+        config().any_semantic(),
+    )
+    .default_backoff()
+    .try_filter_map(move |event| futures::future::ready(Ok(readable(event, &on_unreadable))))
+    .modify(|object| object.meta_mut().managed_fields = None)
+    .reflect(writer)
+    .inspect(move |event| match event {
+        Ok(watcher::Event::InitDone) => on_listed(),
+        Ok(
+            watcher::Event::Apply(object)
+            | watcher::Event::InitApply(object)
+            | watcher::Event::Delete(object),
+        ) => on_change(object),
+        _ => {}
+    })
+    .applied_objects()
+}
+
+/// The event as it concerns the readable objects. An object that cannot be read is reported,
+/// and becomes the deletion of a placeholder: whatever readable version of it was cached goes,
+/// so no reconcile acts on a spec that is no longer the object's. In a (re)list it is left out.
+fn readable<K: Placeholder>(
+    event: watcher::Event<Lenient<K>>,
+    on_unreadable: &impl Fn(&ObjectMeta, &str),
+) -> Option<watcher::Event<K>> {
+    let take = |lenient: Lenient<K>| match lenient.object {
+        Ok(object) => Ok(object),
+        Err(reason) => {
+            on_unreadable(&lenient.metadata, &reason);
+            Err(K::placeholder(lenient.metadata))
+        }
+    };
+    Some(match event {
+        watcher::Event::Apply(object) => match take(object) {
+            Ok(object) => watcher::Event::Apply(object),
+            Err(placeholder) => watcher::Event::Delete(placeholder),
+        },
+        // In a (re)list, an object left out is one the cache does not keep after InitDone.
+        watcher::Event::InitApply(object) => watcher::Event::InitApply(take(object).ok()?),
+        watcher::Event::Delete(object) => {
+            let metadata = object.metadata;
+            watcher::Event::Delete(object.object.unwrap_or_else(|_| K::placeholder(metadata)))
+        }
+        watcher::Event::Init => watcher::Event::Init,
+        watcher::Event::InitDone => watcher::Event::InitDone,
+    })
 }

@@ -40,7 +40,7 @@ pub fn ensure_running() {
                 let binary = binary.file_stem().unwrap().to_string_lossy();
                 let log = format!("{}/oksa-operator-{binary}.log", env!("CARGO_TARGET_TMPDIR"));
                 oksa::telemetry::init_to_file(&log).expect("creating the operator log");
-                let ready = std::sync::Arc::new(AtomicBool::new(false));
+                let ready = std::sync::Arc::new(oksa::readiness::Readiness::default());
                 oksa::controller::run(
                     client,
                     oksa::metrics::Metrics::default(),

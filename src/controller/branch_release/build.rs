@@ -41,21 +41,6 @@ pub struct ReleaseObjects {
     pub url: Option<String>,
 }
 
-/// Hosts of a branch: its own `<release>.<domain>`, the bare domain for the production branch,
-/// then the extra hosts of its spec, without repeats.
-pub fn hosts(branch_release: &BranchRelease, project: &Project, release: &str) -> Vec<String> {
-    let mut hosts = vec![naming::host(release, &project.spec.domain)];
-    if project.spec.production_branch.as_deref() == Some(branch_release.spec.branch.as_str()) {
-        hosts.push(project.spec.domain.clone());
-    }
-    for host in &branch_release.spec.hosts {
-        if !hosts.contains(&host.0) {
-            hosts.push(host.0.clone());
-        }
-    }
-    hosts
-}
-
 impl Release<'_> {
     fn namespace(&self) -> String {
         self.branch_release.namespace().unwrap_or_default()
@@ -216,12 +201,6 @@ fn deployment(release: &Release, component: &Component) -> Deployment {
     }
 }
 
-pub fn port_name(port: &crate::api::Port) -> String {
-    port.name
-        .clone()
-        .unwrap_or_else(|| format!("port-{}", port.container_port))
-}
-
 fn container(container: &Container, defaults: &crate::api::BranchDefaults) -> PodContainer {
     let readiness_probe = container.readiness_probe.clone().or_else(|| {
         container.ports.first().map(|port| Probe {
@@ -244,7 +223,7 @@ fn container(container: &Container, defaults: &crate::api::BranchDefaults) -> Po
                 .iter()
                 .map(|p| ContainerPort {
                     container_port: p.container_port,
-                    name: Some(port_name(p)),
+                    name: Some(naming::port_name(p)),
                     protocol: Some("TCP".into()),
                     ..ContainerPort::default()
                 })
@@ -280,7 +259,7 @@ fn service(release: &Release, component: &Component) -> Option<Service> {
         .iter()
         .flat_map(|c| &c.ports)
         .map(|p| ServicePort {
-            name: Some(port_name(p)),
+            name: Some(naming::port_name(p)),
             port: p.container_port,
             target_port: Some(IntOrString::Int(p.container_port)),
             protocol: Some("TCP".into()),
@@ -338,7 +317,7 @@ fn ingress(release: &Release) -> Option<Ingress> {
         return None;
     }
     let settings = release.project.spec.ingress.clone().unwrap_or_default();
-    let hosts = hosts(release.branch_release, release.project, &release.name);
+    let hosts = naming::hosts(release.branch_release, release.project, &release.name);
     let paths: Vec<HTTPIngressPath> = routes
         .iter()
         .map(|(path, component, port)| HTTPIngressPath {
@@ -412,9 +391,9 @@ fn claim(release: &Release, volume: &Volume) -> PersistentVolumeClaim {
             .and_then(|d| d.storage_class_name.clone())
     });
     PersistentVolumeClaim {
-        // A retained claim has no owner, so garbage collection leaves it (and its data) behind
-        // when the BranchRelease is deleted.
-        metadata: release.meta(name, labels, !volume.retain),
+        // Owned even when retained: the BranchRelease's finalizer detaches a retained claim
+        // from its owner before garbage collection could take it (see `claims::finalize`).
+        metadata: release.meta(name, labels, true),
         spec: Some(PersistentVolumeClaimSpec {
             access_modes: Some(vec![
                 volume
@@ -608,19 +587,20 @@ spec:
         let mut release = drupal();
         release.spec.branch = "main".into();
         release.spec.hosts.clear();
-        let hosts = hosts(&release, &shop(), "main");
+        let hosts = naming::hosts(&release, &shop(), "main");
         assert_eq!(hosts, ["main.example.com", "example.com"]);
     }
 
     #[test]
-    fn claims_follow_volumes_and_retained_ones_have_no_owner() {
+    fn claims_follow_volumes_and_retained_ones_are_labelled() {
         let release = drupal();
         let objects = objects(&release, &shop());
         let [files, cache] = objects.claims.as_slice() else {
             panic!("two claims")
         };
         assert!(files.metadata.owner_references.is_some());
-        assert!(cache.metadata.owner_references.is_none());
+        assert!(cache.metadata.owner_references.is_some());
+        assert!(!files.labels().contains_key(labels::RETAIN));
         assert_eq!(
             cache.metadata.labels.as_ref().unwrap()[labels::RETAIN],
             "true"

@@ -1,6 +1,7 @@
 //! BranchRelease → the running environment of one branch.
 
 pub mod build;
+mod claims;
 pub mod diagnose;
 pub mod reconcile;
 pub mod status;

@@ -4,10 +4,13 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use std::collections::BTreeMap;
+
 use futures::TryFutureExt;
-use k8s_openapi::api::core::v1::{Event, PersistentVolumeClaim, Pod};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Event, Pod};
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{ListParams, Patch, PatchParams, PostParams};
+use kube::api::{ListParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Resource, ResourceExt};
@@ -15,16 +18,16 @@ use serde_json::json;
 use tracing::{debug, instrument};
 
 use super::build::{self, Release};
+use super::claims;
 use super::diagnose::{self, Problem};
 use super::status::{self, ComponentObservation, Observation, VolumeObservation};
 use super::validate;
-use super::volumes::{self, ClaimPlan};
 use crate::api::conditions::{self, DEGRADED, READY};
 use crate::api::{BranchRelease, BranchReleaseStatus, Phase};
-use crate::apply::write::{Tally, apply_if_changed, delete_all, sync_children};
+use crate::apply::{self, Applier, Owner, Refusal, Tally};
 use crate::controller::context::Context;
 use crate::controller::error::{Error, Result};
-use crate::controller::events;
+use crate::controller::{events, finalizer};
 use crate::labels::{self, FIELD_MANAGER};
 use crate::naming;
 
@@ -46,22 +49,32 @@ fn not_ready_recheck(status: &BranchReleaseStatus, now: Timestamp) -> Duration {
 #[instrument(skip_all, fields(namespace = %release.namespace().unwrap_or_default(), branchrelease = %release.name_any()))]
 pub async fn reconcile(release: Arc<BranchRelease>, ctx: Arc<Context>) -> Result<Action> {
     let started = Instant::now();
-    let result = reconcile_release(&release, &ctx).await;
+    let result = reconcile_release(release, &ctx).await;
     ctx.metrics.reconciled(CONTROLLER, started.elapsed());
     result
 }
 
-async fn reconcile_release(release: &BranchRelease, ctx: &Context) -> Result<Action> {
-    // Being deleted (its namespace going away with its Project, say): the garbage collector
-    // removes the children; writing a status or events now would only be noise.
-    if release.metadata.deletion_timestamp.is_some() {
-        return Ok(Action::await_change());
-    }
+async fn reconcile_release(release: Arc<BranchRelease>, ctx: &Context) -> Result<Action> {
+    // The turn may have come long after the trigger: work on the newest version cached.
+    let release = ctx
+        .stores
+        .releases
+        .get(&ObjectRef::from_obj(release.as_ref()))
+        .unwrap_or(release);
     let namespace = release
         .namespace()
         .ok_or(Error::MissingField("BranchRelease", "metadata.namespace"))?;
-    // Its namespace is going away (its Project was deleted): the same. Without this, every
-    // branch of a deleted Project would report ProjectNotFound on its way out.
+    let api = Api::<BranchRelease>::namespaced(ctx.client.clone(), &namespace);
+    if release.metadata.deletion_timestamp.is_some() {
+        // The garbage collector removes the children; retained volumes are detached first.
+        if finalizer::has(release.as_ref(), labels::VOLUMES_FINALIZER) {
+            claims::finalize(ctx, &release, &namespace).await?;
+            finalizer::remove(&api, release.as_ref(), labels::VOLUMES_FINALIZER).await?;
+        }
+        return Ok(Action::await_change());
+    }
+    // Its namespace is going away (its Project was deleted): writing a status or events now
+    // would only be noise (every branch would report ProjectNotFound on its way out).
     let namespace_terminating = ctx
         .stores
         .namespaces
@@ -82,14 +95,14 @@ async fn reconcile_release(release: &BranchRelease, ctx: &Context) -> Result<Act
         .filter(|r| r.namespace().as_deref() == Some(namespace.as_str()))
         .collect();
 
-    let project = match validate::check(release, project.as_deref(), &siblings) {
+    let project = match validate::check(&release, project.as_deref(), &siblings) {
         Ok(project) => project,
         Err(blocked) => {
             debug!(reason = blocked.reason, "not deployed");
             write_status(
                 ctx,
-                release,
-                status::blocked(release, &blocked, Timestamp::now()),
+                &release,
+                status::blocked(&release, &blocked, Timestamp::now()),
             )
             .await?;
             // A change of this BranchRelease or its Project triggers a reconcile; the slow recheck
@@ -97,102 +110,77 @@ async fn reconcile_release(release: &BranchRelease, ctx: &Context) -> Result<Act
             return Ok(Action::requeue(Duration::from_secs(60)));
         }
     };
+    // Before any claim exists, so that no deletion can outrun the detaching of retained ones.
+    if !release.spec.volumes.is_empty()
+        && finalizer::add(&api, release.as_ref(), labels::VOLUMES_FINALIZER).await?
+    {
+        ctx.metrics.wrote("BranchRelease", "finalizer");
+    }
 
     let release_name = naming::release_name(&release.spec.branch);
-    let owner = release
-        .controller_owner_ref(&())
-        .ok_or(Error::MissingField("BranchRelease", "metadata.uid"))?;
+    let owner = Owner {
+        reference: release
+            .controller_owner_ref(&())
+            .ok_or(Error::MissingField("BranchRelease", "metadata.uid"))?,
+        labels: apply::release_child_labels(&release.spec.project, &release_name),
+    };
     let objects = build::build(&Release {
-        branch_release: release,
+        branch_release: &release,
         project,
         name: release_name.clone(),
-        owner,
+        owner: owner.reference.clone(),
     });
     let tally = Tally::new(&ctx.metrics);
-
-    let belongs = |object_namespace: Option<String>,
-                   object_labels: &std::collections::BTreeMap<String, String>| {
+    let applier = Applier::new(&ctx.client, &owner, &tally);
+    let belongs = |object_namespace: Option<String>, object_labels: &BTreeMap<String, String>| {
         object_namespace.as_deref() == Some(namespace.as_str())
             && object_labels.get(labels::RELEASE) == Some(&release_name)
-            && object_labels.get(labels::PROJECT) == Some(&release.spec.project)
     };
 
     // The kinds are independent of each other (pods simply wait for their claims): write them
     // concurrently, so a reconcile costs about one round trip instead of one per object.
-    let client = &ctx.client;
-    let (claims, deployments, _, _) = tokio::try_join!(
-        sync_claims(ctx, &tally, release, &namespace, objects.claims),
-        sync_children(
-            client,
-            &ctx.stores.deployments,
-            objects.deployments,
-            |o| belongs(o.namespace(), o.labels()),
-            &tally,
-        )
-        .err_into::<Error>(),
-        sync_children(
-            client,
-            &ctx.stores.services,
-            objects.services,
-            |o| belongs(o.namespace(), o.labels()),
-            &tally,
-        )
-        .err_into::<Error>(),
-        sync_children(
-            client,
-            &ctx.stores.ingresses,
-            objects.ingress.into_iter().collect(),
-            |o| belongs(o.namespace(), o.labels()),
-            &tally,
-        )
-        .err_into::<Error>(),
+    let stores = &ctx.stores;
+    let (claims, deployments, services, ingress) = tokio::try_join!(
+        claims::sync(ctx, &applier, &release, &namespace, objects.claims),
+        applier
+            .sync(&stores.deployments, objects.deployments, |o| {
+                belongs(o.namespace(), o.labels())
+            })
+            .err_into::<Error>(),
+        applier
+            .sync(&stores.services, objects.services, |o| {
+                belongs(o.namespace(), o.labels())
+            })
+            .err_into::<Error>(),
+        applier
+            .sync(
+                &stores.ingresses,
+                objects.ingress.into_iter().collect(),
+                |o| belongs(o.namespace(), o.labels()),
+            )
+            .err_into::<Error>(),
     )?;
-    prune_claims(ctx, &tally, release, &namespace, &release_name, &belongs).await?;
+    let detached =
+        claims::detach_undeclared(ctx, &applier, &release, &namespace, &release_name).await?;
+    let refusals: Vec<Refusal> = deployments
+        .iter()
+        .filter_map(|d| d.as_ref().err().cloned())
+        .chain(services.iter().filter_map(|s| s.as_ref().err().cloned()))
+        .chain(ingress.iter().filter_map(|i| i.as_ref().err().cloned()))
+        .collect();
+    let deployments: Vec<Option<Arc<Deployment>>> =
+        deployments.into_iter().map(Result::ok).collect();
 
     // Observe. Right after a write, pods are expected not to be ready yet, so diagnosing waits
-    // for a reconcile that wrote nothing. Pods come from the cache; Warning events are listed only
-    // when a pod runs but is not ready, the one failure whose reason (the probe's message) is
-    // found in events alone.
-    let spec = &release.spec;
+    // for a reconcile that wrote nothing.
     let settled = tally.writes() == 0;
-    let mut problems: Vec<Option<Problem>> = vec![None; spec.components.len()];
-    let mut awaiting_probe = false;
-    let unready: Vec<usize> = (0..spec.components.len())
-        .filter(|&i| {
-            !status::component_ready(&deployments[i], spec.components[i].replicas.unwrap_or(1))
-        })
-        .collect();
-    if settled && !unready.is_empty() {
-        let pods = release_pods(ctx, &namespace, &release_name);
-        let unready_pods: Vec<(usize, Vec<Arc<Pod>>)> = unready
-            .iter()
-            .map(|&i| {
-                let component = &spec.components[i].name;
-                let of_component = pods
-                    .iter()
-                    .filter(|p| p.labels().get(labels::COMPONENT) == Some(component))
-                    .cloned()
-                    .collect();
-                (i, of_component)
-            })
-            .collect();
-        awaiting_probe = unready_pods
-            .iter()
-            .flat_map(|(_, pods)| pods)
-            .any(|pod| diagnose::running_unready(pod));
-        let warnings = if awaiting_probe {
-            Api::<Event>::namespaced(ctx.client.clone(), &namespace)
-                .list(&ListParams::default().fields("involvedObject.kind=Pod,type=Warning"))
-                .await?
-                .items
-        } else {
-            Vec::new()
-        };
-        for (i, pods) in unready_pods {
-            problems[i] = diagnose::diagnose(&deployments[i], &pods, &warnings);
-        }
-    }
+    let (problems, awaiting_probe) = if settled {
+        diagnose_unready(ctx, &release, &namespace, &release_name, &deployments).await?
+    } else {
+        (vec![None; release.spec.components.len()], false)
+    };
 
+    let spec = &release.spec;
     let observation = Observation {
         release_name: release_name.clone(),
         url: objects.url,
@@ -209,7 +197,7 @@ async fn reconcile_release(release: &BranchRelease, ctx: &Context) -> Result<Act
                     .iter()
                     .map(|c| c.image.clone())
                     .collect(),
-                deployment: Some(deployment.as_ref()),
+                deployment: deployment.as_deref(),
                 problem,
             })
             .collect(),
@@ -224,11 +212,13 @@ async fn reconcile_release(release: &BranchRelease, ctx: &Context) -> Result<Act
                 refusal: refusal.clone(),
             })
             .collect(),
+        refusals,
+        detached_volumes: detached,
     };
-    let new_status = status::observed(release, &observation, Timestamp::now());
+    let new_status = status::observed(&release, &observation, Timestamp::now());
     let ready = new_status.phase == Some(Phase::Ready);
     let recheck = not_ready_recheck(&new_status, Timestamp::now());
-    write_status(ctx, release, new_status).await?;
+    write_status(ctx, &release, new_status).await?;
     Ok(Action::requeue(if ready {
         Duration::from_secs(600)
     } else if awaiting_probe {
@@ -239,7 +229,58 @@ async fn reconcile_release(release: &BranchRelease, ctx: &Context) -> Result<Act
     }))
 }
 
-/// The cached pods of one release, all components.
+/// Why each unready component is not ready, from its pods in the cache. Warning events are
+/// listed only when a pod runs but is not ready: a failing readiness probe shows nowhere else.
+/// Returns the problems (one per component) and whether a probe is awaited.
+async fn diagnose_unready(
+    ctx: &Context,
+    release: &BranchRelease,
+    namespace: &str,
+    release_name: &str,
+    deployments: &[Option<Arc<Deployment>>],
+) -> Result<(Vec<Option<Problem>>, bool)> {
+    let spec = &release.spec;
+    let mut problems: Vec<Option<Problem>> = vec![None; spec.components.len()];
+    let unready: Vec<(usize, &Deployment)> = deployments
+        .iter()
+        .enumerate()
+        .filter_map(|(i, d)| d.as_deref().map(|d| (i, d)))
+        .filter(|(i, d)| !status::component_ready(d, spec.components[*i].replicas.unwrap_or(1)))
+        .collect();
+    if unready.is_empty() {
+        return Ok((problems, false));
+    }
+    let pods = release_pods(ctx, namespace, release_name);
+    let of_component = |component: &str| -> Vec<Arc<Pod>> {
+        pods.iter()
+            .filter(|p| p.labels().get(labels::COMPONENT).map(String::as_str) == Some(component))
+            .cloned()
+            .collect()
+    };
+    let unready_pods: Vec<(usize, &Deployment, Vec<Arc<Pod>>)> = unready
+        .into_iter()
+        .map(|(i, d)| (i, d, of_component(&spec.components[i].name)))
+        .collect();
+    let awaiting_probe = unready_pods
+        .iter()
+        .flat_map(|(_, _, pods)| pods)
+        .any(|pod| diagnose::running_unready(pod));
+    let warnings = if awaiting_probe {
+        Api::<Event>::namespaced(ctx.client.clone(), namespace)
+            .list(&ListParams::default().fields("involvedObject.kind=Pod,type=Warning"))
+            .await?
+            .items
+    } else {
+        Vec::new()
+    };
+    for (i, deployment, pods) in unready_pods {
+        problems[i] = diagnose::diagnose(deployment, &pods, &warnings);
+    }
+    Ok((problems, awaiting_probe))
+}
+
+/// The cached pods of one release, all components. A pod that cannot be read is skipped: it
+/// only helps to explain, and its owner's status still counts it.
 fn release_pods(ctx: &Context, namespace: &str, release_name: &str) -> Vec<Arc<Pod>> {
     ctx.stores
         .pods
@@ -249,118 +290,8 @@ fn release_pods(ctx: &Context, namespace: &str, release_name: &str) -> Vec<Arc<P
             p.namespace().as_deref() == Some(namespace)
                 && p.labels().get(labels::RELEASE).map(String::as_str) == Some(release_name)
         })
-        .map(|p| Arc::new(p.object()))
+        .filter_map(|p| p.object().ok().map(Arc::new))
         .collect()
-}
-
-type ClaimState = (Option<Arc<PersistentVolumeClaim>>, Option<String>);
-
-/// Creates, grows or refuses each volume's claim. Returns, per volume, the claim as it now is
-/// and the refusal, if any.
-async fn sync_claims(
-    ctx: &Context,
-    tally: &Tally<'_>,
-    release: &BranchRelease,
-    namespace: &str,
-    desired: Vec<PersistentVolumeClaim>,
-) -> Result<Vec<ClaimState>> {
-    let api = Api::<PersistentVolumeClaim>::namespaced(ctx.client.clone(), namespace);
-    let mut states = Vec::with_capacity(desired.len());
-    for (volume, mut claim) in release.spec.volumes.iter().zip(desired) {
-        let name = claim.name_any();
-        let mut live = ctx
-            .stores
-            .claims
-            .get(&ObjectRef::new(&name).within(namespace))
-            .map(|cached| Arc::new(cached.object()));
-        let mut plan = volumes::plan(volume, &mut claim, live.as_deref());
-        if plan == ClaimPlan::Create {
-            // Create, never apply, a claim Oksa does not know: if a claim of that name exists
-            // (someone else's, or ours not yet in the cache), creating fails and we look at it.
-            let params = PostParams {
-                field_manager: Some(FIELD_MANAGER.into()),
-                ..PostParams::default()
-            };
-            match api.create(&params, &claim).await {
-                Ok(created) => {
-                    tally.wrote("PersistentVolumeClaim", "create");
-                    states.push((Some(Arc::new(created)), None));
-                    continue;
-                }
-                Err(kube::Error::Api(status)) if status.is_already_exists() => {
-                    live = api.get_opt(&name).await?.map(Arc::new);
-                    plan = volumes::plan(volume, &mut claim, live.as_deref());
-                }
-                Err(kube::Error::Api(status)) if status.code == 403 || status.code == 422 => {
-                    states.push((
-                        None,
-                        Some(format!(
-                            "volume {}: creating it was refused: {}",
-                            volume.name, status.message
-                        )),
-                    ));
-                    continue;
-                }
-                Err(error) => return Err(error.into()),
-            }
-        }
-        states.push(match plan {
-            ClaimPlan::Refuse(message) => (live, Some(message)),
-            ClaimPlan::Create | ClaimPlan::Apply => {
-                let live_json = live
-                    .as_deref()
-                    .map(serde_json::to_value)
-                    .transpose()
-                    .map_err(kube::Error::SerdeError)?;
-                match apply_if_changed(&api, &claim, live_json.as_ref(), tally).await {
-                    Ok(Some(applied)) => (Some(Arc::new(applied)), None),
-                    Ok(None) => (live, None),
-                    // The API server has the last word on volumes (e.g. a class that cannot expand).
-                    Err(kube::Error::Api(status)) if status.code == 403 || status.code == 422 => (
-                        live,
-                        Some(format!(
-                            "volume {}: the change was refused: {}",
-                            volume.name, status.message
-                        )),
-                    ),
-                    Err(error) => return Err(error.into()),
-                }
-            }
-        });
-    }
-    Ok(states)
-}
-
-/// Deletes claims of volumes that left the spec, except retained ones: those keep their data
-/// until someone deletes them by hand.
-async fn prune_claims(
-    ctx: &Context,
-    tally: &Tally<'_>,
-    release: &BranchRelease,
-    namespace: &str,
-    release_name: &str,
-    belongs: &impl Fn(Option<String>, &std::collections::BTreeMap<String, String>) -> bool,
-) -> Result<()> {
-    let wanted: Vec<String> = release
-        .spec
-        .volumes
-        .iter()
-        .map(|v| naming::volume_claim_name(release_name, &v.name))
-        .collect();
-    let stale: Vec<_> = ctx
-        .stores
-        .claims
-        .state()
-        .into_iter()
-        .filter(|c| belongs(c.namespace(), c.labels()))
-        .filter(|c| !wanted.contains(&c.name_any()))
-        .filter(|c| c.labels().get(labels::RETAIN).map(String::as_str) != Some("true"))
-        .collect();
-    if !stale.is_empty() {
-        let api = Api::<PersistentVolumeClaim>::namespaced(ctx.client.clone(), namespace);
-        delete_all(&api, stale, tally).await?;
-    }
-    Ok(())
 }
 
 /// Writes the status only when it changed, with an event for each milestone the user follows.

@@ -9,6 +9,7 @@ use super::diagnose::Problem;
 use super::validate::Blocked;
 use crate::api::conditions::{self, DEGRADED, Desired, PROGRESSING, READY};
 use crate::api::{BranchRelease, BranchReleaseStatus, ComponentStatus, Phase, VolumeStatus};
+use crate::apply::Refusal;
 
 /// What a reconcile saw of one component.
 pub struct ComponentObservation<'a> {
@@ -34,6 +35,11 @@ pub struct Observation<'a> {
     pub url: Option<String>,
     pub components: Vec<ComponentObservation<'a>>,
     pub volumes: Vec<VolumeObservation<'a>>,
+    /// Children that could not be written as declared (someone else's object in the way, or
+    /// refused by the API server): the current generation is not what runs.
+    pub refusals: Vec<Refusal>,
+    /// Claims of volumes no longer in the spec, kept with their data.
+    pub detached_volumes: Vec<String>,
 }
 
 /// True when the Deployment runs exactly `replicas` up-to-date, ready pods of its current spec.
@@ -54,6 +60,14 @@ fn claim_phase(claim: Option<&PersistentVolumeClaim>) -> Option<String> {
     claim
         .and_then(|c| c.status.as_ref())
         .and_then(|s| s.phase.clone())
+}
+
+fn refusal_text(refusals: &[Refusal]) -> String {
+    refusals
+        .iter()
+        .map(|r| r.message.as_str())
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// Status of a BranchRelease that was not deployed.
@@ -168,8 +182,9 @@ pub fn observed(
         .filter_map(|v| v.refusal.as_ref())
         .collect();
 
-    let ready = not_ready.is_empty() && unbound.is_empty();
-    let degraded = !problems.is_empty() || !refusals.is_empty();
+    let child_refusals = &observation.refusals;
+    let ready = not_ready.is_empty() && unbound.is_empty() && child_refusals.is_empty();
+    let degraded = !problems.is_empty() || !refusals.is_empty() || !child_refusals.is_empty();
     let total = observation.components.len();
     let ready_count = total - not_ready.len();
 
@@ -180,6 +195,13 @@ pub fn observed(
             .map(|u| format!("all components ready at {u}"))
             .unwrap_or("all components ready".into());
         Desired::new(READY, true, "AllComponentsReady", message)
+    } else if let Some(first) = child_refusals.first() {
+        Desired::new(
+            READY,
+            false,
+            first.reason.as_str(),
+            refusal_text(child_refusals),
+        )
     } else if !not_ready.is_empty() {
         Desired::new(READY, false, "ComponentsNotReady", not_ready.join("; "))
     } else {
@@ -187,7 +209,7 @@ pub fn observed(
     };
     let progressing_condition = if ready {
         Desired::new(PROGRESSING, false, "RolloutComplete", "")
-    } else if degraded && !problems.is_empty() {
+    } else if !problems.is_empty() || !child_refusals.is_empty() {
         Desired::new(
             PROGRESSING,
             false,
@@ -202,7 +224,14 @@ pub fn observed(
             [not_ready.clone(), unbound].concat().join("; "),
         )
     };
-    let degraded_condition = if let Some(problem) = problems.first() {
+    let degraded_condition = if let Some(first) = child_refusals.first() {
+        Desired::new(
+            DEGRADED,
+            true,
+            first.reason.as_str(),
+            refusal_text(child_refusals),
+        )
+    } else if let Some(problem) = problems.first() {
         let mut messages: Vec<String> = problems.iter().map(|p| p.message.clone()).collect();
         messages.extend(refusals.iter().map(|r| r.to_string()));
         Desired::new(DEGRADED, true, problem.reason, messages.join("; "))
@@ -257,6 +286,7 @@ pub fn observed(
         ready_components: Some(format!("{ready_count}/{total}")),
         components,
         volumes,
+        detached_volumes: observation.detached_volumes.clone(),
         deployed_commit: if ready {
             release.spec.commit.clone().or(previous.deployed_commit)
         } else {
@@ -311,6 +341,8 @@ mod tests {
                 claim: Some(c),
                 refusal,
             }],
+            refusals: vec![],
+            detached_volumes: vec![],
         }
     }
 
@@ -368,6 +400,29 @@ mod tests {
             (degraded.status.as_str(), degraded.reason.as_str()),
             ("True", "VolumeChangeRefused")
         );
+    }
+
+    #[test]
+    fn a_refused_child_makes_the_new_generation_not_ready_whatever_still_runs() {
+        let (ready, bound) = (deployment(1), claim("Bound"));
+        let mut observation = observe(&ready, &bound, None, None);
+        observation.refusals.push(Refusal {
+            kind: "Deployment".into(),
+            name: "main-web".into(),
+            reason: crate::apply::RefusalReason::Rejected,
+            message: "Deployment main-web was refused by the API server: spec.template.spec.containers[0].ports[0].name: Invalid value".into(),
+        });
+        let status = observed(&release(2), &observation, at(1));
+        assert_eq!(status.observed_generation, Some(2));
+        assert_eq!(status.phase, Some(Phase::Degraded));
+        let ready = conditions::find(&status.conditions, READY).unwrap();
+        assert_eq!(
+            (ready.status.as_str(), ready.reason.as_str()),
+            ("False", "SpecRejected")
+        );
+        assert!(ready.message.contains("ports[0].name"), "{}", ready.message);
+        assert_eq!(ready.observed_generation, Some(2));
+        assert!(conditions::is_true(&status.conditions, DEGRADED));
     }
 
     #[test]

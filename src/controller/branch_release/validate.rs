@@ -5,7 +5,6 @@ use std::sync::Arc;
 
 use kube::ResourceExt;
 
-use super::build;
 use crate::api::conditions::{self, READY};
 use crate::api::{BranchRelease, Phase, Project};
 use crate::naming::{self, host_in_domain};
@@ -62,6 +61,15 @@ pub fn check<'a>(
             ),
         ));
     };
+    if project.metadata.deletion_timestamp.is_some() {
+        return Err(pending(
+            "ProjectDeleting",
+            format!(
+                "Project {} is being deleted; nothing more is deployed for it",
+                spec.project
+            ),
+        ));
+    }
     let Some(project_namespace) = project.status.as_ref().and_then(|s| s.namespace.clone()) else {
         let why = project
             .status
@@ -106,14 +114,18 @@ pub fn check<'a>(
     }
 
     let release_name = naming::release_name(&spec.branch);
-    let my_hosts: HashSet<String> = build::hosts(release, project, &release_name)
+    let my_hosts: HashSet<String> = naming::hosts(release, project, &release_name)
         .into_iter()
         .collect();
-    for sibling in siblings {
-        if sibling.uid() == release.uid()
-            || sibling.spec.project != spec.project
-            || age_key(sibling) > age_key(release)
-        {
+    let my_children = naming::child_names(release);
+    // Only older siblings count: the one that came first keeps what both ask for, so every
+    // reconcile of either agrees on who that is.
+    let older: Vec<&Arc<BranchRelease>> = siblings
+        .iter()
+        .filter(|s| s.uid() != release.uid() && age_key(s) < age_key(release))
+        .collect();
+    for sibling in &older {
+        if sibling.spec.project != spec.project {
             continue;
         }
         if sibling.spec.branch == spec.branch {
@@ -127,7 +139,7 @@ pub fn check<'a>(
             ));
         }
         let sibling_name = naming::release_name(&sibling.spec.branch);
-        if let Some(host) = build::hosts(sibling, project, &sibling_name)
+        if let Some(host) = naming::hosts(sibling, project, &sibling_name)
             .into_iter()
             .find(|h| my_hosts.contains(h))
         {
@@ -136,6 +148,38 @@ pub fn check<'a>(
                 format!(
                     "host {host} is already served by BranchRelease {}",
                     sibling.name_any()
+                ),
+            ));
+        }
+    }
+    // Child names are per namespace, whatever project a sibling names.
+    for sibling in &older {
+        let theirs = naming::child_names(sibling);
+        for (kind, name, mine) in &my_children {
+            if let Some((_, _, what)) = theirs.iter().find(|(k, n, _)| k == kind && n == name) {
+                return Err(invalid(
+                    "NameTaken",
+                    format!(
+                        "{kind} {name} (for {mine}) is already the name of BranchRelease {}'s {what}; \
+                         rename the component or volume",
+                        sibling.name_any()
+                    ),
+                ));
+            }
+        }
+    }
+    if let Some(limit) = project.spec.quota.as_ref().and_then(|q| q.max_branches) {
+        let ahead = older
+            .iter()
+            .filter(|s| s.spec.project == spec.project && s.metadata.deletion_timestamp.is_none())
+            .count();
+        if ahead >= limit.max(0) as usize {
+            return Err(pending(
+                "BranchLimitReached",
+                format!(
+                    "Project {} allows {limit} branches (spec.quota.maxBranches) and {ahead} older ones are deployed; \
+                     this one waits until a branch is deleted or the limit is raised",
+                    spec.project
                 ),
             ));
         }
@@ -161,7 +205,7 @@ fn check_spec(release: &BranchRelease) -> Result<(), Blocked> {
             for port in &container.ports {
                 // The component's Service gets one port per container port: numbers and names
                 // must be unique across its containers.
-                if !ports.insert(port.container_port) || !port_names.insert(build::port_name(port))
+                if !ports.insert(port.container_port) || !port_names.insert(naming::port_name(port))
                 {
                     return Err(invalid(
                         "InvalidSpec",
@@ -305,6 +349,59 @@ mod tests {
                 .unwrap_err()
                 .reason,
             "HostTaken"
+        );
+    }
+
+    fn named(yaml_extra: &str, name: &str, branch: &str, second: i64) -> BranchRelease {
+        let mut release = release(yaml_extra);
+        release.metadata.name = Some(name.into());
+        release.metadata.uid = Some(format!("uid-{name}"));
+        release.spec.branch = branch.into();
+        release.metadata.creation_timestamp =
+            Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                k8s_openapi::jiff::Timestamp::from_second(second).unwrap(),
+            ));
+        release
+    }
+
+    #[test]
+    fn child_names_of_an_older_sibling_are_taken() {
+        let project = ready_project();
+        // `api` + component `v2-web` and `api-v2` + component `web`: both `api-v2-web`.
+        let mut older = named("", "api", "api", 1);
+        older.spec.components[0].name = "v2-web".into();
+        let younger = named("", "api-v2", "api-v2", 2);
+        let siblings = vec![Arc::new(older.clone()), Arc::new(younger.clone())];
+        assert!(check(&older, Some(&project), &siblings).is_ok());
+        let blocked = check(&younger, Some(&project), &siblings).unwrap_err();
+        assert_eq!(
+            (blocked.phase, blocked.reason),
+            (Phase::Invalid, "NameTaken")
+        );
+        assert!(
+            blocked.message.contains("Deployment api-v2-web")
+                && blocked
+                    .message
+                    .contains("BranchRelease api's component v2-web"),
+            "{}",
+            blocked.message
+        );
+    }
+
+    #[test]
+    fn branches_beyond_the_limit_wait_and_the_oldest_are_deployed() {
+        let project = project_from_yaml(
+            "name: shop\nspec: {domain: example.com, quota: {maxBranches: 2}}\nstatus: {namespace: shop}",
+        );
+        let releases: Vec<_> = (0..3)
+            .map(|i| Arc::new(named("", &format!("b{i}"), &format!("b{i}"), i)))
+            .collect();
+        assert!(check(&releases[0], Some(&project), &releases).is_ok());
+        assert!(check(&releases[1], Some(&project), &releases).is_ok());
+        let blocked = check(&releases[2], Some(&project), &releases).unwrap_err();
+        assert_eq!(
+            (blocked.phase, blocked.reason),
+            (Phase::Pending, "BranchLimitReached")
         );
     }
 

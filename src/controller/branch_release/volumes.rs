@@ -3,10 +3,8 @@
 //! here, before it is tried, and the running environment is left alone.
 
 use k8s_openapi::api::core::v1::PersistentVolumeClaim;
-use kube::ResourceExt;
 
 use crate::api::Volume;
-use crate::labels;
 use crate::quantity::Quantity;
 
 #[derive(Debug, PartialEq, Eq)]
@@ -42,19 +40,6 @@ pub fn plan(
         return ClaimPlan::Create;
     };
     let name = &volume.name;
-    let claim_name = live.name_any();
-
-    let desired_labels = desired.labels();
-    let belongs = [labels::MANAGED_BY, labels::PROJECT, labels::RELEASE]
-        .iter()
-        .all(|key| live.labels().get(*key) == desired_labels.get(*key));
-    if !belongs {
-        return ClaimPlan::Refuse(format!(
-            "volume {name}: PersistentVolumeClaim {claim_name} already exists and does not belong to this branch; \
-             Oksa does not take over claims (and their data) it did not create"
-        ));
-    }
-
     let live_spec = live.spec.clone().unwrap_or_default();
     let desired_spec = desired.spec.get_or_insert_default();
     match (&volume.storage_class_name, &live_spec.storage_class_name) {
@@ -100,8 +85,7 @@ mod tests {
 
     fn claim(size: &str, class: Option<&str>, mode: &str) -> PersistentVolumeClaim {
         serde_json::from_value(json!({
-            "metadata": {"name": "main-files", "labels": {
-                labels::MANAGED_BY: "oksa", labels::PROJECT: "shop", labels::RELEASE: "main"}},
+            "metadata": {"name": "main-files"},
             "spec": {"accessModes": [mode], "storageClassName": class,
                      "resources": {"requests": {"storage": size}}}
         }))
@@ -174,15 +158,5 @@ mod tests {
             panic!()
         };
         assert!(message.contains("access mode"), "{message}");
-    }
-
-    #[test]
-    fn a_claim_of_someone_else_is_never_taken_over() {
-        let mut live = claim("1Gi", Some("standard"), "ReadWriteOnce");
-        live.metadata.labels = None;
-        let mut desired = claim("1Gi", None, "ReadWriteOnce");
-        assert!(
-            matches!(plan(&volume("1Gi", None), &mut desired, Some(&live)), ClaimPlan::Refuse(m) if m.contains("does not belong"))
-        );
     }
 }

@@ -4,9 +4,11 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::Namespace;
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{Namespace, PersistentVolumeClaim};
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Patch, PatchParams, PostParams};
+use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Resource, ResourceExt};
@@ -17,11 +19,11 @@ use super::build::{self, ProjectObjects};
 use super::status::{self, Outcome};
 use super::validate::{self, NamespaceVerdict};
 use crate::api::conditions::{self, READY};
-use crate::api::{Phase, Project, ProjectStatus};
-use crate::apply::write::{Tally, apply_if_changed, sync_children};
+use crate::api::{Phase, Project};
+use crate::apply::{Applier, Owner, Refusal, Tally};
 use crate::controller::context::Context;
 use crate::controller::error::{Error, Result};
-use crate::controller::events;
+use crate::controller::{events, finalizer};
 use crate::labels::{self, FIELD_MANAGER};
 
 pub const CONTROLLER: &str = "project";
@@ -29,13 +31,23 @@ pub const CONTROLLER: &str = "project";
 #[instrument(skip_all, fields(project = %project.name_any()))]
 pub async fn reconcile(project: Arc<Project>, ctx: Arc<Context>) -> Result<Action> {
     let started = Instant::now();
-    let result = reconcile_project(&project, &ctx).await;
+    let result = reconcile_project(project, &ctx).await;
     ctx.metrics.reconciled(CONTROLLER, started.elapsed());
     result
 }
 
-async fn reconcile_project(project: &Project, ctx: &Context) -> Result<Action> {
+async fn reconcile_project(project: Arc<Project>, ctx: &Context) -> Result<Action> {
+    // The turn may have come long after the trigger: work on the newest version cached.
+    let project = ctx
+        .stores
+        .projects
+        .get(&ObjectRef::from_obj(project.as_ref()))
+        .unwrap_or(project);
+    let projects = Api::<Project>::all(ctx.client.clone());
     let namespace_name = project.namespace_name();
+    if project.metadata.deletion_timestamp.is_some() {
+        return finalize(ctx, &project, &projects, &namespace_name).await;
+    }
     let namespaces = Api::<Namespace>::all(ctx.client.clone());
     // A namespace the cache shows as created by Oksa for this very Project is trusted. Anything
     // else (absent, or not ours) is read from the API: the decision not to adopt someone else's
@@ -44,7 +56,7 @@ async fn reconcile_project(project: &Project, ctx: &Context) -> Result<Action> {
         .stores
         .namespaces
         .get(&ObjectRef::new(&namespace_name))
-        .filter(|ns| validate::owned_by(project, &ns.metadata))
+        .filter(|ns| validate::owned_by(&project, &ns.metadata))
         .map(|ns| Namespace {
             metadata: ns.metadata.clone(),
             ..Namespace::default()
@@ -54,56 +66,105 @@ async fn reconcile_project(project: &Project, ctx: &Context) -> Result<Action> {
         None => namespaces.get_opt(&namespace_name).await?,
     };
 
-    let outcome = match validate::check_namespace(project, existing.as_ref()) {
+    let outcome = match validate::check_namespace(&project, existing.as_ref()) {
         NamespaceVerdict::Refused(refusal) => Outcome::Refused(refusal),
         NamespaceVerdict::Terminating => Outcome::Terminating,
         NamespaceVerdict::Ours => {
             let others = ctx.stores.projects.state();
-            match validate::check_domain(project, others.iter().map(|p| p.as_ref())) {
+            match validate::check_domain(&project, others.iter().map(|p| p.as_ref())) {
                 Some(refusal) => Outcome::Refused(refusal),
                 None => {
-                    let owner = project
-                        .controller_owner_ref(&())
-                        .ok_or(Error::MissingField("Project", "metadata.uid"))?;
-                    apply_namespace(ctx, &namespaces, build::build(project, owner), existing)
-                        .await?;
-                    Outcome::Ready
+                    // Before the namespace exists, so that its deletion always passes here.
+                    if finalizer::add(&projects, project.as_ref(), labels::PROJECT_FINALIZER)
+                        .await?
+                    {
+                        ctx.metrics.wrote("Project", "finalizer");
+                    }
+                    let owner = Owner {
+                        reference: project
+                            .controller_owner_ref(&())
+                            .ok_or(Error::MissingField("Project", "metadata.uid"))?,
+                        labels: labels::project_labels(&project.name_any()),
+                    };
+                    let objects = build::build(&project, owner.reference.clone());
+                    let refusals = apply_namespace(ctx, &owner, objects, existing).await?;
+                    if refusals.is_empty() {
+                        Outcome::Ready
+                    } else {
+                        Outcome::ChildrenRefused(refusals)
+                    }
                 }
             }
         }
     };
 
-    let quota = ctx
-        .stores
-        .quotas
-        .get(&ObjectRef::new(build::QUOTA_NAME).within(&namespace_name))
-        .map(|cached| cached.object());
-    let new_status = status::compute(
-        project,
-        &outcome,
-        count_branches(ctx, &namespace_name),
-        quota.as_ref(),
-        Timestamp::now(),
-    );
-    write_status(ctx, project, new_status).await?;
-
+    write_status(ctx, &project, &outcome, &namespace_name).await?;
     Ok(match outcome {
         Outcome::Ready => Action::requeue(Duration::from_secs(600)),
         Outcome::Terminating => Action::requeue(Duration::from_secs(2)),
         // Nothing to retry until the spec or the world changes; a slow recheck notices a conflicting
-        // namespace that went away.
-        Outcome::Refused(_) => Action::requeue(Duration::from_secs(300)),
+        // object that went away.
+        Outcome::Refused(_) | Outcome::ChildrenRefused(_) => {
+            Action::requeue(Duration::from_secs(300))
+        }
+        Outcome::DeletionBlocked(_) => Action::requeue(Duration::from_secs(10)),
     })
 }
 
+/// A Project being deleted: its namespace (and everything in it) goes with it, unless it holds
+/// volumes kept on purpose, `retain: true` or detached ones. Then the deletion waits, and says
+/// so, until a person has deleted those claims: their data is never lost silently.
+async fn finalize(
+    ctx: &Context,
+    project: &Project,
+    projects: &Api<Project>,
+    namespace: &str,
+) -> Result<Action> {
+    if !finalizer::has(project, labels::PROJECT_FINALIZER) {
+        return Ok(Action::await_change());
+    }
+    let owns_namespace = ctx
+        .stores
+        .namespaces
+        .get(&ObjectRef::new(namespace))
+        .is_some_and(|ns| validate::owned_by(project, &ns.metadata));
+    let mut kept = Vec::new();
+    if owns_namespace {
+        // From the API, not the cache: this decision must not miss a claim.
+        let claims = Api::<PersistentVolumeClaim>::namespaced(ctx.client.clone(), namespace)
+            .list_metadata(&ListParams::default().labels(labels::MANAGED_SELECTOR))
+            .await?;
+        kept = claims
+            .items
+            .iter()
+            .filter(|c| {
+                let labels = c.labels();
+                labels.get(labels::RETAIN).map(String::as_str) == Some("true")
+                    || labels.contains_key(labels::DETACHED)
+            })
+            .map(|c| c.name_any())
+            .collect();
+        kept.sort();
+    }
+    if kept.is_empty() {
+        finalizer::remove(projects, project, labels::PROJECT_FINALIZER).await?;
+        return Ok(Action::await_change());
+    }
+    let outcome = Outcome::DeletionBlocked(kept);
+    write_status(ctx, project, &outcome, namespace).await?;
+    Ok(Action::requeue(Duration::from_secs(10)))
+}
+
+/// Applies the namespace and its objects. Returns the objects that could not be written.
 async fn apply_namespace(
     ctx: &Context,
-    namespaces: &Api<Namespace>,
+    owner: &Owner,
     objects: ProjectObjects,
     existing: Option<Namespace>,
-) -> Result<()> {
+) -> Result<Vec<Refusal>> {
     let name = objects.namespace.name_any();
     let tally = Tally::new(&ctx.metrics);
+    let applier = Applier::new(&ctx.client, owner, &tally);
     match existing {
         // Create, never apply, a namespace that does not exist yet: if someone else creates it
         // in the meantime, creating fails instead of silently taking it over.
@@ -112,58 +173,51 @@ async fn apply_namespace(
                 field_manager: Some(FIELD_MANAGER.into()),
                 ..PostParams::default()
             };
-            namespaces.create(&params, &objects.namespace).await?;
+            Api::<Namespace>::all(ctx.client.clone())
+                .create(&params, &objects.namespace)
+                .await?;
             tally.wrote("Namespace", "create");
             info!(namespace = %name, "created namespace");
         }
         Some(live) => {
             let live = serde_json::to_value(&live).map_err(kube::Error::SerdeError)?;
-            apply_if_changed(namespaces, &objects.namespace, Some(&live), &tally).await?;
+            if let Err(refusal) = applier.apply(&objects.namespace, Some(&live)).await? {
+                return Ok(vec![refusal]);
+            }
         }
     }
-    let project = objects.namespace.labels()[labels::PROJECT].clone();
-    let in_namespace =
-        |object_namespace: Option<String>,
-         object_labels: &std::collections::BTreeMap<String, String>| {
-            object_namespace.as_deref() == Some(name.as_str())
-                && object_labels.get(labels::PROJECT) == Some(&project)
-        };
-    let client = ctx.client.clone();
+    let project = owner.labels[labels::PROJECT].clone();
+    let in_namespace = |object_namespace: Option<String>,
+                        object_labels: &BTreeMap<String, String>| {
+        object_namespace.as_deref() == Some(name.as_str())
+            && object_labels.get(labels::PROJECT) == Some(&project)
+    };
     let stores = &ctx.stores;
-    let metrics = &tally;
-    sync_children(
-        &client,
-        &stores.role_bindings,
-        objects.role_bindings,
-        |o| in_namespace(o.namespace(), o.labels()),
-        metrics,
-    )
-    .await?;
-    sync_children(
-        &client,
-        &stores.quotas,
-        objects.quota.into_iter().collect(),
-        |o| in_namespace(o.namespace(), o.labels()),
-        metrics,
-    )
-    .await?;
-    sync_children(
-        &client,
-        &stores.limit_ranges,
-        objects.limit_range.into_iter().collect(),
-        |o| in_namespace(o.namespace(), o.labels()),
-        metrics,
-    )
-    .await?;
-    sync_children(
-        &client,
-        &stores.network_policies,
-        vec![objects.network_policy],
-        |o| in_namespace(o.namespace(), o.labels()),
-        metrics,
-    )
-    .await?;
-    Ok(())
+    let (role_bindings, quota, limit_range, network_policy) = tokio::try_join!(
+        applier.sync(&stores.role_bindings, objects.role_bindings, |o| {
+            in_namespace(o.namespace(), o.labels())
+        }),
+        applier.sync(&stores.quotas, objects.quota.into_iter().collect(), |o| {
+            in_namespace(o.namespace(), o.labels())
+        }),
+        applier.sync(
+            &stores.limit_ranges,
+            objects.limit_range.into_iter().collect(),
+            |o| in_namespace(o.namespace(), o.labels())
+        ),
+        applier.sync(
+            &stores.network_policies,
+            vec![objects.network_policy],
+            |o| in_namespace(o.namespace(), o.labels())
+        ),
+    )?;
+    Ok(role_bindings
+        .into_iter()
+        .filter_map(Result::err)
+        .chain(quota.into_iter().filter_map(Result::err))
+        .chain(limit_range.into_iter().filter_map(Result::err))
+        .chain(network_policy.into_iter().filter_map(Result::err))
+        .collect())
 }
 
 /// Branches of the project, from the BranchRelease cache.
@@ -184,7 +238,24 @@ fn count_branches(ctx: &Context, namespace: &str) -> crate::api::BranchCounts {
 
 /// Writes the status only when it changed, and records an event when the Ready condition flips
 /// or changes its reason.
-async fn write_status(ctx: &Context, project: &Project, new_status: ProjectStatus) -> Result<()> {
+async fn write_status(
+    ctx: &Context,
+    project: &Project,
+    outcome: &Outcome,
+    namespace: &str,
+) -> Result<()> {
+    let quota = ctx
+        .stores
+        .quotas
+        .get(&ObjectRef::new(build::QUOTA_NAME).within(namespace))
+        .and_then(|cached| cached.object().ok());
+    let new_status = status::compute(
+        project,
+        outcome,
+        count_branches(ctx, namespace),
+        quota.as_ref(),
+        Timestamp::now(),
+    );
     let old_status = project.status.clone().unwrap_or_default();
     if old_status == new_status {
         return Ok(());

@@ -18,6 +18,11 @@ pub enum Outcome {
     Refused(Refusal),
     /// The namespace of an earlier Project with this name is still being deleted.
     Terminating,
+    /// The namespace is in place, but some of its objects could not be written as declared.
+    ChildrenRefused(Vec<crate::apply::Refusal>),
+    /// The Project is being deleted, and its namespace holds volumes kept on purpose: it is not
+    /// deleted (nor anything in it) until a person deletes those claims.
+    DeletionBlocked(Vec<String>),
 }
 
 pub fn branch_counts(total: i32, ready: i32) -> BranchCounts {
@@ -46,6 +51,28 @@ pub fn compute(
         Outcome::Refused(refusal) => {
             Desired::new(READY, false, refusal.reason, refusal.message.clone())
         }
+        Outcome::ChildrenRefused(refusals) => Desired::new(
+            READY,
+            false,
+            refusals[0].reason.as_str(),
+            refusals
+                .iter()
+                .map(|r| r.message.as_str())
+                .collect::<Vec<_>>()
+                .join("; "),
+        ),
+        Outcome::DeletionBlocked(claims) => Desired::new(
+            READY,
+            false,
+            "DeletionBlocked",
+            format!(
+                "the Project is being deleted, but namespace {namespace} holds volumes kept on purpose \
+                 (retained or detached): {}; their data would go with the namespace, so it waits \
+                 until they are deleted (kubectl delete pvc -n {namespace} {})",
+                claims.join(", "),
+                claims.join(" ")
+            ),
+        ),
         Outcome::Terminating => Desired::new(
             READY,
             false,
@@ -63,7 +90,8 @@ pub fn compute(
     let generation = project.metadata.generation;
     ProjectStatus {
         observed_generation: generation,
-        namespace: matches!(outcome, Outcome::Ready).then_some(namespace),
+        namespace: matches!(outcome, Outcome::Ready | Outcome::ChildrenRefused(_))
+            .then_some(namespace),
         conditions: conditions::merge(previous, &[condition], generation, now),
         branches: Some(branches),
         quota: quota.and_then(|q| q.status.as_ref()).map(|status| {

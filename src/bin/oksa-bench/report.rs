@@ -4,7 +4,7 @@ use serde::Serialize;
 
 use super::helm::HelmResult;
 use super::limit::LimitResult;
-use super::oksa::OksaResult;
+use super::oksa_phase::OksaResult;
 
 #[derive(Debug, Serialize)]
 pub struct Report {

@@ -6,8 +6,8 @@ use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use serde_json::json;
 
-use crate::api::{BranchRelease, BranchReleaseSpec, Project};
-use crate::controller::branch_release::build::{self, ReleaseObjects};
+use oksa::api::{BranchRelease, BranchReleaseSpec, Project};
+use oksa::controller::branch_release::build::{self, ReleaseObjects};
 
 pub const CHILDREN_PER_BRANCH: usize = 6;
 
@@ -41,7 +41,7 @@ pub fn children(namespace: &str, branch: &str) -> ReleaseObjects {
     let project = project("bench");
     let mut release = BranchRelease::new("bench", branch_spec("bench", branch));
     release.metadata.namespace = Some(namespace.to_string());
-    let name = crate::naming::release_name(branch);
+    let name = oksa::naming::release_name(branch);
     let owner = OwnerReference::default();
     let mut objects = build::build(&build::Release {
         branch_release: &release,

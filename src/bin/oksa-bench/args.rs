@@ -1,13 +1,4 @@
-//! `oksa-bench`: Oksa against `helm upgrade --install --wait` per branch and against the API
-//! server's own rate for the same objects, on the same cluster in the same run. See BENCHMARKS.md.
-
-pub mod helm;
-pub mod limit;
-pub mod oksa;
-pub mod operator;
-pub mod report;
-pub mod stats;
-pub mod workload;
+//! The benchmark's command line.
 
 use std::path::PathBuf;
 

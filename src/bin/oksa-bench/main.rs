@@ -1,9 +1,21 @@
-//! Benchmarks Oksa against helm-per-branch and the API server's own rate. See BENCHMARKS.md.
+//! `oksa-bench`: Oksa against `helm upgrade --install --wait` per branch and against the API
+//! server's own rate for the same objects, on the same cluster in the same run. See BENCHMARKS.md.
+//! A program of its own, not part of the operator's library.
+
+mod args;
+mod helm;
+mod limit;
+mod oksa_phase;
+mod operator;
+mod report;
+mod stats;
+mod workload;
 
 use std::process::ExitCode;
 
+use args::Args;
 use clap::Parser;
-use oksa::bench::{Args, helm, limit, oksa as oksa_phase, report::Report};
+use report::Report;
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -18,8 +30,8 @@ async fn main() -> ExitCode {
 }
 
 async fn run(args: Args) -> Result<(), String> {
-    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    let tools = oksa::demo::ensure_cluster(repo).map_err(|e| e.to_string())?;
+    let repo = oksa::demo::find_source_tree().map_err(|e| e.to_string())?;
+    let tools = oksa::demo::ensure_cluster(&repo).map_err(|e| e.to_string())?;
     let client = kube::Client::try_default()
         .await
         .map_err(|e| e.to_string())?;

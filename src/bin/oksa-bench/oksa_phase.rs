@@ -17,8 +17,8 @@ use serde::Serialize;
 use super::operator::{OperatorProcess, sum};
 use super::stats::{Summary, summarize};
 use super::workload::{self, CHILDREN_PER_BRANCH};
-use crate::api::{BranchRelease, Phase, Project};
-use crate::labels;
+use oksa::api::{BranchRelease, Phase, Project};
+use oksa::labels;
 
 #[derive(Debug, Default, Serialize)]
 pub struct OksaResult {
@@ -353,10 +353,8 @@ pub async fn run(
     let metrics = operator.metrics().await;
     result.resync_reconciles = sum(&metrics, "oksa_reconciles_total", &[]);
     let resync = writes_by_verb(&metrics);
-    result.resync_writes = ["apply", "create", "delete", "status"]
-        .iter()
-        .map(|v| resync[*v])
-        .sum();
+    // Every write, whatever its verb: only "skipped" is not one.
+    result.resync_writes = sum(&metrics, "oksa_child_writes_total", &[]) - resync["skipped"];
     result.resync_peak_rss_mib = operator.peak_rss_mib();
 
     if args.keep {

@@ -1,0 +1,163 @@
+//! The volumes of a BranchRelease in the cluster: their claims are created, grown, refused,
+//! detached and released here. What to do with one claim is decided by `volumes::plan` (pure);
+//! this is the I/O around it.
+//!
+//! Data is never lost by an update: a volume that leaves the spec (removed or renamed) has its
+//! claim *detached* (no owner, labelled `oksa.dev/detached`) instead of deleted, and reported in
+//! status until a person deletes it; a volume declared again under the same name takes it back.
+//! On deletion of the BranchRelease its finalizer detaches the `retain: true` claims before
+//! garbage collection can reach them, from the spec as it was when it was deleted.
+
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::PersistentVolumeClaim;
+use kube::api::{Patch, PatchParams};
+use kube::{Api, Resource, ResourceExt};
+use serde_json::json;
+
+use super::volumes::{self, ClaimPlan};
+use crate::api::BranchRelease;
+use crate::apply::{Applier, Belonging, Refusal};
+use crate::controller::context::Context;
+use crate::controller::error::Result;
+use crate::labels;
+use crate::naming;
+
+/// A volume's claim as it now is, and why it is not as declared, if it is not.
+pub type ClaimState = (Option<Arc<PersistentVolumeClaim>>, Option<String>);
+
+/// Creates, grows or refuses each volume's claim, in the order of `spec.volumes`.
+pub async fn sync(
+    ctx: &Context,
+    applier: &Applier<'_>,
+    release: &BranchRelease,
+    namespace: &str,
+    declared: Vec<PersistentVolumeClaim>,
+) -> Result<Vec<ClaimState>> {
+    let mut states = Vec::with_capacity(declared.len());
+    for (volume, mut claim) in release.spec.volumes.iter().zip(declared) {
+        let name = claim.name_any();
+        let live_json = applier.live(&ctx.stores.claims, namespace, &name).await?;
+        let live: Option<Arc<PersistentVolumeClaim>> = live_json
+            .clone()
+            .map(serde_json::from_value)
+            .transpose()
+            .map_err(kube::Error::SerdeError)?
+            .map(Arc::new);
+        if let Some(live) = &live
+            && applier.owner().belonging(&live.metadata) == Belonging::Adoptable
+            && live.labels().contains_key(labels::DETACHED)
+        {
+            // A detached claim of this branch is declared again: it is the volume's again.
+            set_detached(ctx, live, false).await?;
+            applier.tally().wrote("PersistentVolumeClaim", "attach");
+        }
+        let state = match volumes::plan(volume, &mut claim, live.as_deref()) {
+            ClaimPlan::Refuse(message) => (live, Some(message)),
+            ClaimPlan::Create | ClaimPlan::Apply => {
+                match applier.apply(&claim, live_json.as_ref()).await? {
+                    Ok(current) => (Some(current), None),
+                    Err(Refusal { message, .. }) => {
+                        (live, Some(format!("volume {}: {message}", volume.name)))
+                    }
+                }
+            }
+        };
+        states.push(state);
+    }
+    Ok(states)
+}
+
+/// Detaches the claims of this branch whose volume left the spec, and returns the names of every
+/// detached claim of this branch (detached now or before), for status.
+pub async fn detach_undeclared(
+    ctx: &Context,
+    applier: &Applier<'_>,
+    release: &BranchRelease,
+    namespace: &str,
+    release_name: &str,
+) -> Result<Vec<String>> {
+    let wanted: Vec<String> = release
+        .spec
+        .volumes
+        .iter()
+        .map(|v| naming::volume_claim_name(release_name, &v.name))
+        .collect();
+    let mut detached = Vec::new();
+    for cached in ctx.stores.claims.state() {
+        let name = cached.name_any();
+        if cached.namespace().as_deref() != Some(namespace)
+            || cached.labels().get(labels::RELEASE).map(String::as_str) != Some(release_name)
+            || wanted.contains(&name)
+        {
+            continue;
+        }
+        match applier.owner().belonging(cached.meta()) {
+            Belonging::Ours => {
+                let claim = cached.object().map_err(kube::Error::SerdeError)?;
+                set_detached(ctx, &claim, true).await?;
+                applier.tally().wrote("PersistentVolumeClaim", "detach");
+                detached.push(name);
+            }
+            Belonging::Adoptable if cached.labels().contains_key(labels::DETACHED) => {
+                detached.push(name)
+            }
+            _ => {}
+        }
+    }
+    detached.sort();
+    Ok(detached)
+}
+
+/// Before a BranchRelease with volumes goes: detaches its claims of `retain: true` volumes, so
+/// that garbage collection leaves them (and their data) behind. The rest go with it.
+pub async fn finalize(ctx: &Context, release: &BranchRelease, namespace: &str) -> Result<()> {
+    let release_name = naming::release_name(&release.spec.branch);
+    let api = Api::<PersistentVolumeClaim>::namespaced(ctx.client.clone(), namespace);
+    for volume in release.spec.volumes.iter().filter(|v| v.retain) {
+        let name = naming::volume_claim_name(&release_name, &volume.name);
+        // Read from the API, not the cache: this decision must not miss a claim.
+        let Some(claim) = api.get_opt(&name).await? else {
+            continue;
+        };
+        let ours = claim
+            .owner_references()
+            .iter()
+            .any(|r| Some(r.uid.as_str()) == release.metadata.uid.as_deref());
+        if ours {
+            set_detached(ctx, &claim, true).await?;
+            ctx.metrics.wrote("PersistentVolumeClaim", "detach");
+        }
+    }
+    Ok(())
+}
+
+/// Detaches a claim from every owner (labelled, so it can be found) or attaches it back (the
+/// label goes; the next apply sets the owner). A merge patch, guarded by the resourceVersion it
+/// read, and not server-side apply: the owner reference of a claim created by an older Oksa is
+/// not in Oksa's applied set, and must go all the same.
+async fn set_detached(ctx: &Context, claim: &PersistentVolumeClaim, detached: bool) -> Result<()> {
+    let api = Api::<PersistentVolumeClaim>::namespaced(
+        ctx.client.clone(),
+        &claim.namespace().unwrap_or_default(),
+    );
+    let body = if detached {
+        json!({"metadata": {
+            "resourceVersion": claim.resource_version(),
+            "ownerReferences": null,
+            "labels": {labels::DETACHED: "true"},
+        }})
+    } else {
+        json!({"metadata": {
+            "resourceVersion": claim.resource_version(),
+            "labels": {labels::DETACHED: null},
+        }})
+    };
+    api.patch(
+        &claim.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(&body),
+    )
+    .await?;
+    Ok(())
+}
