@@ -30,6 +30,13 @@ pub fn definitions() -> [CustomResourceDefinition; 2] {
     })
 }
 
+/// A port name, as Kubernetes wants it: lowercase letters, digits and single dashes, a letter
+/// among them.
+const IANA_SERVICE_NAME: &str = r"^([a-z0-9]+-)*[a-z0-9]*[a-z][a-z0-9]*(-[a-z0-9]+)*$";
+/// A resource quantity (`500m`, `1.5Gi`, `2e3`), the grammar of Kubernetes' own parser.
+const QUANTITY: &str =
+    r"^[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)(Ki|Mi|Gi|Ti|Pi|Ei|n|u|m|k|M|G|T|P|E|[eE][+-]?[0-9]+)?$";
+
 /// Largest integer a JSON number carries exactly (2^53): past it, the API server would store a
 /// float that no Rust integer type reads back.
 const EXACT_INTEGER: i64 = 1 << 53;
@@ -38,7 +45,8 @@ const EXACT_INTEGER: i64 = 1 << 53;
 /// embedded in the spec (probes, env sources) bring their own schemas without any. An object the
 /// API server stores has to be one Oksa can read, or one tenant's typo would be an object that no
 /// watch can list. Ports are 1–65535, durations and counts are not negative, anything else stays
-/// within its integer format; a port that may also be a name gets the same range by a CEL rule.
+/// within its integer format; a port that may also be a name is a name Kubernetes accepts, and a
+/// quantity that may also be a number is a quantity (`cpu: lots` is refused at `kubectl apply`).
 fn bound_numbers(schema: &mut Value, property: &str) {
     let Some(fields) = schema.as_object_mut() else {
         return;
@@ -57,15 +65,19 @@ fn bound_numbers(schema: &mut Value, property: &str) {
         fields.entry("minimum").or_insert(json!(low));
         fields.entry("maximum").or_insert(json!(high));
     }
-    if fields.get("x-kubernetes-int-or-string") == Some(&json!(true)) && is_port {
-        let rules = fields
-            .entry("x-kubernetes-validations")
-            .or_insert_with(|| json!([]));
-        if let Some(rules) = rules.as_array_mut() {
-            rules.push(json!({
-                "rule": "type(self) == string || (self >= 1 && self <= 65535)",
-                "message": "a port number must be between 1 and 65535",
-            }));
+    // A number or a text: `minimum`/`maximum` bind the number, `maxLength`/`pattern` the text.
+    if fields.get("x-kubernetes-int-or-string") == Some(&json!(true)) {
+        if is_port {
+            fields.entry("minimum").or_insert(json!(1));
+            fields.entry("maximum").or_insert(json!(65535));
+            fields.entry("maxLength").or_insert(json!(15));
+            fields.entry("pattern").or_insert(json!(IANA_SERVICE_NAME));
+        } else {
+            // Every other number-or-text of these types is a quantity (resources, divisor).
+            fields.entry("minimum").or_insert(json!(-EXACT_INTEGER));
+            fields.entry("maximum").or_insert(json!(EXACT_INTEGER));
+            fields.entry("maxLength").or_insert(json!(64));
+            fields.entry("pattern").or_insert(json!(QUANTITY));
         }
     }
     if let Some(Value::Object(properties)) = fields.get_mut("properties") {
@@ -183,17 +195,21 @@ mod tests {
     #[test]
     fn ports_are_bounded_whether_numbers_or_names() {
         let [_, releases] = definitions();
-        let yaml = to_yaml(&releases);
-        assert!(yaml.contains("self >= 1 && self <= 65535"));
         let crd = serde_json::to_value(releases).unwrap();
         let container = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
             ["properties"]["components"]["items"]["properties"]["containers"]["items"]["properties"];
         let probe_port =
             &container["readinessProbe"]["properties"]["tcpSocket"]["properties"]["port"];
         assert_eq!(
-            probe_port["x-kubernetes-validations"][0]["message"],
-            "a port number must be between 1 and 65535"
+            (
+                probe_port["minimum"].as_f64(),
+                probe_port["maximum"].as_f64()
+            ),
+            (Some(1.0), Some(65535.0))
         );
+        assert_eq!(probe_port["pattern"], IANA_SERVICE_NAME);
+        let cpu = &container["resources"]["properties"]["requests"]["additionalProperties"];
+        assert_eq!(cpu["pattern"], QUANTITY);
         let grpc = &container["livenessProbe"]["properties"]["grpc"]["properties"]["port"];
         assert_eq!(
             (grpc["minimum"].as_f64(), grpc["maximum"].as_f64()),

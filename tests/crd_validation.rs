@@ -3,19 +3,29 @@
 mod support;
 
 use kube::Api;
-use kube::api::{Patch, PatchParams, PostParams};
+use kube::api::{ApiResource, DynamicObject, Patch, PatchParams, PostParams};
 use oksa::api::{BranchRelease, Project};
 use serde_json::{Value, json};
 use support::TestNamespace;
 use support::fixtures::{release_object, web_component};
 
+/// Creates the BranchRelease as raw JSON (some invalid values do not fit the Rust types) and
+/// returns the API server's refusal as one line.
 async fn rejection(api: &Api<BranchRelease>, name: &str, spec: Value) -> String {
-    match api
-        .create(&PostParams::default(), &release_object(name, spec))
-        .await
-    {
+    let namespace = api.namespace().unwrap_or_default().to_string();
+    let raw: Api<DynamicObject> = Api::namespaced_with(
+        support::client().await,
+        &namespace,
+        &ApiResource::erase::<BranchRelease>(&()),
+    );
+    let object: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "oksa.dev/v1alpha1", "kind": "BranchRelease",
+        "metadata": {"name": name}, "spec": spec,
+    }))
+    .unwrap();
+    match raw.create(&PostParams::default(), &object).await {
         Ok(_) => panic!("{name}: the API server accepted an invalid spec"),
-        Err(error) => error.to_string(),
+        Err(error) => oksa::apply::describe(&error),
     }
 }
 
@@ -127,4 +137,68 @@ async fn a_projects_namespace_cannot_change() {
         .to_string();
     assert!(error.contains("spec.domain"), "{error}");
     let _ = api.delete(&name, &Default::default()).await;
+}
+
+/// Specs that the Deployment would refuse, caught at `kubectl apply` instead: one per rule.
+#[tokio::test]
+async fn what_a_deployment_would_refuse_is_rejected_at_apply() {
+    support::operator::ensure_running();
+    let ns = TestNamespace::create("cel-pod").await;
+    let api = ns.api::<BranchRelease>();
+    let container = |patch: Value| {
+        let mut spec = valid();
+        let target = spec["components"][0]["containers"][0]
+            .as_object_mut()
+            .unwrap();
+        target.extend(patch.as_object().cloned().unwrap());
+        spec
+    };
+    let cases = [
+        (
+            "digits-port-name",
+            container(json!({"ports": [{"containerPort": 8080, "name": "8080"}]})),
+            "spec.components[0].containers[0].ports[0].name",
+        ),
+        (
+            "empty-env-name",
+            container(json!({"env": [{"name": "", "value": "x"}]})),
+            "every env entry needs a name",
+        ),
+        (
+            "cpu-lots",
+            container(json!({"resources": {"requests": {"cpu": "lots"}}})),
+            "resources.requests.cpu",
+        ),
+        (
+            "empty-probe",
+            container(json!({"readinessProbe": {"periodSeconds": 5}})),
+            "a probe needs one of exec, httpGet, tcpSocket or grpc",
+        ),
+        (
+            "huge-probe-port",
+            container(json!({"livenessProbe": {"tcpSocket": {"port": 4294967296u64}}})),
+            "livenessProbe.tcpSocket.port",
+        ),
+        (
+            "bad-probe-port-name",
+            container(json!({"livenessProbe": {"httpGet": {"port": "Not_A_Port"}}})),
+            "livenessProbe.httpGet.port",
+        ),
+        (
+            "negative-seconds",
+            container(
+                json!({"readinessProbe": {"tcpSocket": {"port": 8080}, "timeoutSeconds": -1}}),
+            ),
+            "readinessProbe.timeoutSeconds",
+        ),
+    ];
+    for (name, spec, expected) in cases {
+        let message = rejection(&api, name, spec).await;
+        assert!(message.contains(expected), "{name}: {message}");
+        assert!(
+            !message.contains("Status {"),
+            "{name}: one readable line: {message}"
+        );
+    }
+    ns.cleanup().await;
 }

@@ -8,7 +8,7 @@ use k8s_openapi::api::core::v1::Event;
 use kube::api::ListParams;
 use oksa::api::Phase;
 use serde_json::json;
-use support::fixtures::{TestProject, condition, web_component};
+use support::fixtures::{TIMEOUT, TestProject, condition, web_component};
 
 async fn expect_degraded(image: &str, reason: &str, message_part: &str) {
     let project = TestProject::create("fault", json!({})).await;
@@ -41,24 +41,20 @@ async fn expect_degraded(image: &str, reason: &str, message_part: &str) {
             .contains(message_part)
     );
 
-    // A Warning event on the BranchRelease tells the same story.
-    let events = project
-        .namespaced::<Event>()
-        .list(&ListParams::default().fields("involvedObject.name=main"))
-        .await
-        .unwrap();
-    assert!(
-        events
-            .items
+    // A Warning event on the BranchRelease tells the same story (published right after the
+    // status write, so it is waited for, not read once).
+    let events = project.namespaced::<Event>();
+    support::eventually(TIMEOUT, &format!("a Warning {reason} event"), || async {
+        let list = events
+            .list(&ListParams::default().fields("involvedObject.name=main"))
+            .await
+            .ok()?;
+        list.items
             .iter()
-            .any(|e| e.type_.as_deref() == Some("Warning") && e.reason.as_deref() == Some(reason)),
-        "no {reason} event: {:?}",
-        events
-            .items
-            .iter()
-            .map(|e| (&e.reason, &e.message))
-            .collect::<Vec<_>>()
-    );
+            .any(|e| e.type_.as_deref() == Some("Warning") && e.reason.as_deref() == Some(reason))
+            .then_some(())
+    })
+    .await;
 
     // Fixing the image heals it.
     let mut fixed = spec;

@@ -3,13 +3,13 @@
 
 mod support;
 
-use k8s_openapi::api::core::v1::PersistentVolumeClaim;
-use kube::ResourceExt;
+use k8s_openapi::api::core::v1::{Namespace, PersistentVolumeClaim};
 use kube::api::DeleteParams;
+use kube::{Api, ResourceExt};
 use oksa::api::Phase;
 use serde_json::json;
 use support::fixtures::{TIMEOUT, TestProject, condition, web_component};
-use support::{eventually, wait_deleted};
+use support::wait_deleted;
 
 fn with_volume(size: &str, extra: serde_json::Value) -> serde_json::Value {
     let mut volume = json!({"name": "files", "size": size});
@@ -131,9 +131,10 @@ async fn a_retained_volume_survives_deletion_and_is_picked_up_again() {
         .await;
     let claims = project.namespaced::<PersistentVolumeClaim>();
     let original = claims.get("main-files").await.unwrap();
-    assert!(
-        original.owner_references().is_empty(),
-        "a retained claim has no owner to be collected with"
+    assert_eq!(
+        original.owner_references()[0].name,
+        "main",
+        "owned while its branch lives; the finalizer detaches it on deletion"
     );
 
     project
@@ -151,6 +152,8 @@ async fn a_retained_volume_survives_deletion_and_is_picked_up_again() {
     let kept = claims.get("main-files").await.unwrap();
     assert_eq!(kept.uid(), original.uid());
     assert!(kept.metadata.deletion_timestamp.is_none());
+    assert!(kept.owner_references().is_empty());
+    assert_eq!(kept.labels()["oksa.dev/detached"], "true");
 
     project
         .create_release("main-again", with_volume("1Gi", json!({"retain": true})))
@@ -170,10 +173,128 @@ async fn a_retained_volume_survives_deletion_and_is_picked_up_again() {
         .apply_release("main-again", with_volume("1Gi", json!({})))
         .await
         .unwrap();
-    eventually(TIMEOUT, "claim owned again", || async {
-        let claim = claims.get("main-files").await.ok()?;
-        (!claim.owner_references().is_empty()).then_some(())
-    })
-    .await;
+    let claim = claims.get("main-files").await.unwrap();
+    assert_eq!(claim.owner_references()[0].name, "main-again");
+    assert!(!claim.labels().contains_key("oksa.dev/detached"));
     project.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_volume_removed_from_the_spec_is_detached_not_deleted() {
+    let project = TestProject::create("detach", json!({})).await;
+    project
+        .create_release("main", with_volume("1Gi", json!({})))
+        .await;
+    project
+        .wait_release("main", "Ready", |s| s.phase == Some(Phase::Ready))
+        .await;
+    let claims = project.namespaced::<PersistentVolumeClaim>();
+    let original = claims.get("main-files").await.unwrap();
+
+    // The volume leaves the spec (removed, or renamed): its claim and data stay.
+    let without = json!({"branch": "main", "components": [web_component("web", "nginx")]});
+    project.apply_release("main", without).await.unwrap();
+    let detached = project
+        .wait_release("main", "Ready, the claim detached", |s| {
+            s.phase == Some(Phase::Ready) && !s.detached_volumes.is_empty()
+        })
+        .await;
+    assert_eq!(detached.status.unwrap().detached_volumes, ["main-files"]);
+    let claim = claims.get("main-files").await.unwrap();
+    assert_eq!(claim.uid(), original.uid());
+    assert!(
+        claim.owner_references().is_empty(),
+        "kept if the branch goes"
+    );
+    assert_eq!(claim.labels()["oksa.dev/detached"], "true");
+    let events = project
+        .namespaced::<k8s_openapi::api::core::v1::Event>()
+        .list(&kube::api::ListParams::default())
+        .await
+        .unwrap();
+    assert!(
+        events
+            .items
+            .iter()
+            .any(|e| e.reason.as_deref() == Some("VolumeDetached")),
+        "an Event says what was kept"
+    );
+
+    // Declared again under the same name: the same claim, attached again.
+    project
+        .apply_release("main", with_volume("1Gi", json!({})))
+        .await
+        .unwrap();
+    project
+        .wait_release("main", "Ready, the claim attached", |s| {
+            s.phase == Some(Phase::Ready) && s.detached_volumes.is_empty()
+        })
+        .await;
+    let claim = claims.get("main-files").await.unwrap();
+    assert_eq!(claim.uid(), original.uid());
+    assert_eq!(claim.owner_references()[0].name, "main");
+    assert!(!claim.labels().contains_key("oksa.dev/detached"));
+    project.cleanup().await;
+}
+
+#[tokio::test]
+async fn retain_holds_however_soon_the_branch_is_deleted_and_the_project_waits_for_it() {
+    let project = TestProject::create("late-retain", json!({})).await;
+    project
+        .create_release("main", with_volume("1Gi", json!({})))
+        .await;
+    project
+        .wait_release("main", "Ready", |s| s.phase == Some(Phase::Ready))
+        .await;
+    let claims = project.namespaced::<PersistentVolumeClaim>();
+    let original = claims.get("main-files").await.unwrap();
+
+    // Retained and deleted at once: no reconcile needs to run in between.
+    project
+        .apply_release("main", with_volume("1Gi", json!({"retain": true})))
+        .await
+        .unwrap();
+    project
+        .releases()
+        .delete("main", &DeleteParams::background())
+        .await
+        .unwrap();
+    wait_deleted(&project.releases(), "main", TIMEOUT).await;
+    wait_deleted(
+        &project.namespaced::<k8s_openapi::api::apps::v1::Deployment>(),
+        "main-web",
+        TIMEOUT,
+    )
+    .await;
+    let kept = claims.get("main-files").await.unwrap();
+    assert_eq!(kept.uid(), original.uid());
+    assert!(kept.metadata.deletion_timestamp.is_none());
+
+    // Deleting the Project would delete the namespace, and the claim with it: it waits, and says so.
+    project
+        .api()
+        .delete(&project.name, &DeleteParams::background())
+        .await
+        .unwrap();
+    let blocked = project
+        .wait_status("deletion blocked", |s| {
+            s.conditions
+                .iter()
+                .any(|c| c.reason == "DeletionBlocked" && c.message.contains("main-files"))
+        })
+        .await;
+    assert!(blocked.metadata.deletion_timestamp.is_some());
+    let namespace = Api::<Namespace>::all(project.client.clone())
+        .get(&project.namespace)
+        .await
+        .unwrap();
+    assert!(namespace.metadata.deletion_timestamp.is_none());
+    assert!(claims.get("main-files").await.is_ok());
+
+    // Once a person deleted the claim, the Project and its namespace go.
+    claims
+        .delete("main-files", &DeleteParams::default())
+        .await
+        .unwrap();
+    wait_deleted(&project.api(), &project.name, TIMEOUT).await;
 }

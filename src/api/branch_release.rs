@@ -112,9 +112,6 @@ pub struct Component {
     "!has(self.env) || self.env.all(e, size(e.name) > 0)"
 ).message("every env entry needs a name").field_path(".env"))]
 #[x_kube(validation = Rule::new(
-    "!has(self.resources) || ((!has(self.resources.requests) || self.resources.requests.all(k, isQuantity(string(self.resources.requests[k])))) && (!has(self.resources.limits) || self.resources.limits.all(k, isQuantity(string(self.resources.limits[k])))))"
-).message("resource requests and limits must be quantities, e.g. 500m or 1Gi").field_path(".resources"))]
-#[x_kube(validation = Rule::new(
     "!has(self.readinessProbe) || has(self.readinessProbe.exec) || has(self.readinessProbe.httpGet) || has(self.readinessProbe.tcpSocket) || has(self.readinessProbe.grpc)"
 ).message("a probe needs one of exec, httpGet, tcpSocket or grpc").field_path(".readinessProbe"))]
 #[x_kube(validation = Rule::new(

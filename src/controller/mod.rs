@@ -100,6 +100,7 @@ pub async fn run(
     .reflect(namespaces_writer)
     .touched_objects();
     let (project_triggers, project_triggers_rx) = futures::channel::mpsc::unbounded();
+    let (sibling_triggers, sibling_triggers_rx) = futures::channel::mpsc::unbounded();
     let (releases_listed_tx, mut releases_listed) = tokio::sync::watch::channel(false);
     let projects_of_namespace = {
         let projects = stores.projects.clone();
@@ -187,9 +188,16 @@ pub async fn run(
         move || {
             let _ = releases_listed_tx.send(true);
         },
-        move |release: &BranchRelease| {
-            for project in projects_of_namespace(&release.namespace().unwrap_or_default()) {
-                let _ = project_triggers.unbounded_send(project);
+        {
+            let releases = stores.releases.clone();
+            move |release: &BranchRelease| {
+                let namespace = release.namespace().unwrap_or_default();
+                for project in projects_of_namespace(&namespace) {
+                    let _ = project_triggers.unbounded_send(project);
+                }
+                for sibling in blocked_by(&releases, release) {
+                    let _ = sibling_triggers.unbounded_send(sibling);
+                }
             }
         },
         unreadable_reporter::<BranchRelease>(&ctx),
@@ -207,6 +215,8 @@ pub async fn run(
             watch::all(&client, projects_writer, |_: &ObjectMeta, _: &str| {}),
             releases_of_project,
         )
+        // A branch that goes away or changes its spec may free what a blocked sibling waits for.
+        .reconcile_on(sibling_triggers_rx)
         .graceful_shutdown_on(shutdown.clone())
         .run(
             in_turn(branch_release::reconcile::reconcile, |ctx| {
@@ -251,6 +261,34 @@ pub async fn run(
         release_controller.inspect(|()| info!("branchrelease controller stopped"));
     futures::join!(project_controller, release_controller, readiness, stopping);
     info!("controllers stopped");
+}
+
+/// The blocked siblings (Pending or Invalid, in the same namespace) that a change of `release`
+/// may unblock: when it is being deleted (a branch limit, a name, a host it held) or its spec
+/// changed (a renamed component). Other changes, its status above all, free nothing.
+fn blocked_by(
+    releases: &reflector::Store<BranchRelease>,
+    release: &BranchRelease,
+) -> Vec<ObjectRef<BranchRelease>> {
+    let status = release.status.as_ref();
+    let spec_changed = status.and_then(|s| s.observed_generation) != release.metadata.generation;
+    let cached = releases.get(&ObjectRef::from_obj(release));
+    let leaving = release.metadata.deletion_timestamp.is_some() || cached.is_none();
+    if !(spec_changed || leaving) {
+        return Vec::new();
+    }
+    releases
+        .state()
+        .iter()
+        .filter(|r| r.namespace() == release.namespace() && r.uid() != release.uid())
+        .filter(|r| {
+            matches!(
+                r.status.as_ref().and_then(|s| s.phase),
+                Some(crate::api::Phase::Pending | crate::api::Phase::Invalid)
+            )
+        })
+        .map(|r| ObjectRef::from_obj(r.as_ref()))
+        .collect()
 }
 
 /// Reports an object of Oksa's own kinds that cannot be read (see `lenient`): a warning in the

@@ -2,7 +2,9 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy};
+use k8s_openapi::api::apps::v1::{
+    Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment,
+};
 use k8s_openapi::api::core::v1::{
     Container as PodContainer, ContainerPort, LocalObjectReference, PersistentVolumeClaim,
     PersistentVolumeClaimSpec, PersistentVolumeClaimVolumeSource, PodSpec, PodTemplateSpec, Probe,
@@ -153,10 +155,7 @@ fn deployment(release: &Release, component: &Component) -> Deployment {
                 match_labels: Some(labels::component_selector(&release.name, &component.name)),
                 ..LabelSelector::default()
             },
-            strategy: exclusive_volume.then(|| DeploymentStrategy {
-                type_: Some("Recreate".into()),
-                rolling_update: None,
-            }),
+            strategy: Some(strategy(exclusive_volume)),
             revision_history_limit: Some(3),
             template: PodTemplateSpec {
                 metadata: Some(ObjectMeta {
@@ -198,6 +197,26 @@ fn deployment(release: &Release, component: &Component) -> Deployment {
             ..DeploymentSpec::default()
         },
         status: None,
+    }
+}
+
+/// Declared in full either way: a Deployment moving from rolling updates to Recreate (a volume
+/// added) must lose its `rollingUpdate` settings, or the API server refuses it, and server-side
+/// apply removes only what Oksa itself declared before.
+fn strategy(exclusive_volume: bool) -> DeploymentStrategy {
+    if exclusive_volume {
+        DeploymentStrategy {
+            type_: Some("Recreate".into()),
+            rolling_update: None,
+        }
+    } else {
+        DeploymentStrategy {
+            type_: Some("RollingUpdate".into()),
+            rolling_update: Some(RollingUpdateDeployment {
+                max_surge: Some(IntOrString::String("25%".into())),
+                max_unavailable: Some(IntOrString::String("25%".into())),
+            }),
+        }
     }
 }
 
@@ -543,8 +562,15 @@ spec:
             web.spec.strategy.as_ref().unwrap().type_.as_deref(),
             Some("Recreate")
         );
-        assert!(
-            objects.deployments[1].spec.strategy.is_none(),
+        assert_eq!(
+            objects.deployments[1]
+                .spec
+                .strategy
+                .as_ref()
+                .unwrap()
+                .type_
+                .as_deref(),
+            Some("RollingUpdate"),
             "no exclusive volume: rolling updates"
         );
     }

@@ -20,6 +20,7 @@ use crate::api::BranchRelease;
 use crate::apply::{Applier, Belonging, Refusal};
 use crate::controller::context::Context;
 use crate::controller::error::Result;
+use crate::controller::events;
 use crate::labels;
 use crate::naming;
 
@@ -97,6 +98,12 @@ pub async fn detach_undeclared(
                 let claim = cached.object().map_err(kube::Error::SerdeError)?;
                 set_detached(ctx, &claim, true).await?;
                 applier.tally().wrote("PersistentVolumeClaim", "detach");
+                let note = format!(
+                    "volume of claim {name} is no longer in the spec: the claim and its data are kept, \
+                     detached (label {}=true), until someone deletes it; declaring the volume again takes it back",
+                    labels::DETACHED
+                );
+                events::publish(ctx, release, false, "VolumeDetached", note).await;
                 detached.push(name);
             }
             Belonging::Adoptable if cached.labels().contains_key(labels::DETACHED) => {
@@ -127,6 +134,11 @@ pub async fn finalize(ctx: &Context, release: &BranchRelease, namespace: &str) -
         if ours {
             set_detached(ctx, &claim, true).await?;
             ctx.metrics.wrote("PersistentVolumeClaim", "detach");
+            let note = format!(
+                "volume {} is retained: claim {name} and its data are kept, detached, for the next BranchRelease of this branch",
+                volume.name
+            );
+            events::publish(ctx, release, false, "VolumeRetained", note).await;
         }
     }
     Ok(())

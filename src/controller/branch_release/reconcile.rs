@@ -215,12 +215,16 @@ async fn reconcile_release(release: Arc<BranchRelease>, ctx: &Context) -> Result
         refusals,
         detached_volumes: detached,
     };
+    let refused = !observation.refusals.is_empty();
     let new_status = status::observed(&release, &observation, Timestamp::now());
     let ready = new_status.phase == Some(Phase::Ready);
     let recheck = not_ready_recheck(&new_status, Timestamp::now());
     write_status(ctx, &release, new_status).await?;
     Ok(Action::requeue(if ready {
         Duration::from_secs(600)
+    } else if refused {
+        // An object in the way may be one no watch sees (it lacks Oksa's label): look again soon.
+        Duration::from_secs(15)
     } else if awaiting_probe {
         recheck
     } else {

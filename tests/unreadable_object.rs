@@ -1,0 +1,117 @@
+//! One tenant's object that Oksa cannot read never stops the operator for the others.
+//!
+//! The CRD now bounds every number, so such an object can only come from before: this test
+//! serves the CRD as an older Oksa did (no bounds on probe ports), stores a BranchRelease with a
+//! port no integer type holds, serves the current CRD again, and only then starts the operator
+//! (as after an upgrade or a restart). Its own test binary: it changes the cluster's CRD, and the
+//! operator must start after the bad object exists.
+
+mod support;
+
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Event;
+use kube::Api;
+use kube::api::{
+    ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams,
+};
+use oksa::api::{BranchRelease, Phase};
+use serde_json::{Value, json};
+use support::fixtures::{TestProject, web_component};
+use support::{TestNamespace, eventually};
+
+/// The BranchRelease CRD without any bound on the probes' tcpSocket ports.
+fn older_crd() -> Value {
+    let [_, releases] = oksa::crd::definitions();
+    let mut crd = serde_json::to_value(releases).unwrap();
+    let container = &mut crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+        ["properties"]["components"]["items"]["properties"]["containers"]["items"]["properties"];
+    for probe in ["readinessProbe", "livenessProbe"] {
+        let port = container[probe]["properties"]["tcpSocket"]["properties"]["port"]
+            .as_object_mut()
+            .unwrap();
+        for bound in ["minimum", "maximum", "maxLength", "pattern"] {
+            port.remove(bound);
+        }
+    }
+    crd
+}
+
+#[tokio::test]
+async fn an_unreadable_branch_release_is_reported_and_the_others_are_reconciled() {
+    let client = support::client().await;
+    oksa::crd::install(&client).await.unwrap();
+    let crds = Api::<DynamicObject>::all_with(
+        client.clone(),
+        &ApiResource::erase::<
+            k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
+        >(&()),
+    );
+    crds.patch(
+        "branchreleases.oksa.dev",
+        &PatchParams::apply("oksa").force(),
+        &Patch::Apply(older_crd()),
+    )
+    .await
+    .unwrap();
+
+    let namespace = TestNamespace::create("unreadable").await;
+    let raw = Api::<DynamicObject>::namespaced_with(
+        client.clone(),
+        &namespace.name,
+        &ApiResource::erase::<BranchRelease>(&()),
+    );
+    let mut container = json!({"name": "web", "image": "nginx"});
+    container["readinessProbe"] = json!({"tcpSocket": {"port": 4294967296u64}});
+    let broken: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "oksa.dev/v1alpha1", "kind": "BranchRelease",
+        "metadata": {"name": "broken"},
+        "spec": {"project": "nobody", "branch": "main",
+            "components": [{"name": "web", "containers": [container]}]},
+    }))
+    .unwrap();
+    // The API server takes a moment to serve a changed schema.
+    eventually(
+        Duration::from_secs(30),
+        "the older CRD to store the object",
+        || {
+            let raw = raw.clone();
+            let broken = broken.clone();
+            async move { raw.create(&PostParams::default(), &broken).await.ok() }
+        },
+    )
+    .await;
+
+    // The operator starts (installing the current CRD) with the unreadable object stored.
+    let project = TestProject::create("readable", json!({})).await;
+    project
+        .create_release(
+            "main",
+            json!({"branch": "main", "components": [web_component("web", "nginx")]}),
+        )
+        .await;
+    project
+        .wait_release("main", "Ready", |s| s.phase == Some(Phase::Ready))
+        .await;
+
+    // The unreadable one is named, with the reason, where its owner looks.
+    let events = namespace.api::<Event>();
+    let event = eventually(Duration::from_secs(30), "an Unreadable event", || async {
+        let list = events
+            .list(&ListParams::default().fields("involvedObject.name=broken"))
+            .await
+            .ok()?;
+        list.items
+            .into_iter()
+            .find(|e| e.reason.as_deref() == Some("Unreadable"))
+    })
+    .await;
+    let note = event.message.unwrap_or_default();
+    assert!(note.contains("cannot read"), "{note}");
+
+    raw.delete("broken", &DeleteParams::default())
+        .await
+        .unwrap();
+    namespace.cleanup().await;
+    project.cleanup().await;
+}
