@@ -17,11 +17,11 @@ use crate::api::{BranchRelease, Phase, Project};
 pub enum DemoError {
     #[error("starting the local control plane failed: {0}")]
     ControlPlane(String),
-    #[error("cannot connect to Kubernetes: {0}")]
+    #[error("cannot connect to Kubernetes: {}", crate::apply::describe(.0))]
     Connect(#[source] kube::Error),
     #[error("reading {0}: {1}")]
     Example(PathBuf, String),
-    #[error("Kubernetes refused a request: {0}")]
+    #[error("Kubernetes refused a request: {}", crate::apply::describe(.0))]
     Api(#[from] kube::Error),
     #[error("not every branch became Ready within {0:?}:\n{1}")]
     Timeout(Duration, String),

@@ -12,6 +12,7 @@ use kube::{Api, Client, ResourceExt};
 
 use crate::api::conditions::{self, DEGRADED, READY};
 use crate::api::{BranchRelease, BranchReleaseSpec, Component, Container, Phase, Port, Project};
+use crate::apply::describe;
 use crate::naming;
 
 /// Exit codes of `oksa deploy`, documented in `oksa deploy --help` and the README.
@@ -220,7 +221,7 @@ pub async fn run(args: DeployArgs) -> Result<u8, String> {
     let project = Api::<Project>::all(client.clone())
         .get(&args.project)
         .await
-        .map_err(|e| format!("cannot read Project {}: {e}", args.project))?;
+        .map_err(|e| format!("cannot read Project {}: {}", args.project, describe(&e)))?;
     let namespace = project.namespace_name();
     let from_file = match &args.file {
         Some(path) => {
@@ -252,7 +253,7 @@ pub async fn run(args: DeployArgs) -> Result<u8, String> {
             &Patch::Apply(&release),
         )
         .await
-        .map_err(|e| format!("the cluster refused BranchRelease {name}: {e}"))?;
+        .map_err(|e| format!("the cluster refused BranchRelease {name}: {}", describe(&e)))?;
     println!(
         "applied BranchRelease {namespace}/{name} (generation {})",
         applied.metadata.generation.unwrap_or(0)
@@ -277,7 +278,7 @@ async fn follow(
         let release = api
             .get(name)
             .await
-            .map_err(|e| format!("reading BranchRelease {name}: {e}"))?;
+            .map_err(|e| format!("reading BranchRelease {name}: {}", describe(&e)))?;
         let line = progress_line(&release);
         if line != last_line {
             if terminal {

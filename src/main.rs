@@ -59,7 +59,7 @@ async fn run() -> ExitCode {
         Command::Status { project } => oksa::status::run(project.as_deref())
             .await
             .map(|()| ExitCode::SUCCESS)
-            .map_err(|e| e.to_string()),
+            .map_err(|e| oksa::apply::describe(&e)),
         Command::Crd { write } => oksa::crd::print_or_write(write.as_deref())
             .map(|()| ExitCode::SUCCESS)
             .map_err(|e| e.to_string()),

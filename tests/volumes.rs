@@ -22,6 +22,27 @@ fn with_volume(size: &str, extra: serde_json::Value) -> serde_json::Value {
     json!({"branch": "main", "components": [web], "volumes": [volume]})
 }
 
+/// A project whose branch `main` is Ready with volume `files` (1Gi): the project, its claims
+/// and the claim as first created.
+async fn ready_with_volume(
+    prefix: &str,
+) -> (
+    TestProject,
+    Api<PersistentVolumeClaim>,
+    PersistentVolumeClaim,
+) {
+    let project = TestProject::create(prefix, json!({})).await;
+    project
+        .create_release("main", with_volume("1Gi", json!({})))
+        .await;
+    project
+        .wait_release("main", "Ready", |s| s.phase == Some(Phase::Ready))
+        .await;
+    let claims = project.namespaced::<PersistentVolumeClaim>();
+    let original = claims.get("main-files").await.unwrap();
+    (project, claims, original)
+}
+
 fn capacity(claim: &PersistentVolumeClaim) -> Option<String> {
     claim
         .status
@@ -34,15 +55,7 @@ fn capacity(claim: &PersistentVolumeClaim) -> Option<String> {
 
 #[tokio::test]
 async fn a_volume_grows_in_place_and_refuses_to_shrink_or_change_class() {
-    let project = TestProject::create("vol", json!({})).await;
-    project
-        .create_release("main", with_volume("1Gi", json!({})))
-        .await;
-    project
-        .wait_release("main", "Ready", |s| s.phase == Some(Phase::Ready))
-        .await;
-    let claims = project.namespaced::<PersistentVolumeClaim>();
-    let original = claims.get("main-files").await.unwrap();
+    let (project, claims, original) = ready_with_volume("vol").await;
 
     project
         .apply_release("main", with_volume("2Gi", json!({})))
@@ -181,15 +194,7 @@ async fn a_retained_volume_survives_deletion_and_is_picked_up_again() {
 
 #[tokio::test]
 async fn a_volume_removed_from_the_spec_is_detached_not_deleted() {
-    let project = TestProject::create("detach", json!({})).await;
-    project
-        .create_release("main", with_volume("1Gi", json!({})))
-        .await;
-    project
-        .wait_release("main", "Ready", |s| s.phase == Some(Phase::Ready))
-        .await;
-    let claims = project.namespaced::<PersistentVolumeClaim>();
-    let original = claims.get("main-files").await.unwrap();
+    let (project, claims, original) = ready_with_volume("detach").await;
 
     // The volume leaves the spec (removed, or renamed): its claim and data stay.
     let without = json!({"branch": "main", "components": [web_component("web", "nginx")]});
@@ -239,15 +244,7 @@ async fn a_volume_removed_from_the_spec_is_detached_not_deleted() {
 
 #[tokio::test]
 async fn retain_holds_however_soon_the_branch_is_deleted_and_the_project_waits_for_it() {
-    let project = TestProject::create("late-retain", json!({})).await;
-    project
-        .create_release("main", with_volume("1Gi", json!({})))
-        .await;
-    project
-        .wait_release("main", "Ready", |s| s.phase == Some(Phase::Ready))
-        .await;
-    let claims = project.namespaced::<PersistentVolumeClaim>();
-    let original = claims.get("main-files").await.unwrap();
+    let (project, claims, original) = ready_with_volume("late-retain").await;
 
     // Retained and deleted at once: no reconcile needs to run in between.
     project

@@ -156,26 +156,23 @@ impl<'a> Applier<'a> {
     {
         let kind = K::kind(&()).to_string();
         let name = declared.name_any();
-        if let Some(live) = live {
-            let meta: ObjectMeta = serde_json::from_value(live["metadata"].clone())
-                .map_err(kube::Error::SerdeError)?;
-            if let Belonging::Foreign(whose) = self.owner.belonging(&meta) {
-                return Ok(Err(Refusal {
-                    message: format!(
-                        "{kind} {name} already exists and belongs to {whose}; Oksa does not take over an object it did not create for this {}",
-                        self.owner.reference.kind
-                    ),
-                    kind,
-                    name,
-                    reason: RefusalReason::NotOwned,
-                }));
-            }
+        let belonging = live.map(|live| self.owner.belonging_of_json(live));
+        if let Some(Belonging::Foreign(whose)) = belonging {
+            return Ok(Err(Refusal {
+                message: format!(
+                    "{kind} {name} already exists and belongs to {whose}; Oksa does not take over an object it did not create for this {}",
+                    self.owner.reference.kind
+                ),
+                kind,
+                name,
+                reason: RefusalReason::NotOwned,
+            }));
         }
         let mut body = serde_json::to_value(declared).map_err(kube::Error::SerdeError)?;
         let hash = fingerprint::stamp(&mut body);
         if let Some(live) = live
+            && belonging == Some(Belonging::Ours)
             && fingerprint::on(live) == Some(hash.as_str())
-            && is_ours(&self.owner.belonging_of_json(live))
             && drift::holds(&body, live)
         {
             self.tally.skipped(&kind);
@@ -280,11 +277,8 @@ impl<'a> Applier<'a> {
     }
 }
 
-fn is_ours(belonging: &Belonging) -> bool {
-    *belonging == Belonging::Ours
-}
-
 impl Owner {
+    /// `belonging` of an object as JSON; metadata that cannot be read is no proof of anything.
     fn belonging_of_json(&self, live: &Value) -> Belonging {
         match serde_json::from_value::<ObjectMeta>(live["metadata"].clone()) {
             Ok(meta) => self.belonging(&meta),

@@ -53,6 +53,24 @@ pub fn pods(
         .touched_objects()
 }
 
+/// One of Oksa's own kinds, as its watches need it.
+pub trait OwnKind:
+    Resource<DynamicType = ()> + Placeholder + Clone + Debug + DeserializeOwned + Send + Sync + 'static
+{
+}
+
+impl<K> OwnKind for K where
+    K: Resource<DynamicType = ()>
+        + Placeholder
+        + Clone
+        + Debug
+        + DeserializeOwned
+        + Send
+        + Sync
+        + 'static
+{
+}
+
 /// Watches every object of kind K (Oksa's own resources), caching it without `managedFields`:
 /// kept as JSON trees, they are about 10 KB of every BranchRelease, and never read. An object
 /// that cannot be read as a K is passed to `on_unreadable` and left out (see `Lenient`).
@@ -62,14 +80,7 @@ pub fn all<K>(
     on_unreadable: impl Fn(&ObjectMeta, &str) + Send + 'static,
 ) -> impl Stream<Item = Result<K, watcher::Error>> + Send + 'static
 where
-    K: Resource<DynamicType = ()>
-        + Placeholder
-        + Clone
-        + Debug
-        + DeserializeOwned
-        + Send
-        + Sync
-        + 'static,
+    K: OwnKind,
 {
     all_observed(client, writer, || {}, |_| {}, on_unreadable)
 }
@@ -84,14 +95,7 @@ pub fn all_observed<K>(
     on_unreadable: impl Fn(&ObjectMeta, &str) + Send + 'static,
 ) -> impl Stream<Item = Result<K, watcher::Error>> + Send + 'static
 where
-    K: Resource<DynamicType = ()>
-        + Placeholder
-        + Clone
-        + Debug
-        + DeserializeOwned
-        + Send
-        + Sync
-        + 'static,
+    K: OwnKind,
 {
     watcher(
         Api::<Lenient<K>>::all(client.clone()),
