@@ -15,7 +15,8 @@ pub fn documents() -> Vec<(&'static str, String)> {
     ]
 }
 
-/// The CRDs, with every number bounded (see `bound_numbers`).
+/// The CRDs, with every number bounded (see `bound_numbers`) and a status that says "not
+/// reconciled yet" from the moment an object is stored (see `unreconciled_by_default`).
 pub fn definitions() -> [CustomResourceDefinition; 2] {
     [Project::crd(), BranchRelease::crd()].map(|crd| {
         let mut value = serde_json::to_value(&crd).expect("a CRD always serializes");
@@ -24,10 +25,26 @@ pub fn definitions() -> [CustomResourceDefinition; 2] {
             .into_iter()
             .flatten()
         {
-            bound_numbers(&mut version["schema"]["openAPIV3Schema"], "");
+            let schema = &mut version["schema"]["openAPIV3Schema"];
+            bound_numbers(schema, "");
+            unreconciled_by_default(schema);
         }
         serde_json::from_value(value).expect("still a CRD")
     })
+}
+
+/// A new object has no status until Oksa writes one, and kstatus (Helm 4's `--wait`, Flux's
+/// health checks, kpt) counts an object without status conditions as Current: ready before Oksa
+/// has even seen it. The API server fills in defaults when it returns a stored object, so with
+/// `observedGeneration: 0` by default every new object reads as "generation 1 not observed yet"
+/// (InProgress) until Oksa's first status write.
+fn unreconciled_by_default(schema: &mut Value) {
+    if let Some(status) = schema["properties"]
+        .get_mut("status")
+        .and_then(Value::as_object_mut)
+    {
+        status.insert("default".into(), json!({"observedGeneration": 0}));
+    }
 }
 
 /// A port name, as Kubernetes wants it: lowercase letters, digits and single dashes, a letter

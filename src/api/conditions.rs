@@ -6,6 +6,10 @@ use k8s_openapi::jiff::Timestamp;
 pub const READY: &str = "Ready";
 pub const PROGRESSING: &str = "Progressing";
 pub const DEGRADED: &str = "Degraded";
+/// kstatus (Helm 4's `--wait`, Flux health checks, kpt): work is in flight; InProgress.
+pub const RECONCILING: &str = "Reconciling";
+/// kstatus: it cannot proceed without a change (of the spec, or of what is in its way); Failed.
+pub const STALLED: &str = "Stalled";
 
 /// A condition as a reconcile computes it, before timestamps: the part that decides whether the
 /// status changed.

@@ -15,6 +15,15 @@ pub struct Problem {
     pub message: String,
 }
 
+impl Problem {
+    /// True when the problem will not go away without a change (an image that cannot be pulled,
+    /// a container that keeps crashing, a rollout past its deadline): the rollout is stalled. A
+    /// failing probe or a pod not yet scheduled may still resolve by itself.
+    pub fn stalls(&self) -> bool {
+        !matches!(self.reason, "ProbeFailing" | "Unschedulable")
+    }
+}
+
 fn problem(reason: &'static str, message: String) -> Option<Problem> {
     Some(Problem { reason, message })
 }

@@ -7,7 +7,7 @@ use k8s_openapi::jiff::Timestamp;
 
 use super::diagnose::Problem;
 use super::validate::Blocked;
-use crate::api::conditions::{self, DEGRADED, Desired, PROGRESSING, READY};
+use crate::api::conditions::{self, DEGRADED, Desired, PROGRESSING, READY, RECONCILING, STALLED};
 use crate::api::{BranchRelease, BranchReleaseStatus, ComponentStatus, Phase, VolumeStatus};
 use crate::apply::Refusal;
 
@@ -74,6 +74,8 @@ fn refusal_text(refusals: &[Refusal]) -> String {
 pub fn blocked(release: &BranchRelease, blocked: &Blocked, now: Timestamp) -> BranchReleaseStatus {
     let previous = release.status.clone().unwrap_or_default();
     let generation = release.metadata.generation;
+    // Pending waits for something that will come (its Project); Invalid needs a change.
+    let waiting = blocked.phase == Phase::Pending;
     let desired = [
         Desired::new(READY, false, blocked.reason, blocked.message.clone()),
         Desired::new(
@@ -83,6 +85,13 @@ pub fn blocked(release: &BranchRelease, blocked: &Blocked, now: Timestamp) -> Br
             "nothing is deployed until this is resolved",
         ),
         Desired::new(DEGRADED, false, "AsExpected", ""),
+        Desired::new(
+            RECONCILING,
+            waiting,
+            blocked.reason,
+            blocked.message.clone(),
+        ),
+        Desired::new(STALLED, !waiting, blocked.reason, blocked.message.clone()),
     ];
     BranchReleaseStatus {
         observed_generation: generation,
@@ -250,6 +259,43 @@ pub fn observed(
         Desired::new(DEGRADED, false, "AsExpected", "")
     };
 
+    // kstatus: Stalled when it cannot go on without a change, Reconciling while it goes on.
+    let stalled = if let Some(first) = child_refusals.first() {
+        Some((first.reason.as_str(), refusal_text(child_refusals)))
+    } else if let Some(problem) = problems.iter().find(|p| p.stalls()) {
+        Some((problem.reason, problem.message.clone()))
+    } else if !refusals.is_empty() {
+        Some((
+            "VolumeChangeRefused",
+            refusals
+                .iter()
+                .map(|r| r.as_str())
+                .collect::<Vec<_>>()
+                .join("; "),
+        ))
+    } else {
+        None
+    };
+    let (reconciling_condition, stalled_condition) = match &stalled {
+        Some((reason, message)) => (
+            Desired::new(RECONCILING, false, "Stalled", ""),
+            Desired::new(STALLED, true, reason, message.clone()),
+        ),
+        None if ready => (
+            Desired::new(RECONCILING, false, "RolloutComplete", ""),
+            Desired::new(STALLED, false, "AsExpected", ""),
+        ),
+        None => (
+            Desired::new(
+                RECONCILING,
+                true,
+                "RollingOut",
+                progressing_condition.message.clone(),
+            ),
+            Desired::new(STALLED, false, "AsExpected", ""),
+        ),
+    };
+
     let new_generation = previous.observed_generation != generation;
     let progressing_since = if new_generation || previous.progressing_since.is_none() {
         Some(Time(now))
@@ -279,7 +325,13 @@ pub fn observed(
         url: observation.url.clone(),
         conditions: conditions::merge(
             &previous.conditions,
-            &[ready_condition, progressing_condition, degraded_condition],
+            &[
+                ready_condition,
+                progressing_condition,
+                degraded_condition,
+                reconciling_condition,
+                stalled_condition,
+            ],
             generation,
             now,
         ),

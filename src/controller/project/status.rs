@@ -6,7 +6,7 @@ use k8s_openapi::api::core::v1::ResourceQuota;
 use k8s_openapi::jiff::Timestamp;
 
 use super::validate::Refusal;
-use crate::api::conditions::{self, Desired, READY};
+use crate::api::conditions::{self, Desired, READY, RECONCILING, STALLED};
 use crate::api::{BranchCounts, Project, ProjectStatus, QuotaUsage};
 
 /// How far the reconcile got.
@@ -31,6 +31,31 @@ pub fn branch_counts(total: i32, ready: i32) -> BranchCounts {
         ready,
         summary: format!("{ready}/{total}"),
     }
+}
+
+/// Ready and the kstatus pair: a refusal needs a change (Stalled), the rest is waited out
+/// (Reconciling).
+fn kstatus(outcome: &Outcome, ready: Desired) -> [Desired; 3] {
+    let (reconciling, stalled) = match outcome {
+        Outcome::Ready => (false, false),
+        Outcome::Refused(_) | Outcome::ChildrenRefused(_) => (false, true),
+        Outcome::Terminating | Outcome::DeletionBlocked(_) => (true, false),
+    };
+    let (reason, message) = (ready.reason.clone(), ready.message.clone());
+    let quiet = |type_| Desired::new(type_, false, "AsExpected", "");
+    [
+        ready,
+        if reconciling {
+            Desired::new(RECONCILING, true, &reason, message.clone())
+        } else {
+            quiet(RECONCILING)
+        },
+        if stalled {
+            Desired::new(STALLED, true, &reason, message)
+        } else {
+            quiet(STALLED)
+        },
+    ]
 }
 
 pub fn compute(
@@ -92,7 +117,7 @@ pub fn compute(
         observed_generation: generation,
         namespace: matches!(outcome, Outcome::Ready | Outcome::ChildrenRefused(_))
             .then_some(namespace),
-        conditions: conditions::merge(previous, &[condition], generation, now),
+        conditions: conditions::merge(previous, &kstatus(outcome, condition), generation, now),
         branches: Some(branches),
         quota: quota.and_then(|q| q.status.as_ref()).map(|status| {
             let strings = |map: Option<
