@@ -27,10 +27,61 @@ pub fn definitions() -> [CustomResourceDefinition; 2] {
         {
             let schema = &mut version["schema"]["openAPIV3Schema"];
             bound_numbers(schema, "");
+            if let Some(spec) = schema["properties"].get_mut("spec") {
+                bound_sizes(spec, "spec");
+            }
             unreconciled_by_default(schema);
         }
         serde_json::from_value(value).expect("still a CRD")
     })
+}
+
+/// Longest text of a field that says nothing else: names, paths, images, values.
+const MAX_TEXT: i64 = 4096;
+/// Longest environment value (a certificate or a small config file fits).
+const MAX_ENV_VALUE: i64 = 32 * 1024;
+/// Most items of a list, or entries of a map, that says nothing else.
+const MAX_ITEMS: i64 = 64;
+
+/// Gives every list, map and text of the spec a bound where the types left it open (mostly the
+/// embedded Kubernetes types: a probe's headers, a command's arguments, an annotation map), so that
+/// one tenant's object has a bounded size and CEL rules over it a bounded cost. Status is Oksa's
+/// own writing and is left open: a refused status write would hide what went wrong.
+fn bound_sizes(schema: &mut Value, property: &str) {
+    let Some(fields) = schema.as_object_mut() else {
+        return;
+    };
+    let is_int_or_string = fields.get("x-kubernetes-int-or-string") == Some(&json!(true));
+    match fields.get("type").and_then(Value::as_str) {
+        Some("string") if !fields.contains_key("enum") && !fields.contains_key("format") => {
+            let max = if property == "value" {
+                MAX_ENV_VALUE
+            } else {
+                MAX_TEXT
+            };
+            fields.entry("maxLength").or_insert(json!(max));
+        }
+        Some("array") => {
+            fields.entry("maxItems").or_insert(json!(MAX_ITEMS));
+        }
+        Some("object") if fields.contains_key("additionalProperties") => {
+            fields.entry("maxProperties").or_insert(json!(MAX_ITEMS));
+        }
+        None if is_int_or_string => {
+            fields.entry("maxLength").or_insert(json!(MAX_TEXT));
+        }
+        _ => {}
+    }
+    if let Some(Value::Object(properties)) = fields.get_mut("properties") {
+        for (name, child) in properties.iter_mut() {
+            bound_sizes(child, name);
+        }
+    }
+    for key in ["items", "additionalProperties"] {
+        if let Some(child) = fields.get_mut(key) {
+            bound_sizes(child, property);
+        }
+    }
 }
 
 /// A new object has no status until Oksa writes one, and kstatus (Helm 4's `--wait`, Flux's
@@ -205,6 +256,48 @@ mod tests {
                 // The CRD types keep bounds as floats (`65535.0`).
                 assert!(min.is_number() && max.is_number(), "{path} is unbounded");
                 assert!(max.as_f64() <= Some(EXACT_INTEGER as f64), "{path}");
+            }
+        }
+    }
+
+    /// Every list, map and text under `spec`, as (path, bound).
+    fn sizes(schema: &Value, path: &str, found: &mut Vec<(String, Value)>) {
+        let bound = match schema["type"].as_str() {
+            Some("string") if schema.get("enum").is_none() && schema.get("format").is_none() => {
+                Some(schema["maxLength"].clone())
+            }
+            Some("array") => Some(schema["maxItems"].clone()),
+            Some("object") if schema.get("additionalProperties").is_some() => {
+                Some(schema["maxProperties"].clone())
+            }
+            _ => None,
+        };
+        if let Some(bound) = bound {
+            found.push((path.to_string(), bound));
+        }
+        if let Some(properties) = schema["properties"].as_object() {
+            for (name, child) in properties {
+                sizes(child, &format!("{path}.{name}"), found);
+            }
+        }
+        for key in ["items", "additionalProperties"] {
+            if schema[key].is_object() {
+                sizes(&schema[key], &format!("{path}[]"), found);
+            }
+        }
+    }
+
+    #[test]
+    fn every_list_map_and_text_of_both_specs_is_bounded() {
+        for crd in definitions() {
+            let crd = serde_json::to_value(crd).unwrap();
+            let spec =
+                &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"];
+            let mut found = Vec::new();
+            sizes(spec, "spec", &mut found);
+            assert!(found.len() > 10);
+            for (path, bound) in found {
+                assert!(bound.is_number(), "{path} is unbounded");
             }
         }
     }

@@ -135,6 +135,7 @@ pub fn desired_spec(
                 spec.components.push(Component {
                     name: component.clone(),
                     replicas: None,
+                    automount_service_account_token: false,
                     containers: vec![Container {
                         name: component.clone(),
                         image: image.clone(),

@@ -263,3 +263,48 @@ async fn a_project_cannot_take_another_projects_namespace_or_domain() {
         project.cleanup().await;
     }
 }
+
+#[tokio::test]
+async fn pods_fit_the_pod_security_level_of_their_namespace() {
+    // A restricted project's branch runs: its pods pass `restricted` as rendered.
+    let project = TestProject::create("restricted", json!({"podSecurity": "restricted"})).await;
+    project
+        .create_release(
+            "main",
+            json!({"branch": "main", "components": [web_component("web", "nginx")]}),
+        )
+        .await;
+    project
+        .wait_release("main", "Ready", |s| {
+            s.phase == Some(oksa::api::Phase::Ready)
+        })
+        .await;
+    let pods = project
+        .namespaced::<k8s_openapi::api::core::v1::Pod>()
+        .list(&ListParams::default().labels("oksa.dev/release=main"))
+        .await
+        .unwrap();
+    let spec = pods.items[0].spec.as_ref().unwrap();
+    assert_eq!(spec.automount_service_account_token, Some(false));
+    project.cleanup().await;
+
+    // In any Oksa namespace (baseline by default), a privileged pod made by hand is refused.
+    let project = TestProject::create("baseline", json!({})).await;
+    let privileged: k8s_openapi::api::core::v1::Pod = serde_json::from_value(json!({
+        "metadata": {"name": "root"},
+        "spec": {"containers": [{"name": "c", "image": "busybox",
+            "securityContext": {"privileged": true}}]},
+    }))
+    .unwrap();
+    let refused = project
+        .namespaced::<k8s_openapi::api::core::v1::Pod>()
+        .create(&Default::default(), &privileged)
+        .await
+        .unwrap_err();
+    let message = oksa::apply::describe(&refused);
+    assert!(
+        message.contains("violates PodSecurity") && message.contains("privileged"),
+        "{message}"
+    );
+    project.cleanup().await;
+}

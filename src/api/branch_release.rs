@@ -98,6 +98,12 @@ pub struct Component {
     #[schemars(range(min = 0, max = 100))]
     pub replicas: Option<i32>,
 
+    /// Mount the namespace's `default` ServiceAccount token into the pods. Off unless asked for:
+    /// most applications never call the Kubernetes API, and a token they do not need is one an
+    /// attacker can use.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub automount_service_account_token: bool,
+
     /// Containers of each pod. They share the pod's network and its volumes (e.g. nginx in
     /// front of php-fpm).
     #[schemars(length(min = 1, max = 10))]

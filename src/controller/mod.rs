@@ -190,7 +190,9 @@ pub async fn run(
         },
         {
             let releases = stores.releases.clone();
+            let ctx = ctx.clone();
             move |release: &BranchRelease| {
+                forget_if_gone(&ctx, &releases, release);
                 let namespace = release.namespace().unwrap_or_default();
                 for project in projects_of_namespace(&namespace) {
                     let _ = project_triggers.unbounded_send(project);
@@ -212,7 +214,17 @@ pub async fn run(
         .watches_stream(watch::pods(&client, pods_writer), release_of_pod)
         // A Project's change reconciles its branches. This watch also fills the Project cache.
         .watches_stream(
-            watch::all(&client, projects_writer, |_: &ObjectMeta, _: &str| {}),
+            {
+                let projects = stores.projects.clone();
+                let ctx = ctx.clone();
+                watch::all_observed(
+                    &client,
+                    projects_writer,
+                    || {},
+                    move |project: &Project| forget_if_gone(&ctx, &projects, project),
+                    |_: &ObjectMeta, _: &str| {},
+                )
+            },
             releases_of_project,
         )
         // A branch that goes away or changes its spec may free what a blocked sibling waits for.
@@ -261,6 +273,22 @@ pub async fn run(
         release_controller.inspect(|()| info!("branchrelease controller stopped"));
     futures::join!(project_controller, release_controller, readiness, stopping);
     info!("controllers stopped");
+}
+
+/// Forgets the failure count of an object that is gone, so that the map of backoffs does not grow
+/// with every object that ever failed.
+fn forget_if_gone<K: Resource<DynamicType = ()> + Clone>(
+    ctx: &Context,
+    store: &reflector::Store<K>,
+    object: &K,
+) {
+    let key = ObjectRef::from_obj(object);
+    if store.get(&key).is_none() {
+        ctx.failures
+            .lock()
+            .expect("failure counts")
+            .remove(&key.erase());
+    }
 }
 
 /// The blocked siblings (Pending or Invalid, in the same namespace) that a change of `release`

@@ -6,10 +6,11 @@ use k8s_openapi::api::apps::v1::{
     Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment,
 };
 use k8s_openapi::api::core::v1::{
-    Container as PodContainer, ContainerPort, LocalObjectReference, PersistentVolumeClaim,
-    PersistentVolumeClaimSpec, PersistentVolumeClaimVolumeSource, PodSpec, PodTemplateSpec, Probe,
-    Service, ServicePort, ServiceSpec, TCPSocketAction, Volume as PodVolume,
-    VolumeMount as PodVolumeMount, VolumeResourceRequirements,
+    Capabilities, Container as PodContainer, ContainerPort, LocalObjectReference,
+    PersistentVolumeClaim, PersistentVolumeClaimSpec, PersistentVolumeClaimVolumeSource,
+    PodSecurityContext, PodSpec, PodTemplateSpec, Probe, SeccompProfile, SecurityContext, Service,
+    ServicePort, ServiceSpec, TCPSocketAction, Volume as PodVolume, VolumeMount as PodVolumeMount,
+    VolumeResourceRequirements,
 };
 use k8s_openapi::api::networking::v1::{
     HTTPIngressPath, HTTPIngressRuleValue, Ingress, IngressBackend, IngressRule,
@@ -20,7 +21,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, 
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::ResourceExt;
 
-use crate::api::{AccessMode, BranchRelease, Component, Container, Project, Volume};
+use crate::api::{
+    AccessMode, BranchRelease, Component, Container, PodSecurityLevel, Project, Volume,
+};
 use crate::labels;
 use crate::naming;
 
@@ -119,6 +122,9 @@ fn deployment(release: &Release, component: &Component) -> Deployment {
     let labels = component_labels(release, &component.name);
     let spec = &release.branch_release.spec;
     let defaults = release.project.spec.defaults.clone().unwrap_or_default();
+    // A `restricted` namespace admits only pods that say they run as non-root, without
+    // privilege escalation or extra capabilities, under the runtime's seccomp profile.
+    let restricted = release.project.spec.pod_security == Some(PodSecurityLevel::Restricted);
 
     // The component's pods mount the volumes any of its containers mounts.
     let mut mounted: Vec<&Volume> = spec
@@ -166,7 +172,7 @@ fn deployment(release: &Release, component: &Component) -> Deployment {
                     containers: component
                         .containers
                         .iter()
-                        .map(|c| container(c, &defaults))
+                        .map(|c| container(c, &defaults, restricted))
                         .collect(),
                     volumes: (!mounted.is_empty()).then(|| {
                         mounted
@@ -191,6 +197,17 @@ fn deployment(release: &Release, component: &Component) -> Deployment {
                     // A namespace with many branches has many Services; injecting each as
                     // environment variables into every pod only slows pods down.
                     enable_service_links: Some(false),
+                    automount_service_account_token: Some(
+                        component.automount_service_account_token,
+                    ),
+                    security_context: restricted.then(|| PodSecurityContext {
+                        run_as_non_root: Some(true),
+                        seccomp_profile: Some(SeccompProfile {
+                            type_: "RuntimeDefault".into(),
+                            localhost_profile: None,
+                        }),
+                        ..PodSecurityContext::default()
+                    }),
                     ..PodSpec::default()
                 }),
             },
@@ -220,7 +237,11 @@ fn strategy(exclusive_volume: bool) -> DeploymentStrategy {
     }
 }
 
-fn container(container: &Container, defaults: &crate::api::BranchDefaults) -> PodContainer {
+fn container(
+    container: &Container,
+    defaults: &crate::api::BranchDefaults,
+    restricted: bool,
+) -> PodContainer {
     let readiness_probe = container.readiness_probe.clone().or_else(|| {
         container.ports.first().map(|port| Probe {
             tcp_socket: Some(TCPSocketAction {
@@ -255,6 +276,14 @@ fn container(container: &Container, defaults: &crate::api::BranchDefaults) -> Po
             .or_else(|| defaults.resources.clone()),
         readiness_probe,
         liveness_probe: container.liveness_probe.clone(),
+        security_context: restricted.then(|| SecurityContext {
+            allow_privilege_escalation: Some(false),
+            capabilities: Some(Capabilities {
+                drop: Some(vec!["ALL".into()]),
+                add: None,
+            }),
+            ..SecurityContext::default()
+        }),
         volume_mounts: (!container.volume_mounts.is_empty()).then(|| {
             container
                 .volume_mounts
@@ -573,6 +602,47 @@ spec:
             Some("RollingUpdate"),
             "no exclusive volume: rolling updates"
         );
+    }
+
+    #[test]
+    fn pods_mount_no_token_unless_asked_and_fit_a_restricted_namespace() {
+        let release = drupal();
+        let pod = |project: &Project| {
+            objects(&release, project).deployments[0]
+                .spec
+                .template
+                .spec
+                .clone()
+                .unwrap()
+        };
+        let baseline = pod(&shop());
+        assert_eq!(baseline.automount_service_account_token, Some(false));
+        assert!(baseline.security_context.is_none());
+
+        let mut restricted_project = shop();
+        restricted_project.spec.pod_security = Some(PodSecurityLevel::Restricted);
+        let restricted = pod(&restricted_project);
+        let context = restricted.security_context.unwrap();
+        assert_eq!(context.run_as_non_root, Some(true));
+        assert_eq!(context.seccomp_profile.unwrap().type_, "RuntimeDefault");
+        for container in &restricted.containers {
+            let context = container.security_context.as_ref().unwrap();
+            assert_eq!(context.allow_privilege_escalation, Some(false));
+            assert_eq!(
+                context.capabilities.as_ref().unwrap().drop,
+                Some(vec!["ALL".to_string()])
+            );
+        }
+
+        let mut asking = drupal();
+        asking.spec.components[0].automount_service_account_token = true;
+        let pod = objects(&asking, &shop()).deployments[0]
+            .spec
+            .template
+            .spec
+            .clone()
+            .unwrap();
+        assert_eq!(pod.automount_service_account_token, Some(true));
     }
 
     #[test]

@@ -271,7 +271,12 @@ async fn diagnose_unready(
         .any(|pod| diagnose::running_unready(pod));
     let warnings = if awaiting_probe {
         Api::<Event>::namespaced(ctx.client.clone(), namespace)
-            .list(&ListParams::default().fields("involvedObject.kind=Pod,type=Warning"))
+            // The newest few hundred are plenty to explain a probe; a namespace's whole history is not.
+            .list(
+                &ListParams::default()
+                    .fields("involvedObject.kind=Pod,type=Warning")
+                    .limit(500),
+            )
             .await?
             .items
     } else {
