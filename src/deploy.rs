@@ -34,6 +34,10 @@ pub struct DeployArgs {
     /// Project the branch belongs to.
     #[arg(long)]
     pub project: String,
+    /// Namespace of the project (default: read from the Project; when the Project cannot be read,
+    /// as with only an `edit` binding in the namespace, the project's name, Oksa's default).
+    #[arg(long, short = 'n')]
+    pub namespace: Option<String>,
     /// The git branch (any characters git allows), e.g. "$CI_COMMIT_REF_NAME".
     #[arg(long)]
     pub branch: String,
@@ -215,15 +219,29 @@ pub fn verdict(release: &BranchRelease) -> Verdict {
     }
 }
 
+/// The namespace to deploy into. Projects are cluster-scoped, so a team bound to `edit` in its
+/// namespace cannot read its own Project: then the namespace is the project's name (Oksa's
+/// default), unless `--namespace` says otherwise.
+async fn project_namespace(client: &Client, args: &DeployArgs) -> Result<String, String> {
+    if let Some(namespace) = &args.namespace {
+        return Ok(namespace.clone());
+    }
+    match Api::<Project>::all(client.clone()).get(&args.project).await {
+        Ok(project) => Ok(project.namespace_name()),
+        Err(kube::Error::Api(status)) if status.is_forbidden() => Ok(args.project.clone()),
+        Err(error) => Err(format!(
+            "cannot read Project {}: {}",
+            args.project,
+            describe(&error)
+        )),
+    }
+}
+
 pub async fn run(args: DeployArgs) -> Result<u8, String> {
     let client = Client::try_default()
         .await
         .map_err(|e| format!("cannot connect to Kubernetes: {e}"))?;
-    let project = Api::<Project>::all(client.clone())
-        .get(&args.project)
-        .await
-        .map_err(|e| format!("cannot read Project {}: {}", args.project, describe(&e)))?;
-    let namespace = project.namespace_name();
+    let namespace = project_namespace(&client, &args).await?;
     let from_file = match &args.file {
         Some(path) => {
             let text = std::fs::read_to_string(path)
@@ -386,6 +404,7 @@ mod tests {
     fn args(images: &[(&str, &str)], file: bool) -> DeployArgs {
         DeployArgs {
             project: "shop".into(),
+            namespace: None,
             branch: "feature/x".into(),
             commit: Some("abc".into()),
             images: images
