@@ -91,6 +91,76 @@ async fn allowed(
     answer.status.unwrap().allowed
 }
 
+/// The chart's admission policy: the operator's own token, which RBAC lets write Deployments,
+/// RoleBindings and namespaces anywhere, is refused by the API server outside Oksa's namespaces.
+/// Every attempt is a server-side dry run (admission runs, nothing is stored), repeated for a few
+/// seconds because a new policy takes a moment to be enforced.
+async fn confined_to_its_namespaces(operator: &Client) {
+    let dry_run = PostParams {
+        dry_run: true,
+        ..PostParams::default()
+    };
+    let deployment: k8s_openapi::api::apps::v1::Deployment = serde_json::from_value(json!({
+        "metadata": {"name": "intruder"},
+        "spec": {"selector": {"matchLabels": {"a": "b"}}, "template": {
+            "metadata": {"labels": {"a": "b"}},
+            "spec": {"containers": [{"name": "c", "image": "busybox"}]}}},
+    }))
+    .unwrap();
+    let binding: k8s_openapi::api::rbac::v1::RoleBinding = serde_json::from_value(json!({
+        "metadata": {"name": "intruder"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "admin"},
+        "subjects": [{"kind": "User", "name": "mallory", "apiGroup": "rbac.authorization.k8s.io"}],
+    }))
+    .unwrap();
+    let unlabelled: k8s_openapi::api::core::v1::Namespace =
+        serde_json::from_value(json!({"metadata": {"name": unique("monitoring")}})).unwrap();
+    let privileged =
+        json!({"metadata": {"labels": {"pod-security.kubernetes.io/enforce": "privileged"}}});
+    for what in [
+        "a Deployment in kube-system",
+        "a RoleBinding to admin in kube-system",
+        "a namespace without Oksa's label",
+        "relabelling kube-system",
+    ] {
+        let message = support::eventually(Duration::from_secs(15), what, || async {
+            let attempt = match what {
+                "a Deployment in kube-system" => Api::namespaced(operator.clone(), "kube-system")
+                    .create(&dry_run, &deployment)
+                    .await
+                    .map(|_| ()),
+                "a RoleBinding to admin in kube-system" => {
+                    Api::namespaced(operator.clone(), "kube-system")
+                        .create(&dry_run, &binding)
+                        .await
+                        .map(|_| ())
+                }
+                "a namespace without Oksa's label" => Api::all(operator.clone())
+                    .create(&dry_run, &unlabelled)
+                    .await
+                    .map(|_| ()),
+                _ => Api::<k8s_openapi::api::core::v1::Namespace>::all(operator.clone())
+                    .patch(
+                        "kube-system",
+                        &kube::api::PatchParams {
+                            dry_run: true,
+                            ..Default::default()
+                        },
+                        &kube::api::Patch::Merge(&privileged),
+                    )
+                    .await
+                    .map(|_| ()),
+            };
+            attempt.err().map(|e| oksa::apply::describe(&e))
+        })
+        .await;
+        assert!(
+            message.contains("Oksa may") && message.contains("managed-by=oksa"),
+            "{what}: {message}"
+        );
+    }
+}
+
 struct Operator(Child);
 
 impl Drop for Operator {
@@ -243,6 +313,7 @@ async fn the_chart_installs_and_its_rbac_is_enough_and_no_more() {
 
     // No more than needed.
     let operator_client = client_from(&kubeconfig).await;
+    confined_to_its_namespaces(&operator_client).await;
     assert!(
         !allowed(&operator_client, "get", "", "secrets", Some("kube-system")).await,
         "reads Secrets"
