@@ -31,6 +31,11 @@ pub enum Command {
         /// Apply the CRDs at start-up instead of waiting for them to be installed (by Helm).
         #[arg(long, env = "OKSA_INSTALL_CRDS")]
         install_crds: bool,
+        /// The platform's rules for Projects (YAML, see `policy` in the chart's values); without
+        /// it, the defaults: baseline or restricted pods, no system subjects or namespaces, a
+        /// short list of Ingress annotations and controller namespaces.
+        #[arg(long, env = "OKSA_POLICY")]
+        policy: Option<PathBuf>,
     },
     /// Try Oksa on this machine: start the local control plane (unless KUBECONFIG is set), run
     /// the operator, apply examples/ and show the branches until every one is Ready.

@@ -131,6 +131,7 @@ pub async fn run(repo: &Path, exit_when_ready: bool, timeout: Duration) -> Resul
             operator_client,
             crate::metrics::Metrics::default(),
             ready,
+            crate::policy::Policy::default(),
             std::future::pending(),
         )
         .await;

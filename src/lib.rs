@@ -11,6 +11,7 @@ pub mod deploy;
 pub mod labels;
 pub mod metrics;
 pub mod naming;
+pub mod policy;
 pub mod quantity;
 pub mod readiness;
 pub mod run;

@@ -32,9 +32,10 @@ async fn run() -> ExitCode {
             listen,
             log_format,
             install_crds,
+            policy,
         } => {
             oksa::telemetry::init(log_format);
-            oksa::run::run(listen, install_crds)
+            oksa::run::run(listen, install_crds, policy.as_deref())
                 .await
                 .map(|()| ExitCode::SUCCESS)
                 .map_err(|e| e.to_string())

@@ -25,9 +25,19 @@ pub enum StartError {
     InstallCrds(#[source] kube::Error),
     #[error("cannot serve metrics on {0}: {1}")]
     Listen(SocketAddr, #[source] std::io::Error),
+    #[error("{0}")]
+    Policy(String),
 }
 
-pub async fn run(listen: SocketAddr, install_crds: bool) -> Result<(), StartError> {
+pub async fn run(
+    listen: SocketAddr,
+    install_crds: bool,
+    policy: Option<&std::path::Path>,
+) -> Result<(), StartError> {
+    let policy = match policy {
+        Some(path) => crate::policy::Policy::load(path).map_err(StartError::Policy)?,
+        None => crate::policy::Policy::default(),
+    };
     let client = Client::try_default().await.map_err(StartError::Connect)?;
     let metrics = Metrics::default();
     let ready = Arc::new(crate::readiness::Readiness::default());
@@ -52,7 +62,7 @@ pub async fn run(listen: SocketAddr, install_crds: bool) -> Result<(), StartErro
         warn!("reconciles still running after {SHUTDOWN_GRACE:?}; exiting anyway");
     };
     tokio::select! {
-        () = crate::controller::run(client, metrics, ready, shutdown.clone()) => {}
+        () = crate::controller::run(client, metrics, ready, policy, shutdown.clone()) => {}
         () = grace => {}
     }
     match server.await {

@@ -34,6 +34,32 @@ fn the_charts_crds_are_the_generated_ones() {
     }
 }
 
+/// The chart's default policy is the operator's own default: installing the chart changes
+/// nothing that `oksa run` without `--policy` would do.
+#[test]
+fn the_charts_policy_is_the_operators_default() {
+    let values: serde_json::Value =
+        serde_yaml_ng::from_str(&std::fs::read_to_string(format!("{CHART}/values.yaml")).unwrap())
+            .unwrap();
+    let policy: oksa::policy::Policy = serde_json::from_value(values["policy"].clone()).unwrap();
+    assert_eq!(policy, oksa::policy::Policy::default());
+}
+
+/// The policy file the chart's ConfigMap holds, as the operator's pod would find it.
+fn rendered_policy(folder: &std::path::Path) -> std::path::PathBuf {
+    let rendered = run(tool("helm").args([
+        "template",
+        "oksa",
+        CHART,
+        "--show-only",
+        "templates/policy.yaml",
+    ]));
+    let config_map: serde_json::Value = serde_yaml_ng::from_str(&rendered).unwrap();
+    let path = folder.join("policy.yaml");
+    std::fs::write(&path, config_map["data"]["policy.yaml"].as_str().unwrap()).unwrap();
+    path
+}
+
 fn run(command: &mut Command) -> String {
     let output = command.output().expect("running a tool");
     let text = format!(
@@ -253,8 +279,11 @@ async fn the_chart_installs_and_its_rbac_is_enough_and_no_more() {
         std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("{release}.kubeconfig"));
     kubeconfig_with_token(&token, &kubeconfig);
     let port = free_port();
+    let policy = rendered_policy(&std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")));
     let mut child = Command::new(env!("CARGO_BIN_EXE_oksa"))
         .arg("run")
+        .arg("--policy")
+        .arg(&policy)
         .env("KUBECONFIG", &kubeconfig)
         .env("OKSA_LISTEN", format!("127.0.0.1:{port}"))
         .env("OKSA_LOG_FORMAT", "json")

@@ -308,3 +308,45 @@ async fn pods_fit_the_pod_security_level_of_their_namespace() {
     );
     project.cleanup().await;
 }
+
+#[tokio::test]
+async fn a_project_outside_the_platforms_policy_is_refused_and_nothing_is_written() {
+    for (prefix, extra, rule) in [
+        (
+            "priv",
+            json!({"podSecurity": "privileged"}),
+            "policy.podSecurity",
+        ),
+        (
+            "anyone",
+            json!({"access": [{"kind": "Group", "name": "system:authenticated", "role": "admin"}]}),
+            "policy.forbiddenSubjects",
+        ),
+        (
+            "snippet",
+            json!({"ingress": {"annotations": {"nginx.ingress.kubernetes.io/server-snippet": "return 200;"}}}),
+            "policy.ingressAnnotations",
+        ),
+    ] {
+        let project = TestProject::create_unready(prefix, extra).await;
+        let seen = project
+            .wait_status("refused", |s| !s.conditions.is_empty())
+            .await;
+        let (status, reason, message) = ready_reason(&seen);
+        assert_eq!(
+            (status.as_str(), reason.as_str()),
+            ("False", "PolicyViolation")
+        );
+        assert!(message.contains(rule), "{message}");
+        assert_eq!(seen.status.unwrap().namespace, None);
+        let namespace = Api::<Namespace>::all(project.client.clone())
+            .get_opt(&project.namespace)
+            .await
+            .unwrap();
+        assert!(
+            namespace.is_none(),
+            "nothing is written for a refused Project"
+        );
+        project.cleanup().await;
+    }
+}

@@ -23,6 +23,7 @@ use crate::api::{BranchRelease, Project};
 use crate::compact::Compact;
 use crate::labels::FIELD_MANAGER;
 use crate::metrics::Metrics;
+use crate::policy::Policy;
 use crate::readiness::Readiness;
 
 /// Caches of everything Oksa reads on every reconcile, kept current by watches. Children are
@@ -59,6 +60,8 @@ pub struct Context {
     pub project_turns: Semaphore,
     /// Set when shutdown begins: reconciles still waiting for their turn give it up.
     pub stopping: AtomicBool,
+    /// What the platform allows Projects to ask for.
+    pub policy: Policy,
 }
 
 /// BranchRelease reconciles running at once: enough to keep the API server busy.
@@ -120,6 +123,7 @@ impl Context {
         stores: Stores,
         metrics: Metrics,
         caches_ready: tokio::sync::watch::Receiver<bool>,
+        policy: Policy,
     ) -> Self {
         let reporter = Reporter {
             controller: FIELD_MANAGER.into(),
@@ -136,6 +140,7 @@ impl Context {
             release_turns: Semaphore::new(RELEASE_CONCURRENCY),
             project_turns: Semaphore::new(PROJECT_CONCURRENCY),
             stopping: AtomicBool::new(false),
+            policy,
         }
     }
 }

@@ -47,6 +47,7 @@ pub async fn run(
     client: Client,
     metrics: Metrics,
     ready: Arc<crate::readiness::Readiness>,
+    policy: crate::policy::Policy,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
     let (projects, projects_writer) = reflector::store();
@@ -81,6 +82,7 @@ pub async fn run(
         stores.clone(),
         metrics,
         caches_ready,
+        policy,
     ));
     let shutdown = shutdown.shared();
 

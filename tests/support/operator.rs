@@ -45,6 +45,7 @@ pub fn ensure_running() {
                     client,
                     oksa::metrics::Metrics::default(),
                     ready,
+                    oksa::policy::Policy::default(),
                     std::future::pending(),
                 )
                 .await;

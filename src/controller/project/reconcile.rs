@@ -66,7 +66,14 @@ async fn reconcile_project(project: Arc<Project>, ctx: &Context) -> Result<Actio
         None => namespaces.get_opt(&namespace_name).await?,
     };
 
-    let outcome = match validate::check_namespace(&project, existing.as_ref()) {
+    let verdict = match ctx.policy.check(&project) {
+        Err(violation) => NamespaceVerdict::Refused(validate::Refusal {
+            reason: "PolicyViolation",
+            message: violation.message,
+        }),
+        Ok(()) => validate::check_namespace(&project, existing.as_ref()),
+    };
+    let outcome = match verdict {
         NamespaceVerdict::Refused(refusal) => Outcome::Refused(refusal),
         NamespaceVerdict::Terminating => Outcome::Terminating,
         NamespaceVerdict::Ours => {
