@@ -45,6 +45,7 @@ fn the_quick_benchmark_completes_and_reports() {
         "Oksa: apply → Ready",
         "helm upgrade --install --wait",
         "limit: direct creates",
+        "another project's branch during it",
         "forced resync",
     ] {
         assert!(stdout.contains(line), "missing {line:?} in:\n{stdout}");
@@ -57,6 +58,7 @@ fn the_quick_benchmark_completes_and_reports() {
         "every branch was timed to Ready"
     );
     assert_eq!(report["oksa"]["solo_apply_to_children"]["count"], 2);
+    assert!(report["oksa"]["fairness_ms"][1].as_f64().unwrap() > 0.0);
     assert_eq!(report["helm"]["per_branch"]["count"], 2);
     assert_eq!(report["limit"]["per_branch"]["count"], 5);
     assert!(report["oksa"]["operator_peak_rss_mib"].as_f64().unwrap() > 0.0);

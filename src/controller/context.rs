@@ -12,13 +12,13 @@ use std::sync::Mutex;
 use std::sync::atomic::AtomicBool;
 
 use futures::FutureExt;
-use tokio::sync::Semaphore;
 
 use kube::Client;
 use kube::api::DynamicObject;
 use kube::core::PartialObjectMeta;
 use kube::runtime::reflector::{ObjectRef, Store};
 
+use super::turns::FairTurns;
 use crate::api::{BranchRelease, Project};
 use crate::compact::Compact;
 use crate::labels::FIELD_MANAGER;
@@ -56,8 +56,8 @@ pub struct Context {
     /// True once every cache in `stores` has had its first full list.
     pub caches_ready: tokio::sync::watch::Receiver<bool>,
     /// Turns for BranchRelease and Project reconciles (see `controller::in_turn`).
-    pub release_turns: Semaphore,
-    pub project_turns: Semaphore,
+    pub release_turns: FairTurns,
+    pub project_turns: FairTurns,
     /// Set when shutdown begins: reconciles still waiting for their turn give it up.
     pub stopping: AtomicBool,
     /// What the platform allows Projects to ask for.
@@ -137,8 +137,8 @@ impl Context {
             metrics,
             failures: Mutex::default(),
             caches_ready,
-            release_turns: Semaphore::new(RELEASE_CONCURRENCY),
-            project_turns: Semaphore::new(PROJECT_CONCURRENCY),
+            release_turns: FairTurns::new(RELEASE_CONCURRENCY),
+            project_turns: FairTurns::new(PROJECT_CONCURRENCY),
             stopping: AtomicBool::new(false),
             policy,
         }

@@ -9,6 +9,7 @@ mod events;
 mod finalizer;
 mod lenient;
 pub mod project;
+mod turns;
 mod watch;
 
 use std::future::Future;
@@ -126,7 +127,7 @@ pub async fn run(
         ),
         own_projects,
     )
-    // Unbounded here: `in_turn` limits how many run at once, first come first served.
+    // Unbounded here: `in_turn` limits how many run at once, in fair turns.
     .with_config(
         ControllerConfig::default()
             .concurrency(0)
@@ -419,15 +420,15 @@ fn update_gauges(ctx: &Context) {
 /// Wraps a reconcile so that it waits for the caches, then for its turn, and keeps each object's
 /// count of consecutive failures for `error_policy`'s backoff.
 ///
-/// Turns are first come, first served (tokio's semaphore is fair). kube-runtime's own limit is
-/// not: at its limit it parks due requests in a hash set and takes them in hash order, so under
-/// sustained load (a thousand rollouts re-triggering their releases) some objects waited forever:
-/// in a 1,000-branch run, 282 new BranchReleases were still untouched after 16 minutes while
-/// 17,000 reconciles of the others went by. So kube runs every due request at once and each one
-/// waits here for a turn, in the order it became due.
+/// Turns are fair (see `turns`): round-robin across tenants (an object's namespace: a project),
+/// first come, first served within one. kube-runtime's own limit is neither: at its limit it
+/// parks due requests in a hash set and takes them in hash order, so under sustained load (a
+/// thousand rollouts re-triggering their releases) some objects waited forever: in a 1,000-branch
+/// run, 282 new BranchReleases were still untouched after 16 minutes while 17,000 reconciles of
+/// the others went by. So kube runs every due request at once and each one waits here for a turn.
 fn in_turn<K, F, Fut>(
     reconcile: F,
-    turns: fn(&Context) -> &tokio::sync::Semaphore,
+    turns: fn(&Context) -> &turns::FairTurns,
 ) -> impl Fn(Arc<K>, Arc<Context>) -> futures::future::BoxFuture<'static, Result<Action, Error>>
 where
     K: Resource<DynamicType = ()> + Send + Sync + 'static,
@@ -439,7 +440,8 @@ where
         async move {
             // Until every cache has its first full list, "not cached" could mean "not listed yet".
             let _ = ctx.caches_ready.clone().wait_for(|ready| *ready).await;
-            let _turn = turns(&ctx).acquire().await;
+            let tenant = object.meta().namespace.clone().unwrap_or_default();
+            let _turn = turns(&ctx).acquire(&tenant).await;
             if ctx.stopping.load(Ordering::SeqCst) {
                 return Ok(Action::await_change());
             }

@@ -92,6 +92,10 @@ impl Report {
                 o.wall_to_all_ready_s
             ),
             format!(
+                "{:<44} {:>8.0}ms",
+                "another project's branch during it → Ready", o.fairness_ms.1,
+            ),
+            format!(
                 "{:<44} {:>8.0}ms {:>8.0}ms {:>9.1}s",
                 format!(
                     "helm upgrade --install --wait ({} branches)",
