@@ -36,6 +36,13 @@ pub enum Command {
         /// short list of Ingress annotations and controller namespaces.
         #[arg(long, env = "OKSA_POLICY")]
         policy: Option<PathBuf>,
+        /// Reconcile only while holding a Lease in this namespace (run several for high
+        /// availability: the others wait as standbys). The chart sets it to its namespace.
+        #[arg(long, env = "OKSA_LEADER_ELECTION_NAMESPACE")]
+        leader_election_namespace: Option<String>,
+        /// Who this process is in the Lease (default: $POD_NAME, else the host name and PID).
+        #[arg(long, env = "POD_NAME")]
+        identity: Option<String>,
     },
     /// Try Oksa on this machine: start the local control plane (unless KUBECONFIG is set), run
     /// the operator, apply examples/ and show the branches until every one is Ready.

@@ -9,6 +9,7 @@ pub mod crd;
 pub mod demo;
 pub mod deploy;
 pub mod labels;
+pub mod leader;
 pub mod metrics;
 pub mod naming;
 pub mod policy;

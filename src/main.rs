@@ -33,9 +33,18 @@ async fn run() -> ExitCode {
             log_format,
             install_crds,
             policy,
+            leader_election_namespace,
+            identity,
         } => {
             oksa::telemetry::init(log_format);
-            oksa::run::run(listen, install_crds, policy.as_deref())
+            let election = leader_election_namespace.map(|namespace| oksa::leader::Election {
+                namespace,
+                identity: identity.unwrap_or_else(|| {
+                    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "oksa".into());
+                    format!("{host}-{}", std::process::id())
+                }),
+            });
+            oksa::run::run(listen, install_crds, policy.as_deref(), election)
                 .await
                 .map(|()| ExitCode::SUCCESS)
                 .map_err(|e| e.to_string())

@@ -4,17 +4,21 @@
 
 use std::collections::BTreeSet;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 #[derive(Debug)]
 pub struct Readiness {
     /// Caches still waiting for their first list; None before the controllers started.
     waiting: Mutex<Option<BTreeSet<&'static str>>>,
+    /// A standby of leader election: ready to take over, reconciling nothing until then.
+    standby: AtomicBool,
 }
 
 impl Default for Readiness {
     fn default() -> Self {
         Readiness {
             waiting: Mutex::new(None),
+            standby: AtomicBool::new(false),
         }
     }
 }
@@ -32,7 +36,16 @@ impl Readiness {
         }
     }
 
+    /// Marks this process a standby (or no longer one). A standby counts as ready: it has
+    /// nothing to sync until it leads, and a rolling update must not wait for it to lead.
+    pub fn standby(&self, standby: bool) {
+        self.standby.store(standby, Ordering::SeqCst);
+    }
+
     pub fn is_ready(&self) -> bool {
+        if self.standby.load(Ordering::SeqCst) {
+            return true;
+        }
         self.waiting
             .lock()
             .expect("readiness")
@@ -42,6 +55,9 @@ impl Readiness {
 
     /// One line for `/readyz`.
     pub fn describe(&self) -> String {
+        if self.standby.load(Ordering::SeqCst) {
+            return "ready: standby, another operator holds the lease".into();
+        }
         match self.waiting.lock().expect("readiness").as_ref() {
             None => "starting: the controllers have not started yet".into(),
             Some(waiting) if waiting.is_empty() => "ready".into(),
@@ -68,5 +84,15 @@ mod tests {
         readiness.synced("deployments");
         assert!(readiness.is_ready());
         assert_eq!(readiness.describe(), "ready");
+    }
+
+    #[test]
+    fn a_standby_is_ready_and_says_so() {
+        let readiness = Readiness::default();
+        readiness.standby(true);
+        assert!(readiness.is_ready());
+        assert!(readiness.describe().contains("standby"));
+        readiness.standby(false);
+        assert!(!readiness.is_ready(), "leading: its caches must fill first");
     }
 }

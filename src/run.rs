@@ -27,12 +27,20 @@ pub enum StartError {
     Listen(SocketAddr, #[source] std::io::Error),
     #[error("{0}")]
     Policy(String),
+    #[error("leader election failed: {0}")]
+    LeaderElection(#[source] kube_lease_manager::LeaseManagerError),
+    #[error(
+        "lost the lease {}: another operator leads now; exiting",
+        crate::leader::LEASE_NAME
+    )]
+    LostLease,
 }
 
 pub async fn run(
     listen: SocketAddr,
     install_crds: bool,
     policy: Option<&std::path::Path>,
+    election: Option<crate::leader::Election>,
 ) -> Result<(), StartError> {
     let policy = match policy {
         Some(path) => crate::policy::Policy::load(path).map_err(StartError::Policy)?,
@@ -53,6 +61,30 @@ pub async fn run(
     } else {
         wait_for_crds(&client).await;
     }
+    // With leader election, only the holder of the Lease reconciles; a standby is ready (its
+    // /readyz says so) and waits.
+    let mut leadership = match election {
+        Some(election) => {
+            let mut leadership = election
+                .start(client.clone())
+                .await
+                .map_err(StartError::LeaderElection)?;
+            ready.standby(true);
+            tokio::select! {
+                () = leadership.acquired() => {}
+                () = shutdown.clone() => return finish(server, listen).await,
+            }
+            ready.standby(false);
+            Some(leadership)
+        }
+        None => None,
+    };
+    let lost = async {
+        match leadership.as_mut() {
+            Some(leadership) => leadership.lost().await,
+            None => std::future::pending().await,
+        }
+    };
     // Running reconciles get a bounded grace period after the signal, well inside Kubernetes'
     // terminationGracePeriodSeconds (30 s in the chart): everything is level-triggered, so an
     // interrupted reconcile is simply redone by the next operator.
@@ -64,7 +96,16 @@ pub async fn run(
     tokio::select! {
         () = crate::controller::run(client, metrics, ready, policy, shutdown.clone()) => {}
         () = grace => {}
+        // Another operator may be writing already: stop now, not after a grace period.
+        () = lost => return Err(StartError::LostLease),
     }
+    finish(server, listen).await
+}
+
+async fn finish(
+    server: tokio::task::JoinHandle<std::io::Result<()>>,
+    listen: SocketAddr,
+) -> Result<(), StartError> {
     match server.await {
         Ok(Err(error)) => Err(StartError::Listen(listen, error)),
         _ => Ok(()),

@@ -195,35 +195,6 @@ impl Drop for Operator {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// (status code, whole response), or code 0 when nothing listens yet.
-async fn http_get(port: u16, path: &str) -> (u16, String) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let Ok(mut stream) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await else {
-        return (0, String::new());
-    };
-    let request = format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n");
-    let mut response = String::new();
-    if stream.write_all(request.as_bytes()).await.is_err()
-        || stream.read_to_string(&mut response).await.is_err()
-    {
-        return (0, String::new());
-    }
-    let code = response
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    (code, response)
-}
-
 #[tokio::test]
 async fn the_chart_installs_and_its_rbac_is_enough_and_no_more() {
     // The operator under test is `oksa run` with the chart's credentials, not the in-process one.
@@ -278,12 +249,14 @@ async fn the_chart_installs_and_its_rbac_is_enough_and_no_more() {
     let kubeconfig =
         std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("{release}.kubeconfig"));
     kubeconfig_with_token(&token, &kubeconfig);
-    let port = free_port();
+    let port = support::free_port();
     let policy = rendered_policy(&std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")));
     let mut child = Command::new(env!("CARGO_BIN_EXE_oksa"))
         .arg("run")
         .arg("--policy")
         .arg(&policy)
+        // As the chart runs it: leading through a Lease of its namespace (the chart's Role).
+        .args(["--leader-election-namespace", &namespace.name])
         .env("KUBECONFIG", &kubeconfig)
         .env("OKSA_LISTEN", format!("127.0.0.1:{port}"))
         .env("OKSA_LOG_FORMAT", "json")
@@ -296,7 +269,7 @@ async fn the_chart_installs_and_its_rbac_is_enough_and_no_more() {
     let mut operator = Operator(child);
 
     support::eventually(Duration::from_secs(30), "/readyz answers 200", || async {
-        (http_get(port, "/readyz").await.0 == 200).then_some(())
+        (support::http_get(port, "/readyz").await.0 == 200).then_some(())
     })
     .await;
 
@@ -315,7 +288,7 @@ async fn the_chart_installs_and_its_rbac_is_enough_and_no_more() {
         .wait_release("main", "Ready", |s| s.phase == Some(Phase::Ready))
         .await;
 
-    let (code, metrics) = http_get(port, "/metrics").await;
+    let (code, metrics) = support::http_get(port, "/metrics").await;
     assert_eq!(code, 200);
     assert!(
         metrics.contains("oksa_reconciles_total{controller=\"branchrelease\"}"),
@@ -326,7 +299,7 @@ async fn the_chart_installs_and_its_rbac_is_enough_and_no_more() {
         Duration::from_secs(15),
         "branch and object gauges",
         || async {
-            let (_, metrics) = http_get(port, "/metrics").await;
+            let (_, metrics) = support::http_get(port, "/metrics").await;
             // Other tests' objects may be in the cluster too: at least ours is counted.
             let nonzero = |series: &str| {
                 metrics

@@ -1,0 +1,132 @@
+//! Two operators, one leader: only the holder of the Lease writes, and when it dies (`kill -9`,
+//! no chance to release the Lease) the standby takes over and a change reaches the cluster
+//! within 20 s. The failover time is printed.
+
+mod support;
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::apps::v1::Deployment;
+use oksa::api::Phase;
+use serde_json::json;
+use support::fixtures::{TestProject, web_component};
+use support::{TestNamespace, eventually, free_port, http_get};
+
+struct Operator {
+    child: Child,
+    port: u16,
+}
+
+impl Operator {
+    fn start(lease_namespace: &str, identity: &str) -> Operator {
+        let port = free_port();
+        let log = std::fs::File::create(format!(
+            "{}/oksa-ha-{identity}.log",
+            env!("CARGO_TARGET_TMPDIR")
+        ))
+        .unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_oksa"))
+            .args(["run", "--leader-election-namespace", lease_namespace])
+            .args(["--identity", identity])
+            .env("KUBECONFIG", support::kubeconfig_path())
+            .env("OKSA_LISTEN", format!("127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("starting oksa run");
+        Operator { child, port }
+    }
+
+    async fn readiness(&self) -> String {
+        http_get(self.port, "/readyz").await.1
+    }
+
+    /// Writes this process made (every verb but "skipped").
+    async fn writes(&self) -> f64 {
+        let (_, metrics) = http_get(self.port, "/metrics").await;
+        metrics
+            .lines()
+            .filter(|l| l.starts_with("oksa_child_writes_total{") && !l.contains("skipped"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+}
+
+impl Drop for Operator {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test]
+async fn only_the_leader_writes_and_a_standby_takes_over_when_it_dies() {
+    support::operator::use_external();
+    let lease_namespace = TestNamespace::create("oksa-ha").await;
+    let mut operators = vec![
+        Operator::start(&lease_namespace.name, "first"),
+        Operator::start(&lease_namespace.name, "second"),
+    ];
+    // One leads (its caches synced), the other stands by; both are ready.
+    let leader = eventually(
+        Duration::from_secs(60),
+        "a leader and a standby",
+        || async {
+            let states = [
+                operators[0].readiness().await,
+                operators[1].readiness().await,
+            ];
+            let leads = |r: &str| r.contains("ready") && !r.contains("standby");
+            match (leads(&states[0]), leads(&states[1])) {
+                (true, false) if states[1].contains("standby") => Some(0),
+                (false, true) if states[0].contains("standby") => Some(1),
+                _ => None,
+            }
+        },
+    )
+    .await;
+
+    let project = TestProject::create("ha", json!({})).await;
+    let spec = |image: &str| json!({"branch": "main", "components": [web_component("web", image)]});
+    project.create_release("main", spec("nginx:1")).await;
+    project
+        .wait_release("main", "Ready", |s| s.phase == Some(Phase::Ready))
+        .await;
+    assert!(operators[leader].writes().await > 0.0);
+    assert_eq!(
+        operators[1 - leader].writes().await,
+        0.0,
+        "the standby wrote"
+    );
+
+    // The leader dies without releasing the Lease; a change made right after must still land.
+    let mut dead = operators.remove(leader);
+    let standby = operators.remove(0);
+    dead.child.kill().unwrap();
+    dead.child.wait().unwrap();
+    let killed = Instant::now();
+    project
+        .apply_release("main", spec("nginx:2"))
+        .await
+        .unwrap();
+    let deployments = project.namespaced::<Deployment>();
+    eventually(
+        Duration::from_secs(20),
+        "the change applied by the new leader",
+        || async {
+            let deployment = deployments.get("main-web").await.ok()?;
+            let image = deployment.spec.template.spec?.containers[0].image.clone()?;
+            (image == "nginx:2").then_some(())
+        },
+    )
+    .await;
+    let failover = killed.elapsed();
+    println!(
+        "failover: the change reached its Deployment {failover:.1?} after kill -9 of the leader"
+    );
+    assert!(standby.writes().await > 0.0);
+    assert!(!standby.readiness().await.contains("standby"));
+    project.cleanup().await;
+    lease_namespace.cleanup().await;
+}
