@@ -227,6 +227,7 @@ pub async fn run(
                     move |project: &Project| forget_if_gone(&ctx, &projects, project),
                     |_: &ObjectMeta, _: &str| {},
                 )
+                .predicate_filter(what_branches_see, Default::default())
             },
             releases_of_project,
         )
@@ -276,6 +277,29 @@ pub async fn run(
         release_controller.inspect(|()| info!("branchrelease controller stopped"));
     futures::join!(project_controller, release_controller, readiness, stopping);
     info!("controllers stopped");
+}
+
+/// The part of a Project its branches depend on: its spec, whether it is being deleted, and
+/// whether (and why not) it is ready with a namespace. Its status changes all the time besides
+/// (branch counts, quota usage): those must not reconcile every branch of the project again.
+fn what_branches_see(project: &Project) -> Option<u64> {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    project.metadata.generation.hash(&mut hasher);
+    project
+        .metadata
+        .deletion_timestamp
+        .is_some()
+        .hash(&mut hasher);
+    if let Some(status) = &project.status {
+        status.namespace.hash(&mut hasher);
+        if let Some(ready) =
+            crate::api::conditions::find(&status.conditions, crate::api::conditions::READY)
+        {
+            (&ready.status, &ready.reason, &ready.message).hash(&mut hasher);
+        }
+    }
+    Some(hasher.finish())
 }
 
 /// Forgets the failure count of an object that is gone, so that the map of backoffs does not grow

@@ -93,6 +93,10 @@ impl Report {
             ),
             format!(
                 "{:<44} {:>8.0}ms",
+                "another project's branch during it → children", o.fairness_ms.0,
+            ),
+            format!(
+                "{:<44} {:>8.0}ms",
                 "another project's branch during it → Ready", o.fairness_ms.1,
             ),
             format!(
