@@ -143,14 +143,17 @@ pub struct Container {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub args: Option<Vec<String>>,
 
-    /// Ports the container listens on; each becomes a port of the component's Service.
+    /// Ports the container listens on; each becomes a port of the component's Service. Each
+    /// number once (a Deployment keys its ports by number).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 20))]
+    #[x_kube(merge_strategy = ListMerge::Map(vec!["containerPort".into()]))]
     pub ports: Vec<Port>,
 
-    /// Environment variables (same shape as a Pod's `env`).
+    /// Environment variables (same shape as a Pod's `env`), each name once.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 200))]
+    #[x_kube(merge_strategy = ListMerge::Map(vec!["name".into()]))]
     pub env: Vec<EnvVar>,
 
     /// CPU and memory requests and limits (default: the Project's `defaults.resources`).
@@ -165,9 +168,10 @@ pub struct Container {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub liveness_probe: Option<Probe>,
 
-    /// Volumes of the BranchRelease mounted into this container.
+    /// Volumes of the BranchRelease mounted into this container, each path once.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 20))]
+    #[x_kube(merge_strategy = ListMerge::Map(vec!["mountPath".into()]))]
     pub volume_mounts: Vec<VolumeMount>,
 }
 

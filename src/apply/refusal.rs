@@ -38,9 +38,15 @@ impl fmt::Display for Refusal {
 }
 
 /// True for the API server's answers that mean "this object, as declared, is refused":
-/// retrying the same request gets the same answer.
+/// retrying the same request gets the same answer. Server-side apply answers 500 when the object
+/// does not fit its kind's merge keys (two env entries of one name, two mounts at one path):
+/// that too is the object's fault, not the server's.
 pub fn is_refusal(status: &kube::core::Status) -> bool {
     matches!(status.code, 400 | 403 | 422)
+        || (status.code == 500
+            && status
+                .message
+                .starts_with("failed to create typed patch object"))
 }
 
 /// The API server's error as one readable line: its message, and its reason when the message
@@ -56,5 +62,27 @@ pub fn describe(error: &kube::Error) -> String {
             }
         }
         other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(code: u16, message: &str) -> kube::core::Status {
+        serde_json::from_value(serde_json::json!({"code": code, "message": message})).unwrap()
+    }
+
+    #[test]
+    fn what_the_object_causes_is_a_refusal_and_what_the_server_suffers_is_not() {
+        assert!(is_refusal(&status(422, "spec.template: Invalid value")));
+        assert!(is_refusal(&status(403, "exceeded quota")));
+        assert!(is_refusal(&status(
+            500,
+            "failed to create typed patch object (ns/x; apps/v1, Kind=Deployment): duplicate entries"
+        )));
+        assert!(!is_refusal(&status(500, "etcdserver: request timed out")));
+        assert!(!is_refusal(&status(409, "the object has been modified")));
+        assert!(!is_refusal(&status(503, "the server is shutting down")));
     }
 }
