@@ -72,6 +72,37 @@ fn branch_release_health() {
         )
     );
 
+    // With the kstatus conditions: Stalled decides, and a problem that may pass is Progressing.
+    let stalled = release(
+        1,
+        json!({"observedGeneration": 1, "phase": "Degraded", "conditions": [
+        condition("Ready", "False", "ComponentsNotReady", "web: 0/1 ready"),
+        condition("Degraded", "True", "ImagePullFailed", "container web: cannot pull image x"),
+        condition("Stalled", "True", "ImagePullFailed", "container web: cannot pull image x")]}),
+    );
+    assert_eq!(
+        health(script, stalled),
+        (
+            "Degraded".into(),
+            "container web: cannot pull image x".into()
+        )
+    );
+    let probing = release(
+        1,
+        json!({"observedGeneration": 1, "phase": "Degraded", "conditions": [
+        condition("Ready", "False", "ComponentsNotReady", "web: 0/1 ready"),
+        condition("Degraded", "True", "ProbeFailing", "Readiness probe failed: connection refused"),
+        condition("Reconciling", "True", "RollingOut", "web: 0/1 ready"),
+        condition("Stalled", "False", "AsExpected", "")]}),
+    );
+    assert_eq!(
+        health(script, probing),
+        (
+            "Progressing".into(),
+            "Readiness probe failed: connection refused".into()
+        )
+    );
+
     let invalid = release(
         1,
         json!({"observedGeneration": 1, "phase": "Invalid", "conditions": [

@@ -8,16 +8,29 @@ if obj.metadata.generation ~= nil and obj.status.observedGeneration ~= obj.metad
   hs.message = "Waiting for Oksa to see generation " .. obj.metadata.generation
   return hs
 end
-local ready, degraded
+local ready, degraded, stalled
 for _, condition in ipairs(obj.status.conditions or {}) do
   if condition.type == "Ready" then ready = condition end
   if condition.type == "Degraded" then degraded = condition end
+  if condition.type == "Stalled" then stalled = condition end
 end
 local phase = obj.status.phase
 if phase == "Ready" then
   hs.status = "Healthy"
   hs.message = (ready and ready.message) or "Ready"
+elseif stalled ~= nil then
+  -- Stalled (kstatus): only a change fixes it. Anything else may still resolve by itself (a
+  -- readiness probe that has not passed yet): Progressing, with the reason if there is one.
+  if stalled.status == "True" then
+    hs.status = "Degraded"
+    hs.message = stalled.message
+  elseif degraded ~= nil and degraded.status == "True" then
+    hs.message = degraded.message
+  else
+    hs.message = (ready and ready.message) or phase or "Waiting for Oksa"
+  end
 elseif phase == "Degraded" or phase == "Invalid" then
+  -- An Oksa from before the Stalled condition.
   hs.status = "Degraded"
   if degraded ~= nil and degraded.status == "True" then
     hs.message = degraded.message
