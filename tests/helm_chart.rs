@@ -7,14 +7,11 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::authorization::v1::{
     ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec,
 };
-use k8s_openapi::api::core::v1::ServiceAccount;
 use kube::api::PostParams;
-use kube::config::{KubeConfigOptions, Kubeconfig};
-use kube::{Api, Client, Config};
+use kube::{Api, Client};
 use oksa::api::Phase;
 use serde_json::json;
 use support::fixtures::{TestProject, web_component};
@@ -69,25 +66,6 @@ fn run(command: &mut Command) -> String {
     );
     assert!(output.status.success(), "{command:?} failed:\n{text}");
     text
-}
-
-/// A kubeconfig for the same cluster that authenticates with `token`.
-fn kubeconfig_with_token(token: &str, path: &std::path::Path) {
-    let mut kubeconfig = Kubeconfig::read_from(support::kubeconfig_path()).unwrap();
-    for user in &mut kubeconfig.auth_infos {
-        user.auth_info = Some(serde_json::from_value(json!({"token": token})).unwrap());
-    }
-    std::fs::write(path, serde_yaml_ng::to_string(&kubeconfig).unwrap()).unwrap();
-}
-
-async fn client_from(path: &std::path::Path) -> Client {
-    let config = Config::from_custom_kubeconfig(
-        Kubeconfig::read_from(path).unwrap(),
-        &KubeConfigOptions::default(),
-    )
-    .await
-    .unwrap();
-    Client::try_from(config).unwrap()
 }
 
 async fn allowed(
@@ -227,28 +205,9 @@ async fn the_chart_installs_and_its_rbac_is_enough_and_no_more() {
 
     // The operator, run here as the chart's ServiceAccount (kwok only pretends to run its pod).
     // The chart's full name is the release name when it contains "oksa".
-    let service_account = release.clone();
-    let token = Api::<ServiceAccount>::namespaced(namespace.client.clone(), &namespace.name)
-        .create_token_request(
-            &service_account,
-            &PostParams::default(),
-            &TokenRequest {
-                spec: Some(TokenRequestSpec {
-                    expiration_seconds: Some(3600),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            },
-        )
-        .await
-        .expect("a token for the chart's ServiceAccount")
-        .status
-        .unwrap()
-        .token
-        .expect("a token in the TokenRequest's status");
     let kubeconfig =
-        std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("{release}.kubeconfig"));
-    kubeconfig_with_token(&token, &kubeconfig);
+        support::identity::service_account_kubeconfig(&namespace.client, &namespace.name, &release)
+            .await;
     let port = support::free_port();
     let policy = rendered_policy(&std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")));
     let mut child = Command::new(env!("CARGO_BIN_EXE_oksa"))
@@ -314,7 +273,7 @@ async fn the_chart_installs_and_its_rbac_is_enough_and_no_more() {
     .await;
 
     // No more than needed.
-    let operator_client = client_from(&kubeconfig).await;
+    let operator_client = support::identity::client_from(&kubeconfig).await;
     confined_to_its_namespaces(&operator_client).await;
     assert!(
         !allowed(&operator_client, "get", "", "secrets", Some("kube-system")).await,

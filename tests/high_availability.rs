@@ -4,69 +4,38 @@
 
 mod support;
 
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::Deployment;
 use oksa::api::Phase;
 use serde_json::json;
 use support::fixtures::{TestProject, web_component};
-use support::{TestNamespace, eventually, free_port, http_get};
-
-struct Operator {
-    child: Child,
-    port: u16,
-}
-
-impl Operator {
-    fn start(lease_namespace: &str, identity: &str) -> Operator {
-        let port = free_port();
-        let log = std::fs::File::create(format!(
-            "{}/oksa-ha-{identity}.log",
-            env!("CARGO_TARGET_TMPDIR")
-        ))
-        .unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_oksa"))
-            .args(["run", "--leader-election-namespace", lease_namespace])
-            .args(["--identity", identity])
-            .env("KUBECONFIG", support::kubeconfig_path())
-            .env("OKSA_LISTEN", format!("127.0.0.1:{port}"))
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("starting oksa run");
-        Operator { child, port }
-    }
-
-    async fn readiness(&self) -> String {
-        http_get(self.port, "/readyz").await.1
-    }
-
-    /// Writes this process made (every verb but "skipped").
-    async fn writes(&self) -> f64 {
-        let (_, metrics) = http_get(self.port, "/metrics").await;
-        metrics
-            .lines()
-            .filter(|l| l.starts_with("oksa_child_writes_total{") && !l.contains("skipped"))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum()
-    }
-}
-
-impl Drop for Operator {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use support::process::OksaProcess;
+use support::{TestNamespace, eventually};
 
 #[tokio::test]
 async fn only_the_leader_writes_and_a_standby_takes_over_when_it_dies() {
     support::operator::use_external();
     let lease_namespace = TestNamespace::create("oksa-ha").await;
     let mut operators = vec![
-        Operator::start(&lease_namespace.name, "first"),
-        Operator::start(&lease_namespace.name, "second"),
+        OksaProcess::start(
+            &[
+                "--leader-election-namespace",
+                &lease_namespace.name,
+                "--identity",
+                "first",
+            ],
+            "oksa-ha-first",
+        ),
+        OksaProcess::start(
+            &[
+                "--leader-election-namespace",
+                &lease_namespace.name,
+                "--identity",
+                "second",
+            ],
+            "oksa-ha-second",
+        ),
     ];
     // One leads (its caches synced), the other stands by; both are ready.
     let leader = eventually(
@@ -103,8 +72,7 @@ async fn only_the_leader_writes_and_a_standby_takes_over_when_it_dies() {
     // The leader dies without releasing the Lease; a change made right after must still land.
     let mut dead = operators.remove(leader);
     let standby = operators.remove(0);
-    dead.child.kill().unwrap();
-    dead.child.wait().unwrap();
+    dead.kill();
     let killed = Instant::now();
     project
         .apply_release("main", spec("nginx:2"))

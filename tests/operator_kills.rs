@@ -6,7 +6,6 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::Deployment;
@@ -17,58 +16,12 @@ use kube::{Api, ResourceExt};
 use oksa::api::Phase;
 use rand::Rng;
 use serde_json::json;
+use support::eventually;
 use support::fixtures::{TestProject, web_component};
-use support::{eventually, free_port, http_get};
+use support::process::OksaProcess;
 
 const BRANCHES: usize = 20;
 const KILLS: usize = 10;
-
-struct Operator {
-    child: Child,
-    port: u16,
-}
-
-impl Operator {
-    fn start(run: usize) -> Operator {
-        let port = free_port();
-        let log = std::fs::File::create(format!(
-            "{}/oksa-kills-{run}.log",
-            env!("CARGO_TARGET_TMPDIR")
-        ))
-        .unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_oksa"))
-            .arg("run")
-            .env("KUBECONFIG", support::kubeconfig_path())
-            .env("OKSA_LISTEN", format!("127.0.0.1:{port}"))
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("starting oksa run");
-        Operator { child, port }
-    }
-
-    fn kill(&mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
-
-    /// Sum of a counter family, without the series that contain `except`.
-    async fn counter(&self, family: &str, except: &str) -> f64 {
-        let (_, metrics) = http_get(self.port, "/metrics").await;
-        metrics
-            .lines()
-            .filter(|l| l.starts_with(&format!("{family}{{")) && !l.contains(except))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum()
-    }
-}
-
-impl Drop for Operator {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// Records the UID of every claim seen; returns the claims seen with a second UID.
 async fn claims_recreated(
@@ -89,7 +42,7 @@ async fn claims_recreated(
 #[tokio::test]
 async fn killed_ten_times_during_a_rollout_it_converges_without_duplicates_or_lost_volumes() {
     support::operator::use_external();
-    let mut operator = Operator::start(0);
+    let mut operator = OksaProcess::start(&[], "oksa-kills-0");
     let project = TestProject::create("kills", json!({})).await;
     let started = Instant::now();
     for i in 0..BRANCHES {
@@ -124,7 +77,7 @@ async fn killed_ten_times_during_a_rollout_it_converges_without_duplicates_or_lo
         operator.kill();
         ready_at_kill.push(ready_now().await);
         recreated.extend(claims_recreated(&claims, &mut uids).await);
-        operator = Operator::start(kill);
+        operator = OksaProcess::start(&[], &format!("oksa-kills-{kill}"));
     }
     let last_kill = Instant::now();
 
@@ -214,7 +167,7 @@ async fn killed_ten_times_during_a_rollout_it_converges_without_duplicates_or_lo
 
     // A restart after convergence finds everything in place and writes nothing.
     operator.kill();
-    let operator = Operator::start(KILLS + 1);
+    let operator = OksaProcess::start(&[], "oksa-kills-restart");
     eventually(
         Duration::from_secs(60),
         "every branch reconciled again",

@@ -7,16 +7,15 @@ mod support;
 use std::io::Write;
 use std::process::{Command, Stdio};
 
-use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::authorization::v1::SelfSubjectAccessReview;
 use k8s_openapi::api::core::v1::ServiceAccount;
 use k8s_openapi::api::rbac::v1::RoleBinding;
 use kube::api::{DeleteParams, PostParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
-use kube::{Api, Client, Config};
+use kube::{Api, Client};
 use oksa::api::BranchRelease;
 use serde_json::json;
 use support::fixtures::{TIMEOUT, TestProject};
+use support::identity::{client_from, service_account_kubeconfig};
 use support::{tool, wait_deleted};
 
 const CHART: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/charts/oksa");
@@ -49,39 +48,6 @@ fn apply_user_roles() {
         .unwrap();
     let applied = kubectl.wait_with_output().unwrap();
     assert!(applied.status.success(), "{applied:?}");
-}
-
-/// A kubeconfig for the plane that authenticates as the ServiceAccount `name` of `namespace`.
-async fn service_account_kubeconfig(
-    client: &Client,
-    namespace: &str,
-    name: &str,
-) -> std::path::PathBuf {
-    let token = Api::<ServiceAccount>::namespaced(client.clone(), namespace)
-        .create_token_request(
-            name,
-            &PostParams::default(),
-            &TokenRequest {
-                spec: Some(TokenRequestSpec {
-                    expiration_seconds: Some(3600),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap()
-        .status
-        .unwrap()
-        .token;
-    let mut kubeconfig = Kubeconfig::read_from(support::kubeconfig_path()).unwrap();
-    for user in &mut kubeconfig.auth_infos {
-        user.auth_info = Some(serde_json::from_value(json!({"token": token})).unwrap());
-    }
-    let path = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("{namespace}-{name}.kubeconfig"));
-    std::fs::write(&path, serde_yaml_ng::to_string(&kubeconfig).unwrap()).unwrap();
-    path
 }
 
 async fn can(client: &Client, verb: &str, resource: &str, namespace: &str) -> bool {
@@ -140,15 +106,7 @@ async fn a_ci_account_with_edit_in_the_namespace_deploys_redeploys_and_deletes()
         .unwrap();
 
     let kubeconfig = service_account_kubeconfig(&admin, &project.namespace, "ci").await;
-    let ci = Client::try_from(
-        Config::from_custom_kubeconfig(
-            Kubeconfig::read_from(&kubeconfig).unwrap(),
-            &KubeConfigOptions::default(),
-        )
-        .await
-        .unwrap(),
-    )
-    .unwrap();
+    let ci = client_from(&kubeconfig).await;
     // The controller-manager aggregates the chart's rules into `edit` shortly after they exist.
     support::eventually(TIMEOUT, "edit to include branchreleases", || async {
         can(&ci, "patch", "branchreleases", &project.namespace)

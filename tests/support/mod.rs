@@ -7,7 +7,9 @@
 #![allow(dead_code)] // each test binary uses its own subset
 
 pub mod fixtures;
+pub mod identity;
 pub mod operator;
+pub mod process;
 
 use std::fmt::Debug;
 use std::path::PathBuf;
