@@ -2,7 +2,7 @@
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 
 use crate::api::{BranchRelease, Project};
 
@@ -26,9 +26,9 @@ pub fn definitions() -> [CustomResourceDefinition; 2] {
             .flatten()
         {
             let schema = &mut version["schema"]["openAPIV3Schema"];
-            bound_numbers(schema, "");
+            each_node(schema, "", &mut bound_numbers);
             if let Some(spec) = schema["properties"].get_mut("spec") {
-                bound_sizes(spec, "spec");
+                each_node(spec, "spec", &mut bound_sizes);
             }
             unreconciled_by_default(schema);
         }
@@ -47,10 +47,7 @@ const MAX_ITEMS: i64 = 64;
 /// embedded Kubernetes types: a probe's headers, a command's arguments, an annotation map), so that
 /// one tenant's object has a bounded size and CEL rules over it a bounded cost. Status is Oksa's
 /// own writing and is left open: a refused status write would hide what went wrong.
-fn bound_sizes(schema: &mut Value, property: &str) {
-    let Some(fields) = schema.as_object_mut() else {
-        return;
-    };
+fn bound_sizes(fields: &mut Map<String, Value>, property: &str) {
     let is_int_or_string = fields.get("x-kubernetes-int-or-string") == Some(&json!(true));
     match fields.get("type").and_then(Value::as_str) {
         Some("string") if !fields.contains_key("enum") && !fields.contains_key("format") => {
@@ -72,14 +69,37 @@ fn bound_sizes(schema: &mut Value, property: &str) {
         }
         _ => {}
     }
+}
+
+/// Calls `visit` on every schema node below (and including) `schema`, with the name of the
+/// property it describes: a list's items and a map's values are described by their field's name.
+fn each_node(
+    schema: &mut Value,
+    property: &str,
+    visit: &mut impl FnMut(&mut Map<String, Value>, &str),
+) {
+    let Some(fields) = schema.as_object_mut() else {
+        return;
+    };
+    visit(fields, property);
     if let Some(Value::Object(properties)) = fields.get_mut("properties") {
         for (name, child) in properties.iter_mut() {
-            bound_sizes(child, name);
+            each_node(child, name, visit);
         }
     }
     for key in ["items", "additionalProperties"] {
         if let Some(child) = fields.get_mut(key) {
-            bound_sizes(child, property);
+            each_node(child, property, visit);
+        }
+    }
+    for key in ["anyOf", "allOf", "oneOf"] {
+        for child in fields
+            .get_mut(key)
+            .and_then(Value::as_array_mut)
+            .into_iter()
+            .flatten()
+        {
+            each_node(child, property, visit);
         }
     }
 }
@@ -115,10 +135,7 @@ const EXACT_INTEGER: i64 = 1 << 53;
 /// watch can list. Ports are 1–65535, durations and counts are not negative, anything else stays
 /// within its integer format; a port that may also be a name is a name Kubernetes accepts, and a
 /// quantity that may also be a number is a quantity (`cpu: lots` is refused at `kubectl apply`).
-fn bound_numbers(schema: &mut Value, property: &str) {
-    let Some(fields) = schema.as_object_mut() else {
-        return;
-    };
+fn bound_numbers(fields: &mut Map<String, Value>, property: &str) {
     let is_port = property == "port" || property.ends_with("Port");
     let is_count =
         property.ends_with("Seconds") || property.ends_with("Threshold") || property == "replicas";
@@ -146,26 +163,6 @@ fn bound_numbers(schema: &mut Value, property: &str) {
             fields.entry("maximum").or_insert(json!(EXACT_INTEGER));
             fields.entry("maxLength").or_insert(json!(64));
             fields.entry("pattern").or_insert(json!(QUANTITY));
-        }
-    }
-    if let Some(Value::Object(properties)) = fields.get_mut("properties") {
-        for (name, child) in properties.iter_mut() {
-            bound_numbers(child, name);
-        }
-    }
-    for key in ["items", "additionalProperties"] {
-        if let Some(child) = fields.get_mut(key) {
-            bound_numbers(child, property);
-        }
-    }
-    for key in ["anyOf", "allOf", "oneOf"] {
-        for child in fields
-            .get_mut(key)
-            .and_then(Value::as_array_mut)
-            .into_iter()
-            .flatten()
-        {
-            bound_numbers(child, property);
         }
     }
 }
@@ -220,23 +217,17 @@ pub fn print_or_write(folder: Option<&std::path::Path>) -> std::io::Result<()> {
 mod tests {
     use super::*;
 
-    /// Every integer of a schema, as (path, minimum, maximum).
-    fn integers(schema: &Value, path: &str, found: &mut Vec<(String, Value, Value)>) {
-        if schema["type"] == "integer" {
-            found.push((
-                path.to_string(),
-                schema["minimum"].clone(),
-                schema["maximum"].clone(),
-            ));
-        }
+    /// Every node of a schema with its path (`.field`, `[]` for items and map values).
+    fn nodes<'a>(schema: &'a Value, path: &str, found: &mut Vec<(String, &'a Value)>) {
+        found.push((path.to_string(), schema));
         if let Some(properties) = schema["properties"].as_object() {
             for (name, child) in properties {
-                integers(child, &format!("{path}.{name}"), found);
+                nodes(child, &format!("{path}.{name}"), found);
             }
         }
         for key in ["items", "additionalProperties"] {
             if schema[key].is_object() {
-                integers(&schema[key], &format!("{path}[]"), found);
+                nodes(&schema[key], &format!("{path}[]"), found);
             }
         }
     }
@@ -245,12 +236,17 @@ mod tests {
     fn every_integer_of_both_crds_is_bounded() {
         for crd in definitions() {
             let crd = serde_json::to_value(crd).unwrap();
-            let mut found = Vec::new();
-            integers(
+            let mut all = Vec::new();
+            nodes(
                 &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"],
                 "",
-                &mut found,
+                &mut all,
             );
+            let found: Vec<_> = all
+                .into_iter()
+                .filter(|(_, schema)| schema["type"] == "integer")
+                .map(|(path, schema)| (path, &schema["minimum"], &schema["maximum"]))
+                .collect();
             assert!(!found.is_empty());
             for (path, min, max) in found {
                 // The CRD types keep bounds as floats (`65535.0`).
@@ -260,30 +256,17 @@ mod tests {
         }
     }
 
-    /// Every list, map and text under `spec`, as (path, bound).
-    fn sizes(schema: &Value, path: &str, found: &mut Vec<(String, Value)>) {
-        let bound = match schema["type"].as_str() {
+    /// The size bound of a list, map or text; None for other nodes.
+    fn size_bound<'a>(schema: &'a Value) -> Option<&'a Value> {
+        match schema["type"].as_str() {
             Some("string") if schema.get("enum").is_none() && schema.get("format").is_none() => {
-                Some(schema["maxLength"].clone())
+                Some(&schema["maxLength"])
             }
-            Some("array") => Some(schema["maxItems"].clone()),
+            Some("array") => Some(&schema["maxItems"]),
             Some("object") if schema.get("additionalProperties").is_some() => {
-                Some(schema["maxProperties"].clone())
+                Some(&schema["maxProperties"])
             }
             _ => None,
-        };
-        if let Some(bound) = bound {
-            found.push((path.to_string(), bound));
-        }
-        if let Some(properties) = schema["properties"].as_object() {
-            for (name, child) in properties {
-                sizes(child, &format!("{path}.{name}"), found);
-            }
-        }
-        for key in ["items", "additionalProperties"] {
-            if schema[key].is_object() {
-                sizes(&schema[key], &format!("{path}[]"), found);
-            }
         }
     }
 
@@ -293,8 +276,12 @@ mod tests {
             let crd = serde_json::to_value(crd).unwrap();
             let spec =
                 &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"];
-            let mut found = Vec::new();
-            sizes(spec, "spec", &mut found);
+            let mut all = Vec::new();
+            nodes(spec, "spec", &mut all);
+            let found: Vec<_> = all
+                .into_iter()
+                .filter_map(|(path, schema)| Some((path, size_bound(schema)?)))
+                .collect();
             assert!(found.len() > 10);
             for (path, bound) in found {
                 assert!(bound.is_number(), "{path} is unbounded");

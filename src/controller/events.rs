@@ -1,7 +1,8 @@
 //! Kubernetes Events for the milestones a user follows with `kubectl describe`.
 
+use k8s_openapi::api::core::v1::ObjectReference;
 use kube::Resource;
-use kube::runtime::events::{Event, EventType};
+use kube::runtime::events::{Event, EventType, Recorder};
 
 use super::context::Context;
 
@@ -10,6 +11,24 @@ use super::context::Context;
 pub async fn publish<K: Resource<DynamicType = ()>>(
     ctx: &Context,
     object: &K,
+    warning: bool,
+    reason: &str,
+    note: String,
+) {
+    publish_to(
+        &ctx.recorder,
+        &object.object_ref(&()),
+        warning,
+        reason,
+        note,
+    )
+    .await;
+}
+
+/// Records an event on the object `reference` names (one Oksa may hold no typed copy of).
+pub async fn publish_to(
+    recorder: &Recorder,
+    reference: &ObjectReference,
     warning: bool,
     reason: &str,
     note: String,
@@ -25,7 +44,7 @@ pub async fn publish<K: Resource<DynamicType = ()>>(
         action: "Reconcile".to_string(),
         secondary: None,
     };
-    if let Err(error) = ctx.recorder.publish(&event, &object.object_ref(&())).await {
+    if let Err(error) = recorder.publish(&event, reference).await {
         tracing::warn!(%error, reason, "could not record an event");
     }
 }

@@ -358,14 +358,8 @@ fn unreadable_reporter<K: Resource<DynamicType = ()>>(
         let namespace = metadata.namespace.clone();
         warn!(kind = %K::kind(&()), %name, namespace = namespace.as_deref().unwrap_or(""), %reason,
             "cannot read this object; it is left out until it is fixed");
-        ctx.metrics.failed(
-            if K::kind(&()) == "Project" {
-                project::reconcile::CONTROLLER
-            } else {
-                branch_release::reconcile::CONTROLLER
-            },
-            "unreadable_object",
-        );
+        ctx.metrics
+            .failed(controller_of::<K>(), "unreadable_object");
         let reference = k8s_openapi::api::core::v1::ObjectReference {
             api_version: Some(K::api_version(&()).into_owned()),
             kind: Some(K::kind(&()).into_owned()),
@@ -380,16 +374,7 @@ fn unreadable_reporter<K: Resource<DynamicType = ()>>(
              (the CRD now refuses such values)"
         );
         tokio::spawn(async move {
-            let event = kube::runtime::events::Event {
-                type_: kube::runtime::events::EventType::Warning,
-                reason: "Unreadable".into(),
-                note: Some(note.chars().take(1000).collect()),
-                action: "Reconcile".into(),
-                secondary: None,
-            };
-            if let Err(error) = recorder.publish(&event, &reference).await {
-                warn!(%error, "could not record an event");
-            }
+            events::publish_to(&recorder, &reference, true, "Unreadable", note).await;
         });
     }
 }
@@ -482,6 +467,15 @@ where
     }
 }
 
+/// The controller that reconciles kind K, as metrics name it.
+fn controller_of<K: Resource<DynamicType = ()>>() -> &'static str {
+    if K::kind(&()) == "Project" {
+        project::reconcile::CONTROLLER
+    } else {
+        branch_release::reconcile::CONTROLLER
+    }
+}
+
 /// Per-object exponential backoff: 0.5 s, 1 s, 2 s… up to 5 minutes, reset by a success.
 fn error_policy<K: Resource<DynamicType = ()>>(
     object: Arc<K>,
@@ -495,12 +489,7 @@ fn error_policy<K: Resource<DynamicType = ()>>(
         *count += 1;
         *count
     };
-    let controller = if K::kind(&()) == "Project" {
-        project::reconcile::CONTROLLER
-    } else {
-        branch_release::reconcile::CONTROLLER
-    };
-    ctx.metrics.failed(controller, error.kind());
+    ctx.metrics.failed(controller_of::<K>(), error.kind());
     let delay = Duration::from_millis(500)
         .saturating_mul(2u32.saturating_pow(failures.min(10) - 1))
         .min(Duration::from_secs(300));

@@ -191,6 +191,11 @@ pub fn observed(
         .filter_map(|v| v.refusal.as_ref())
         .collect();
 
+    let volume_refusals = refusals
+        .iter()
+        .map(|r| r.as_str())
+        .collect::<Vec<_>>()
+        .join("; ");
     let child_refusals = &observation.refusals;
     let ready = not_ready.is_empty() && unbound.is_empty() && child_refusals.is_empty();
     let degraded = !problems.is_empty() || !refusals.is_empty() || !child_refusals.is_empty();
@@ -249,11 +254,7 @@ pub fn observed(
             DEGRADED,
             true,
             "VolumeChangeRefused",
-            refusals
-                .iter()
-                .map(|r| r.as_str())
-                .collect::<Vec<_>>()
-                .join("; "),
+            volume_refusals.clone(),
         )
     } else {
         Desired::new(DEGRADED, false, "AsExpected", "")
@@ -265,14 +266,7 @@ pub fn observed(
     } else if let Some(problem) = problems.iter().find(|p| p.stalls()) {
         Some((problem.reason, problem.message.clone()))
     } else if !refusals.is_empty() {
-        Some((
-            "VolumeChangeRefused",
-            refusals
-                .iter()
-                .map(|r| r.as_str())
-                .collect::<Vec<_>>()
-                .join("; "),
-        ))
+        Some(("VolumeChangeRefused", volume_refusals))
     } else {
         None
     };
