@@ -257,7 +257,7 @@ mod tests {
     }
 
     /// The size bound of a list, map or text; None for other nodes.
-    fn size_bound<'a>(schema: &'a Value) -> Option<&'a Value> {
+    fn size_bound(schema: &Value) -> Option<&Value> {
         match schema["type"].as_str() {
             Some("string") if schema.get("enum").is_none() && schema.get("format").is_none() => {
                 Some(&schema["maxLength"])
