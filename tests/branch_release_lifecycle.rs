@@ -143,10 +143,7 @@ async fn a_branch_gets_its_environment_and_becomes_ready() {
 #[tokio::test]
 async fn a_resync_with_nothing_changed_writes_nothing_and_someone_elses_edit_is_put_back() {
     let project = TestProject::create("resync", json!({})).await;
-    project.create_release("main", shop_spec("main")).await;
-    project
-        .wait_release("main", "Ready", |s| s.phase == Some(Phase::Ready))
-        .await;
+    project.create_ready("main", shop_spec("main")).await;
 
     let versions = || async {
         let mut versions = BTreeMap::new();
@@ -269,10 +266,7 @@ async fn a_resync_with_nothing_changed_writes_nothing_and_someone_elses_edit_is_
 #[tokio::test]
 async fn a_component_removed_from_the_spec_is_pruned() {
     let project = TestProject::create("prune", json!({})).await;
-    project.create_release("main", shop_spec("main")).await;
-    project
-        .wait_release("main", "Ready", |s| s.phase == Some(Phase::Ready))
-        .await;
+    project.create_ready("main", shop_spec("main")).await;
 
     let mut spec = shop_spec("main");
     spec["components"] = json!([spec["components"][0].clone()]);
@@ -309,10 +303,7 @@ async fn a_component_removed_from_the_spec_is_pruned() {
 #[tokio::test]
 async fn deleting_the_project_deletes_its_namespace_and_branches() {
     let project = TestProject::create("gone", json!({})).await;
-    project.create_release("main", shop_spec("main")).await;
-    project
-        .wait_release("main", "Ready", |s| s.phase == Some(Phase::Ready))
-        .await;
+    project.create_ready("main", shop_spec("main")).await;
     let namespaces = Api::<k8s_openapi::api::core::v1::Namespace>::all(project.client.clone());
     let namespace = project.namespace.clone();
     project

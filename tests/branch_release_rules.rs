@@ -7,11 +7,7 @@ use k8s_openapi::api::networking::v1::Ingress;
 use kube::api::{ListParams, Patch, PatchParams};
 use oksa::api::{BranchRelease, Phase};
 use serde_json::json;
-use support::fixtures::{TestProject, condition, phase, release_object, web_component};
-
-fn simple(branch: &str) -> serde_json::Value {
-    json!({"branch": branch, "components": [web_component("web", "nginx")]})
-}
+use support::fixtures::{TestProject, condition, phase, release_object, web_branch, web_component};
 
 async fn deployments_of(project: &TestProject) -> usize {
     project
@@ -26,7 +22,7 @@ async fn deployments_of(project: &TestProject) -> usize {
 #[tokio::test]
 async fn a_host_outside_the_projects_domain_is_refused_and_nothing_is_deployed() {
     let project = TestProject::create("hosts", json!({})).await;
-    let mut spec = simple("main");
+    let mut spec = web_branch("main", "nginx");
     spec["hosts"] = json!(["shop.other-team.example"]);
     project.create_release("main", spec).await;
     let seen = project
@@ -44,7 +40,7 @@ async fn a_host_outside_the_projects_domain_is_refused_and_nothing_is_deployed()
     assert_eq!(deployments_of(&project).await, 0);
 
     // Fixing the spec deploys it, with the extra host on the Ingress.
-    let mut spec = simple("main");
+    let mut spec = web_branch("main", "nginx");
     spec["hosts"] = json!([format!("shop.{}", project.domain)]);
     project.apply_release("main", spec).await.unwrap();
     project
@@ -136,9 +132,8 @@ async fn a_release_of_a_missing_project_waits_with_a_clear_condition() {
 #[tokio::test]
 async fn a_change_to_the_project_reaches_its_branches() {
     let project = TestProject::create("follow", json!({})).await;
-    project.create_release("main", simple("main")).await;
     project
-        .wait_release("main", "Ready", |s| s.phase == Some(Phase::Ready))
+        .create_ready("main", web_branch("main", "nginx"))
         .await;
 
     let patch = json!({"spec": {"ingress": {"className": "nginx", "tlsSecretName": "wildcard"}}});
@@ -189,7 +184,9 @@ async fn branch_names_become_distinct_valid_hosts() {
     ];
     assert!(branches[3].1.len() > 200);
     for (name, branch) in &branches {
-        project.create_release(name, simple(branch)).await;
+        project
+            .create_release(name, web_branch(branch, "nginx"))
+            .await;
     }
     let mut hosts = Vec::new();
     for (name, branch) in &branches {
@@ -227,11 +224,12 @@ async fn branch_names_become_distinct_valid_hosts() {
 #[tokio::test]
 async fn a_branch_is_deployed_once_per_project() {
     let project = TestProject::create("twice", json!({})).await;
-    project.create_release("first", simple("main")).await;
     project
-        .wait_release("first", "Ready", |s| s.phase == Some(Phase::Ready))
+        .create_ready("first", web_branch("main", "nginx"))
         .await;
-    project.create_release("second", simple("main")).await;
+    project
+        .create_release("second", web_branch("main", "nginx"))
+        .await;
     let seen = project
         .wait_release("second", "refused", |s| s.phase == Some(Phase::Invalid))
         .await;

@@ -13,7 +13,7 @@ use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use oksa::api::Phase;
 use serde_json::json;
 use support::eventually;
-use support::fixtures::{TIMEOUT, TestProject, condition, web_component};
+use support::fixtures::{TIMEOUT, TestProject, condition, web_branch, web_component};
 
 fn env(deployment: &Deployment) -> Vec<(String, Option<String>)> {
     deployment.spec.template.spec.as_ref().unwrap().containers[0]
@@ -121,10 +121,7 @@ async fn a_younger_branch_cannot_take_the_names_of_an_older_ones_children() {
     let before = deployments.get("api-v2-web").await.unwrap();
 
     project
-        .create_release(
-            "api-v2",
-            json!({"branch": "api-v2", "components": [web_component("web", "nginx:2")]}),
-        )
+        .create_release("api-v2", web_branch("api-v2", "nginx:2"))
         .await;
     let refused = project
         .wait_release("api-v2", "refused", |s| s.phase == Some(Phase::Invalid))
@@ -173,10 +170,7 @@ async fn an_object_oksa_did_not_create_is_never_taken_over() {
         .unwrap();
 
     project
-        .create_release(
-            "main",
-            json!({"branch": "main", "components": [web_component("web", "nginx")]}),
-        )
+        .create_release("main", web_branch("main", "nginx"))
         .await;
     let refused = project
         .wait_release("main", "refused", |s| {
@@ -265,12 +259,8 @@ async fn a_spec_the_api_server_refuses_is_reported_for_its_generation() {
 #[tokio::test]
 async fn branches_beyond_the_limit_wait_for_a_free_place() {
     let project = TestProject::create("limit", json!({"quota": {"maxBranches": 1}})).await;
-    let spec =
-        |branch: &str| json!({"branch": branch, "components": [web_component("web", "nginx")]});
-    project.create_release("first", spec("first")).await;
-    project
-        .wait_release("first", "Ready", |s| s.phase == Some(Phase::Ready))
-        .await;
+    let spec = |branch: &str| web_branch(branch, "nginx");
+    project.create_ready("first", spec("first")).await;
     // Created through the API without any refusal: the limit is Oksa's, not a quota's.
     project.create_release("second", spec("second")).await;
     let waiting = project

@@ -18,7 +18,7 @@ use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
 use kube::{Api, ResourceExt};
 use oksa::api::{BranchRelease, Phase, Project};
 use serde_json::json;
-use support::fixtures::{TestProject, web_component};
+use support::fixtures::{TestProject, web_branch};
 
 /// Removes every Project and BranchRelease left by earlier runs, then the CRDs themselves.
 async fn forget_the_crds(client: &kube::Client) {
@@ -73,10 +73,7 @@ async fn a_branch_applied_with_its_project_on_a_new_cluster_is_admitted_and_read
     )
     .await;
     let created = project
-        .apply_release(
-            "main",
-            json!({"branch": "main", "components": [web_component("web", "nginx")]}),
-        )
+        .apply_release("main", web_branch("main", "nginx"))
         .await;
     assert!(
         created.is_ok(),

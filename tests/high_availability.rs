@@ -7,9 +7,8 @@ mod support;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::Deployment;
-use oksa::api::Phase;
 use serde_json::json;
-use support::fixtures::{TestProject, web_component};
+use support::fixtures::{TestProject, web_branch};
 use support::process::OksaProcess;
 use support::{TestNamespace, eventually};
 
@@ -57,10 +56,8 @@ async fn only_the_leader_writes_and_a_standby_takes_over_when_it_dies() {
     .await;
 
     let project = TestProject::create("ha", json!({})).await;
-    let spec = |image: &str| json!({"branch": "main", "components": [web_component("web", image)]});
-    project.create_release("main", spec("nginx:1")).await;
     project
-        .wait_release("main", "Ready", |s| s.phase == Some(Phase::Ready))
+        .create_ready("main", web_branch("main", "nginx:1"))
         .await;
     assert!(operators[leader].writes().await > 0.0);
     assert_eq!(
@@ -75,7 +72,7 @@ async fn only_the_leader_writes_and_a_standby_takes_over_when_it_dies() {
     dead.kill();
     let killed = Instant::now();
     project
-        .apply_release("main", spec("nginx:2"))
+        .apply_release("main", web_branch("main", "nginx:2"))
         .await
         .unwrap();
     let deployments = project.namespaced::<Deployment>();

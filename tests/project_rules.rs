@@ -11,7 +11,7 @@ use kube::{Api, ResourceExt};
 use oksa::api::{Phase, Project};
 use serde_json::json;
 use support::TestNamespace;
-use support::fixtures::{TestProject, web_component};
+use support::fixtures::{TestProject, web_branch};
 
 fn ready_reason(project: &Project) -> (String, String, String) {
     let condition = project
@@ -145,15 +145,10 @@ async fn a_project_gets_a_namespace_with_access_quota_and_isolation() {
 
     // Two branches fit the limit; a third is stored but waits (Oksa's limit, see declared_state.rs).
     for (i, branch) in ["a", "b"].iter().enumerate() {
-        let spec = json!({"branch": branch, "components": [web_component("web", "nginx")]});
+        let spec = web_branch(branch, "nginx");
         project.create_release(&format!("r{i}"), spec).await;
     }
-    project
-        .create_release(
-            "r2",
-            json!({"branch": "c", "components": [web_component("web", "nginx")]}),
-        )
-        .await;
+    project.create_release("r2", web_branch("c", "nginx")).await;
     project
         .wait_release("r2", "waiting for a place", |s| {
             s.conditions
@@ -251,10 +246,7 @@ async fn a_project_cannot_take_another_projects_namespace_or_domain() {
 
     // The first project is unaffected and deploys branches.
     first
-        .create_release(
-            "main",
-            json!({"branch": "main", "components": [web_component("web", "nginx")]}),
-        )
+        .create_release("main", web_branch("main", "nginx"))
         .await;
     first
         .wait_release("main", "Ready", |s| s.phase == Some(Phase::Ready))
@@ -269,10 +261,7 @@ async fn pods_fit_the_pod_security_level_of_their_namespace() {
     // A restricted project's branch runs: its pods pass `restricted` as rendered.
     let project = TestProject::create("restricted", json!({"podSecurity": "restricted"})).await;
     project
-        .create_release(
-            "main",
-            json!({"branch": "main", "components": [web_component("web", "nginx")]}),
-        )
+        .create_release("main", web_branch("main", "nginx"))
         .await;
     project
         .wait_release("main", "Ready", |s| {

@@ -15,9 +15,9 @@ use kube::Api;
 use kube::api::{
     ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams,
 };
-use oksa::api::{BranchRelease, Phase};
+use oksa::api::BranchRelease;
 use serde_json::{Value, json};
-use support::fixtures::{TestProject, web_component};
+use support::fixtures::{TestProject, web_branch};
 use support::{TestNamespace, eventually};
 
 /// The BranchRelease CRD without any bound on the probes' tcpSocket ports.
@@ -85,13 +85,7 @@ async fn an_unreadable_branch_release_is_reported_and_the_others_are_reconciled(
     // The operator starts (installing the current CRD) with the unreadable object stored.
     let project = TestProject::create("readable", json!({})).await;
     project
-        .create_release(
-            "main",
-            json!({"branch": "main", "components": [web_component("web", "nginx")]}),
-        )
-        .await;
-    project
-        .wait_release("main", "Ready", |s| s.phase == Some(Phase::Ready))
+        .create_ready("main", web_branch("main", "nginx"))
         .await;
 
     // The unreadable one is named, with the reason, where its owner looks.

@@ -8,7 +8,7 @@ use kube::api::DeleteParams;
 use kube::{Api, ResourceExt};
 use oksa::api::Phase;
 use serde_json::json;
-use support::fixtures::{TIMEOUT, TestProject, condition, web_component};
+use support::fixtures::{TIMEOUT, TestProject, condition, web_branch, web_component};
 use support::wait_deleted;
 
 fn with_volume(size: &str, extra: serde_json::Value) -> serde_json::Value {
@@ -41,6 +41,22 @@ async fn ready_with_volume(
     let claims = project.namespaced::<PersistentVolumeClaim>();
     let original = claims.get("main-files").await.unwrap();
     (project, claims, original)
+}
+
+/// Deletes branch `main` and waits until it and its Deployment are gone.
+async fn delete_main_and_wait(project: &TestProject) {
+    project
+        .releases()
+        .delete("main", &DeleteParams::background())
+        .await
+        .unwrap();
+    wait_deleted(&project.releases(), "main", TIMEOUT).await;
+    wait_deleted(
+        &project.namespaced::<k8s_openapi::api::apps::v1::Deployment>(),
+        "main-web",
+        TIMEOUT,
+    )
+    .await;
 }
 
 fn capacity(claim: &PersistentVolumeClaim) -> Option<String> {
@@ -150,18 +166,7 @@ async fn a_retained_volume_survives_deletion_and_is_picked_up_again() {
         "owned while its branch lives; the finalizer detaches it on deletion"
     );
 
-    project
-        .releases()
-        .delete("main", &DeleteParams::background())
-        .await
-        .unwrap();
-    wait_deleted(&project.releases(), "main", TIMEOUT).await;
-    wait_deleted(
-        &project.namespaced::<k8s_openapi::api::apps::v1::Deployment>(),
-        "main-web",
-        TIMEOUT,
-    )
-    .await;
+    delete_main_and_wait(&project).await;
     let kept = claims.get("main-files").await.unwrap();
     assert_eq!(kept.uid(), original.uid());
     assert!(kept.metadata.deletion_timestamp.is_none());
@@ -197,7 +202,7 @@ async fn a_volume_removed_from_the_spec_is_detached_not_deleted() {
     let (project, claims, original) = ready_with_volume("detach").await;
 
     // The volume leaves the spec (removed, or renamed): its claim and data stay.
-    let without = json!({"branch": "main", "components": [web_component("web", "nginx")]});
+    let without = web_branch("main", "nginx");
     project.apply_release("main", without).await.unwrap();
     let detached = project
         .wait_release("main", "Ready, the claim detached", |s| {
@@ -251,18 +256,7 @@ async fn retain_holds_however_soon_the_branch_is_deleted_and_the_project_waits_f
         .apply_release("main", with_volume("1Gi", json!({"retain": true})))
         .await
         .unwrap();
-    project
-        .releases()
-        .delete("main", &DeleteParams::background())
-        .await
-        .unwrap();
-    wait_deleted(&project.releases(), "main", TIMEOUT).await;
-    wait_deleted(
-        &project.namespaced::<k8s_openapi::api::apps::v1::Deployment>(),
-        "main-web",
-        TIMEOUT,
-    )
-    .await;
+    delete_main_and_wait(&project).await;
     let kept = claims.get("main-files").await.unwrap();
     assert_eq!(kept.uid(), original.uid());
     assert!(kept.metadata.deletion_timestamp.is_none());

@@ -98,6 +98,13 @@ impl TestProject {
             .expect("creating the BranchRelease")
     }
 
+    /// Creates a BranchRelease (see `create_release`) and waits until it is Ready.
+    pub async fn create_ready(&self, name: &str, spec: Value) -> BranchRelease {
+        self.create_release(name, spec).await;
+        self.wait_release(name, "Ready", |s| s.phase == Some(oksa::api::Phase::Ready))
+            .await
+    }
+
     /// Replaces a BranchRelease's spec with server-side apply, the way `kubectl apply` or a GitOps
     /// tool does.
     pub async fn apply_release(
@@ -167,6 +174,11 @@ pub fn condition(status: &BranchReleaseStatus, type_: &str) -> Option<(String, S
         .iter()
         .find(|c| c.type_ == type_)
         .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
+}
+
+/// The spec of branch `branch` with one web component running `image` (see `web_component`).
+pub fn web_branch(branch: &str, image: &str) -> Value {
+    json!({"branch": branch, "components": [web_component("web", image)]})
 }
 
 /// A web component with one container and port 8080.
