@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use kube::api::{ApiResource, DynamicObject, Patch, PatchParams};
 use kube::{Api, Client};
-use oksa::api::{BranchRelease, Phase, Project};
+use oksa::api::{BranchRelease, Project};
 use serde_json::Value;
 use support::fixtures::{TestProject, web_component};
 use support::unique;
@@ -90,13 +90,10 @@ async fn every_bad_manifest_is_refused_or_explained_and_none_is_ever_ready() {
     let other = TestProject::create("corpus-other", serde_json::json!({})).await;
     // A branch the corpus collides with: branch `main`, Deployment `main-web-x`.
     project
-        .create_release(
+        .create_ready(
             "base",
             serde_json::json!({"branch": "main", "components": [web_component("web-x", "nginx")]}),
         )
-        .await;
-    project
-        .wait_release("base", "Ready", |s| s.phase == Some(Phase::Ready))
         .await;
 
     let mut files: Vec<_> = std::fs::read_dir(CORPUS)

@@ -38,10 +38,7 @@ async fn fields_oksa_stops_declaring_leave_the_children() {
     ]);
     web["containers"][0]["command"] = json!(["nginx", "-g", "daemon off;"]);
     project
-        .create_release("main", json!({"branch": "main", "components": [web]}))
-        .await;
-    project
-        .wait_release("main", "Ready", |s| s.phase == Some(Phase::Ready))
+        .create_ready("main", json!({"branch": "main", "components": [web]}))
         .await;
     let ingresses = project.namespaced::<Ingress>();
     let ingress = ingresses.get("main").await.unwrap();
@@ -109,13 +106,10 @@ async fn a_younger_branch_cannot_take_the_names_of_an_older_ones_children() {
     let project = TestProject::create("names", json!({})).await;
     // `api` + component `v2-web` and `api-v2` + component `web`: both `api-v2-web`.
     project
-        .create_release(
+        .create_ready(
             "api",
             json!({"branch": "api", "components": [web_component("v2-web", "nginx")]}),
         )
-        .await;
-    project
-        .wait_release("api", "Ready", |s| s.phase == Some(Phase::Ready))
         .await;
     let deployments = project.namespaced::<Deployment>();
     let before = deployments.get("api-v2-web").await.unwrap();

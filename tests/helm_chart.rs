@@ -12,7 +12,6 @@ use k8s_openapi::api::authorization::v1::{
 };
 use kube::api::PostParams;
 use kube::{Api, Client};
-use oksa::api::Phase;
 use serde_json::json;
 use support::fixtures::{TestProject, web_component};
 use support::{TestNamespace, tool, unique};
@@ -240,12 +239,7 @@ async fn the_chart_installs_and_its_rbac_is_enough_and_no_more() {
     .await;
     let mut web = web_component("web", "nginx");
     web["containers"][0]["volumeMounts"] = json!([{"volume": "files", "mountPath": "/data"}]);
-    project
-        .create_release("main", json!({"branch": "main", "components": [web], "volumes": [{"name": "files", "size": "1Gi"}]}))
-        .await;
-    project
-        .wait_release("main", "Ready", |s| s.phase == Some(Phase::Ready))
-        .await;
+    project.create_ready("main", json!({"branch": "main", "components": [web], "volumes": [{"name": "files", "size": "1Gi"}]})).await;
 
     let (code, metrics) = support::http_get(port, "/metrics").await;
     assert_eq!(code, 200);

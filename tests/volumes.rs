@@ -33,10 +33,7 @@ async fn ready_with_volume(
 ) {
     let project = TestProject::create(prefix, json!({})).await;
     project
-        .create_release("main", with_volume("1Gi", json!({})))
-        .await;
-    project
-        .wait_release("main", "Ready", |s| s.phase == Some(Phase::Ready))
+        .create_ready("main", with_volume("1Gi", json!({})))
         .await;
     let claims = project.namespaced::<PersistentVolumeClaim>();
     let original = claims.get("main-files").await.unwrap();
@@ -153,10 +150,7 @@ async fn a_volume_grows_in_place_and_refuses_to_shrink_or_change_class() {
 async fn a_retained_volume_survives_deletion_and_is_picked_up_again() {
     let project = TestProject::create("retain", json!({})).await;
     project
-        .create_release("main", with_volume("1Gi", json!({"retain": true})))
-        .await;
-    project
-        .wait_release("main", "Ready", |s| s.phase == Some(Phase::Ready))
+        .create_ready("main", with_volume("1Gi", json!({"retain": true})))
         .await;
     let claims = project.namespaced::<PersistentVolumeClaim>();
     let original = claims.get("main-files").await.unwrap();
