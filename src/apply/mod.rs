@@ -36,7 +36,7 @@ pub use refusal::{Refusal, RefusalReason, describe, is_refusal};
 pub use tally::Tally;
 
 use crate::compact::Compact;
-use crate::labels::{self, FIELD_MANAGER};
+use crate::labels::FIELD_MANAGER;
 
 /// The owner of a set of children.
 #[derive(Clone, Debug)]
@@ -60,10 +60,6 @@ pub enum Belonging {
 }
 
 impl Owner {
-    pub fn uid(&self) -> &str {
-        &self.reference.uid
-    }
-
     pub fn belonging(&self, meta: &ObjectMeta) -> Belonging {
         let controller = meta
             .owner_references
@@ -287,16 +283,10 @@ impl Owner {
     }
 }
 
-/// The labels that mark a child of a BranchRelease (see `Owner::labels`).
-pub fn release_child_labels(project: &str, release: &str) -> BTreeMap<String, String> {
-    let mut found = labels::project_labels(project);
-    found.insert(labels::RELEASE.into(), release.into());
-    found
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::labels;
     use serde_json::json;
 
     fn owner() -> Owner {
@@ -309,7 +299,7 @@ mod tests {
                 controller: Some(true),
                 block_owner_deletion: Some(true),
             },
-            labels: release_child_labels("shop", "main"),
+            labels: labels::release_labels("shop", "main"),
         }
     }
 
@@ -328,7 +318,7 @@ mod tests {
         let sibling = meta(
             json!({"ownerReferences": [{"apiVersion": "oksa.dev/v1alpha1",
             "kind": "BranchRelease", "name": "api", "uid": "uid-api", "controller": true}],
-            "labels": release_child_labels("shop", "main")}),
+            "labels": labels::release_labels("shop", "main")}),
         );
         assert_eq!(
             owner.belonging(&sibling),
@@ -336,7 +326,7 @@ mod tests {
         );
         let hand_made = meta(json!({"labels": {"app": "web"}}));
         assert!(matches!(owner.belonging(&hand_made), Belonging::Foreign(_)));
-        let detached = meta(json!({"labels": release_child_labels("shop", "main")}));
+        let detached = meta(json!({"labels": labels::release_labels("shop", "main")}));
         assert_eq!(owner.belonging(&detached), Belonging::Adoptable);
     }
 }

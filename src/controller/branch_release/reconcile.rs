@@ -24,7 +24,7 @@ use super::status::{self, ComponentObservation, Observation, VolumeObservation};
 use super::validate;
 use crate::api::conditions::{self, DEGRADED, READY};
 use crate::api::{BranchRelease, BranchReleaseStatus, Phase};
-use crate::apply::{self, Applier, Owner, Refusal, Tally};
+use crate::apply::{Applier, Owner, Refusal, Tally};
 use crate::controller::context::Context;
 use crate::controller::error::{Error, Result};
 use crate::controller::{events, finalizer};
@@ -122,7 +122,7 @@ async fn reconcile_release(release: Arc<BranchRelease>, ctx: &Context) -> Result
         reference: release
             .controller_owner_ref(&())
             .ok_or(Error::MissingField("BranchRelease", "metadata.uid"))?,
-        labels: apply::release_child_labels(&release.spec.project, &release_name),
+        labels: labels::release_labels(&release.spec.project, &release_name),
     };
     let objects = build::build(&Release {
         branch_release: &release,
