@@ -113,7 +113,12 @@ impl Metrics {
             .inc();
     }
 
-    pub fn wrote(&self, kind: &str, verb: &'static str) {
+    /// Counts one write (or skip) of an object. Each real write is also logged at debug under the
+    /// target `oksa::writes`, so that an unexpected write can be traced to its object.
+    pub fn wrote(&self, kind: &str, name: &str, verb: &'static str) {
+        if verb != "skipped" {
+            tracing::debug!(target: "oksa::writes", kind, name, verb, "wrote");
+        }
         self.writes
             .get_or_create(&WriteLabels {
                 kind: kind.to_string(),

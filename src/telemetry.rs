@@ -1,6 +1,8 @@
 //! Logging: readable text on a terminal, JSON lines for log collectors, filtered by `RUST_LOG`
 //! (default `info`).
 
+use std::io::IsTerminal;
+
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::format::FmtSpan;
 
@@ -14,10 +16,16 @@ fn filter() -> EnvFilter {
     EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"))
 }
 
+/// Colours only on a terminal: a log file or a pod's log gets plain text.
+fn colours() -> bool {
+    std::io::stderr().is_terminal()
+}
+
 /// Installs the global subscriber writing to stderr.
 pub fn init(format: LogFormat) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter())
+        .with_ansi(colours())
         .with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Text => builder.try_init(),
@@ -44,6 +52,7 @@ pub fn init_quiet() {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(colours())
         .with_writer(std::io::stderr)
         .try_init();
 }

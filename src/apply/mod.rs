@@ -171,7 +171,7 @@ impl<'a> Applier<'a> {
             && fingerprint::on(live) == Some(hash.as_str())
             && drift::holds(&body, live)
         {
-            self.tally.skipped(&kind);
+            self.tally.skipped(&kind, &name);
             return serde_json::from_value(live.clone())
                 .map(|object| Ok(Arc::new(object)))
                 .map_err(kube::Error::SerdeError);
@@ -185,7 +185,7 @@ impl<'a> Applier<'a> {
         let params = PatchParams::apply(FIELD_MANAGER).force();
         match api.patch(&name, &params, &Patch::Apply(&body)).await {
             Ok(applied) => {
-                self.tally.wrote(&kind, "apply");
+                self.tally.wrote(&kind, &name, "apply");
                 let applied = serde_json::to_value(applied)
                     .and_then(serde_json::from_value)
                     .map_err(kube::Error::SerdeError)?;
@@ -268,7 +268,11 @@ impl<'a> Applier<'a> {
             Err(kube::Error::Api(status)) if status.is_not_found() => {}
             Err(error) => return Err(error),
         }
-        self.tally.wrote(&K::kind(&()), "delete");
+        self.tally.wrote(
+            &K::kind(&()),
+            meta.name.as_deref().unwrap_or_default(),
+            "delete",
+        );
         Ok(())
     }
 }

@@ -19,13 +19,13 @@ impl<'a> Tally<'a> {
         }
     }
 
-    pub fn wrote(&self, kind: &str, verb: &'static str) {
+    pub fn wrote(&self, kind: &str, name: &str, verb: &'static str) {
         self.writes.fetch_add(1, Ordering::Relaxed);
-        self.metrics.wrote(kind, verb);
+        self.metrics.wrote(kind, name, verb);
     }
 
-    pub fn skipped(&self, kind: &str) {
-        self.metrics.wrote(kind, "skipped");
+    pub fn skipped(&self, kind: &str, name: &str) {
+        self.metrics.wrote(kind, name, "skipped");
     }
 
     pub fn writes(&self) -> u32 {

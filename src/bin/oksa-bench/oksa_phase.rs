@@ -45,6 +45,8 @@ pub struct OksaResult {
     /// Writes of a restarted operator that found everything as declared (goal: 0).
     pub resync_writes: f64,
     pub resync_peak_rss_mib: f64,
+    /// The operator's log line for each write of the resync (empty when it met its goal of 0).
+    pub resync_write_log: Vec<String>,
     pub cleanup_s: f64,
 }
 
@@ -131,6 +133,25 @@ fn writes_by_verb(metrics: &str) -> BTreeMap<String, f64> {
         .collect()
 }
 
+/// Waits until the operator has written nothing (apart from skips) for `quiet`, or `limit` passed.
+async fn wait_until_quiet(operator: &OperatorProcess, quiet: Duration, limit: Duration) {
+    let writes = |metrics: &str| {
+        sum(metrics, "oksa_child_writes_total", &[])
+            - sum(metrics, "oksa_child_writes_total", &["verb=\"skipped\""])
+    };
+    let deadline = Instant::now() + limit;
+    let mut last = writes(&operator.metrics().await);
+    let mut since = Instant::now();
+    while Instant::now() < deadline && since.elapsed() < quiet {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let now = writes(&operator.metrics().await);
+        if now != last {
+            last = now;
+            since = Instant::now();
+        }
+    }
+}
+
 /// The low-load case: one branch at a time, the next created once the previous is Ready.
 /// Returns, per branch, milliseconds from the create call to all children and to Ready.
 async fn solo_branches(
@@ -182,7 +203,7 @@ pub async fn run(
 ) -> Result<OksaResult, String> {
     let timeout = Duration::from_secs(args.timeout);
     std::fs::create_dir_all("target/bench").map_err(|e| e.to_string())?;
-    let operator = OperatorProcess::start(binary, Path::new("target/bench/operator.log"))
+    let operator = OperatorProcess::start(binary, Path::new("target/bench/operator.log"), "warn")
         .map_err(|e| format!("starting {}: {e}", binary.display()))?;
     operator.wait_ready(Duration::from_secs(60)).await?;
 
@@ -326,15 +347,17 @@ pub async fn run(
         result.wall_to_all_children_s = last(&seen.children_complete);
         result.wall_to_all_ready_s = last(&seen.ready);
     }
-    // Let the last status writes land before reading the counters.
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Let the last status writes land before reading the counters (and before the resync, which
+    // must find nothing left to do).
+    wait_until_quiet(&operator, Duration::from_secs(3), Duration::from_secs(60)).await;
     result.operator_cpu_s = operator.cpu_seconds();
     result.operator_peak_rss_mib = operator.peak_rss_mib();
     result.writes = writes_by_verb(&operator.metrics().await);
     operator.stop();
 
     // A forced full resync: a new operator lists and reconciles every object, finding nothing to change.
-    let operator = OperatorProcess::start(binary, Path::new("target/bench/operator-resync.log"))
+    let resync_log = Path::new("target/bench/operator-resync.log");
+    let operator = OperatorProcess::start(binary, resync_log, "warn,oksa::writes=debug")
         .map_err(|e| e.to_string())?;
     operator.wait_ready(Duration::from_secs(60)).await?;
     let resync_deadline = Instant::now() + timeout;
@@ -350,14 +373,18 @@ pub async fn run(
             "oksa_reconciles_total",
             &["controller=\"project\""],
         );
-        if releases >= (total + args.solo_branches) as f64 && projects_done >= args.projects as f64
+        // Every branch (the burst, the solo ones and the quiet project's one) and every project
+        // (the quiet one included).
+        if releases >= (total + args.solo_branches + 1) as f64
+            && projects_done >= all_projects.len() as f64
         {
             break;
         }
         if Instant::now() > resync_deadline {
             return Err(format!(
-                "the resync reconciled {releases} of {total} branches and {projects_done} of {} projects",
-                args.projects
+                "the resync reconciled {releases} of {} branches and {projects_done} of {} projects",
+                total + args.solo_branches + 1,
+                all_projects.len()
             ));
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -369,6 +396,13 @@ pub async fn run(
     // Every write, whatever its verb: only "skipped" is not one.
     result.resync_writes = sum(&metrics, "oksa_child_writes_total", &[]) - resync["skipped"];
     result.resync_peak_rss_mib = operator.peak_rss_mib();
+    // Each write of the resync names its object, so that a failed "goal 0" says what was written.
+    result.resync_write_log = std::fs::read_to_string(resync_log)
+        .unwrap_or_default()
+        .lines()
+        .filter(|line| line.contains("oksa::writes"))
+        .map(str::to_string)
+        .collect();
 
     if args.keep {
         operator.stop();

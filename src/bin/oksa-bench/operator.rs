@@ -11,7 +11,8 @@ pub struct OperatorProcess {
 }
 
 impl OperatorProcess {
-    pub fn start(binary: &Path, log: &Path) -> std::io::Result<Self> {
+    /// Starts `oksa run` with `RUST_LOG=rust_log`, its log written to `log`.
+    pub fn start(binary: &Path, log: &Path, rust_log: &str) -> std::io::Result<Self> {
         let port = std::net::TcpListener::bind("127.0.0.1:0")?
             .local_addr()?
             .port();
@@ -19,7 +20,7 @@ impl OperatorProcess {
         let child = Command::new(binary)
             .arg("run")
             .env("OKSA_LISTEN", format!("127.0.0.1:{port}"))
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", rust_log)
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()?;

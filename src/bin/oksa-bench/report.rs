@@ -154,6 +154,11 @@ impl Report {
                 o.cleanup_s
             ),
         ];
+        lines.extend(
+            o.resync_write_log
+                .iter()
+                .map(|line| format!("  resync wrote: {line}")),
+        );
         lines.push(String::new());
         lines.join("\n")
     }

@@ -51,7 +51,9 @@ pub async fn sync(
         {
             // A detached claim of this branch is declared again: it is the volume's again.
             set_detached(ctx, live, false).await?;
-            applier.tally().wrote("PersistentVolumeClaim", "attach");
+            applier
+                .tally()
+                .wrote("PersistentVolumeClaim", &live.name_any(), "attach");
         }
         let state = match volumes::plan(volume, &mut claim, live.as_deref()) {
             ClaimPlan::Refuse(message) => (live, Some(message)),
@@ -97,7 +99,9 @@ pub async fn detach_undeclared(
             Belonging::Ours => {
                 let claim = cached.object().map_err(kube::Error::SerdeError)?;
                 set_detached(ctx, &claim, true).await?;
-                applier.tally().wrote("PersistentVolumeClaim", "detach");
+                applier
+                    .tally()
+                    .wrote("PersistentVolumeClaim", &claim.name_any(), "detach");
                 let note = format!(
                     "volume of claim {name} is no longer in the spec: the claim and its data are kept, \
                      detached (label {}=true), until someone deletes it; declaring the volume again takes it back",
@@ -133,7 +137,8 @@ pub async fn finalize(ctx: &Context, release: &BranchRelease, namespace: &str) -
             .any(|r| Some(r.uid.as_str()) == release.metadata.uid.as_deref());
         if ours {
             set_detached(ctx, &claim, true).await?;
-            ctx.metrics.wrote("PersistentVolumeClaim", "detach");
+            ctx.metrics
+                .wrote("PersistentVolumeClaim", &claim.name_any(), "detach");
             let note = format!(
                 "volume {} is retained: claim {name} and its data are kept, detached, for the next BranchRelease of this branch",
                 volume.name

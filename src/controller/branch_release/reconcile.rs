@@ -114,7 +114,8 @@ async fn reconcile_release(release: Arc<BranchRelease>, ctx: &Context) -> Result
     if !release.spec.volumes.is_empty()
         && finalizer::add(&api, release.as_ref(), labels::VOLUMES_FINALIZER).await?
     {
-        ctx.metrics.wrote("BranchRelease", "finalizer");
+        ctx.metrics
+            .wrote("BranchRelease", &release.name_any(), "finalizer");
     }
 
     let release_name = naming::release_name(&release.spec.branch);
@@ -325,7 +326,8 @@ async fn write_status(
         &Patch::Apply(&patch),
     )
     .await?;
-    ctx.metrics.wrote("BranchRelease", "status");
+    ctx.metrics
+        .wrote("BranchRelease", &release.name_any(), "status");
 
     for (note, warning, reason) in milestones(&old_status, &new_status) {
         events::publish(ctx, release, warning, &reason, note).await;

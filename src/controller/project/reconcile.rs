@@ -85,7 +85,8 @@ async fn reconcile_project(project: Arc<Project>, ctx: &Context) -> Result<Actio
                     if finalizer::add(&projects, project.as_ref(), labels::PROJECT_FINALIZER)
                         .await?
                     {
-                        ctx.metrics.wrote("Project", "finalizer");
+                        ctx.metrics
+                            .wrote("Project", &project.name_any(), "finalizer");
                     }
                     let owner = Owner {
                         reference: project
@@ -183,7 +184,7 @@ async fn apply_namespace(
             Api::<Namespace>::all(ctx.client.clone())
                 .create(&params, &objects.namespace)
                 .await?;
-            tally.wrote("Namespace", "create");
+            tally.wrote("Namespace", &name, "create");
             info!(namespace = %name, "created namespace");
         }
         Some(live) => {
@@ -275,7 +276,7 @@ async fn write_status(
         &Patch::Apply(&patch),
     )
     .await?;
-    ctx.metrics.wrote("Project", "status");
+    ctx.metrics.wrote("Project", &project.name_any(), "status");
 
     let old_ready = conditions::find(&old_status.conditions, READY);
     let new_ready = conditions::find(&new_status.conditions, READY);
