@@ -1,6 +1,7 @@
 //! Oksa: every git branch of every project gets its own running environment.
 
 pub mod api;
+pub mod api_probe;
 pub mod apply;
 pub mod cli;
 pub mod compact;

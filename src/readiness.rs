@@ -1,6 +1,6 @@
-//! Whether the operator can act yet, and if not, what it is waiting for: `/readyz` says which
-//! watch caches have not had their first full list (a missing permission shows up here as the
-//! cache that never fills, named).
+//! Whether the operator can act, and if not, why: `/readyz` says which watch caches have not had
+//! their first full list (a missing permission shows up here as the cache that never fills,
+//! named), and whether the API server answers at all (see `api_probe`).
 
 use std::collections::BTreeSet;
 use std::sync::Mutex;
@@ -12,6 +12,8 @@ pub struct Readiness {
     waiting: Mutex<Option<BTreeSet<&'static str>>>,
     /// A standby of leader election: ready to take over, reconciling nothing until then.
     standby: AtomicBool,
+    /// Why the API server cannot be used right now (its last probe failed); None while it answers.
+    api_unreachable: Mutex<Option<String>>,
 }
 
 impl Default for Readiness {
@@ -19,6 +21,7 @@ impl Default for Readiness {
         Readiness {
             waiting: Mutex::new(None),
             standby: AtomicBool::new(false),
+            api_unreachable: Mutex::new(None),
         }
     }
 }
@@ -42,7 +45,16 @@ impl Readiness {
         self.standby.store(standby, Ordering::SeqCst);
     }
 
+    /// The outcome of the latest probe of the API server: Err says why it could not be used.
+    pub fn api_probed(&self, outcome: Result<(), String>) {
+        *self.api_unreachable.lock().expect("readiness") = outcome.err();
+    }
+
     pub fn is_ready(&self) -> bool {
+        if self.api_unreachable.lock().expect("readiness").is_some() {
+            // Neither a leader nor a standby can do anything without the API server.
+            return false;
+        }
         if self.standby.load(Ordering::SeqCst) {
             return true;
         }
@@ -55,6 +67,9 @@ impl Readiness {
 
     /// One line for `/readyz`.
     pub fn describe(&self) -> String {
+        if let Some(why) = self.api_unreachable.lock().expect("readiness").as_ref() {
+            return format!("the API server cannot be used: {why}");
+        }
         if self.standby.load(Ordering::SeqCst) {
             return "ready: standby, another operator holds the lease".into();
         }
@@ -94,5 +109,24 @@ mod tests {
         assert!(readiness.describe().contains("standby"));
         readiness.standby(false);
         assert!(!readiness.is_ready(), "leading: its caches must fill first");
+    }
+
+    #[test]
+    fn an_unreachable_api_server_makes_it_unready_until_it_answers_again() {
+        let readiness = Readiness::default();
+        readiness.waiting_for(["projects"]);
+        readiness.synced("projects");
+        readiness.api_probed(Err("no answer within 5s".into()));
+        assert!(!readiness.is_ready());
+        assert_eq!(
+            readiness.describe(),
+            "the API server cannot be used: no answer within 5s"
+        );
+        readiness.standby(true);
+        assert!(!readiness.is_ready(), "a standby cannot take over either");
+        readiness.standby(false);
+        readiness.api_probed(Ok(()));
+        assert!(readiness.is_ready());
+        assert_eq!(readiness.describe(), "ready");
     }
 }

@@ -61,6 +61,9 @@ pub async fn run(
     } else {
         wait_for_crds(&client).await;
     }
+    // From here on /readyz also says whether the API server answers (the probe reads Projects,
+    // so it starts once their CRD is there).
+    tokio::spawn(crate::api_probe::run(client.clone(), ready.clone()));
     // With leader election, only the holder of the Lease reconciles; a standby is ready (its
     // /readyz says so) and waits.
     let mut leadership = match election {

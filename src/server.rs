@@ -1,5 +1,5 @@
 //! The operator's HTTP endpoints: `/metrics` (Prometheus), `/healthz` (the process is alive) and
-//! `/readyz` (caches synced: the operator can act).
+//! `/readyz` (caches synced and the API server answering: the operator can act).
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -9,6 +9,7 @@
 pub mod fixtures;
 pub mod identity;
 pub mod operator;
+pub mod plane_process;
 pub mod process;
 
 use std::fmt::Debug;
@@ -31,6 +32,9 @@ pub const TEST_LABEL: &str = "oksa.dev/test";
 pub struct Plane {
     pub kubeconfig: PathBuf,
     pub tools: Option<PathBuf>,
+    /// The local plane's state folder (its pids/ and logs/); None for a cluster given by
+    /// `KUBECONFIG`, whose processes the tests cannot touch.
+    pub state: Option<PathBuf>,
 }
 
 /// The kubeconfig of the cluster under test, resolved once per test binary.
@@ -58,6 +62,7 @@ pub fn plane() -> &'static Plane {
             return Plane {
                 kubeconfig: PathBuf::from(path),
                 tools: None,
+                state: None,
             };
         }
         let up = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/cluster/up");
@@ -81,8 +86,10 @@ pub fn plane() -> &'static Plane {
             .find_map(|l| l.strip_prefix("export PATH="))
             .and_then(|l| l.split(':').next())
             .map(PathBuf::from);
+        let kubeconfig = PathBuf::from(line.trim());
         Plane {
-            kubeconfig: PathBuf::from(line.trim()),
+            state: kubeconfig.parent().map(PathBuf::from),
+            kubeconfig,
             tools,
         }
     })
