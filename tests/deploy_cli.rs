@@ -195,3 +195,135 @@ async fn status_lists_a_projects_branches() {
     );
     project.cleanup().await;
 }
+
+/// Writes a BranchRelease manifest for `--file` and returns its path.
+fn manifest(name: &str, yaml: &str) -> String {
+    let path = format!("{}/{name}.yaml", env!("CARGO_TARGET_TMPDIR"));
+    std::fs::write(&path, yaml).unwrap();
+    path
+}
+
+#[tokio::test]
+async fn a_dry_run_shows_each_change_and_writes_nothing() {
+    let project = TestProject::create("dry", json!({})).await;
+    let deploy_image = |image: &str, dry_run: bool| {
+        let image = format!("web={image}");
+        let mut args = vec![
+            "--project",
+            &project.name,
+            "--branch",
+            "main",
+            "--image",
+            &image,
+            "--port",
+            "web=8080",
+        ];
+        if dry_run {
+            args.push("--dry-run");
+        }
+        deploy(&args)
+    };
+
+    // A new branch: everything would be created, and nothing is.
+    let output = deploy_image("nginx:1.27", true);
+    let (stdout, stderr) = text(&output);
+    assert_eq!(output.status.code(), Some(0), "{stdout}\n{stderr}");
+    for line in ["Deployment", "Service", "Ingress"] {
+        assert!(
+            stdout
+                .lines()
+                .any(|l| l.trim_start().starts_with(line) && l.ends_with("create")),
+            "{line} created: {stdout}"
+        );
+    }
+    assert!(
+        project.releases().get_opt("main").await.unwrap().is_none(),
+        "a dry run created the BranchRelease"
+    );
+
+    // An existing branch and a new image: one field of the Deployment changes, nothing else.
+    assert_eq!(deploy_image("nginx:1.27", false).status.code(), Some(0));
+    let before = project.releases().get("main").await.unwrap();
+    let output = deploy_image("nginx:1.28", true);
+    let (stdout, stderr) = text(&output);
+    assert_eq!(output.status.code(), Some(0), "{stdout}\n{stderr}");
+    let line = |kind: &str| {
+        stdout
+            .lines()
+            .find(|l| l.trim_start().starts_with(kind))
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert!(
+        line("Deployment").ends_with("change: spec.template.spec.containers[web].image"),
+        "{stdout}"
+    );
+    assert!(line("Service").ends_with("unchanged"), "{stdout}");
+    assert!(line("Ingress").ends_with("unchanged"), "{stdout}");
+    let after = project.releases().get("main").await.unwrap();
+    assert_eq!(after.metadata.generation, before.metadata.generation);
+    assert_eq!(after.spec.components[0].containers[0].image, "nginx:1.27");
+    project.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_dry_run_refuses_a_host_outside_the_domain_and_a_volume_shrink() {
+    let project = TestProject::create("dry-refused", json!({})).await;
+    let release = |hosts: &str, size: &str| {
+        format!(
+            "apiVersion: oksa.dev/v1alpha1\nkind: BranchRelease\nmetadata: {{name: main}}\n\
+             spec:\n  project: {project}\n  branch: main\n  hosts: [{hosts}]\n\
+             \x20 volumes: [{{name: data, size: {size}}}]\n\
+             \x20 components:\n  - name: web\n    containers:\n    - name: web\n      image: nginx\n\
+             \x20     ports: [{{containerPort: 8080}}]\n      volumeMounts: [{{volume: data, mountPath: /data}}]\n",
+            project = project.name
+        )
+    };
+    let dry_run = |file: &str| {
+        deploy(&[
+            "--project",
+            &project.name,
+            "--branch",
+            "main",
+            "--file",
+            file,
+            "--dry-run",
+        ])
+    };
+
+    let outside = manifest("dry-outside", &release("shop.example.com", "2Gi"));
+    let output = dry_run(&outside);
+    let (stdout, stderr) = text(&output);
+    assert_eq!(output.status.code(), Some(2), "{stdout}\n{stderr}");
+    assert!(stderr.contains("HostOutsideDomain"), "{stderr}");
+    assert!(stderr.contains("shop.example.com"), "{stderr}");
+
+    let deployed = manifest("dry-2gi", &release("", "2Gi"));
+    let output = deploy(&[
+        "--project",
+        &project.name,
+        "--branch",
+        "main",
+        "--file",
+        &deployed,
+    ]);
+    assert_eq!(output.status.code(), Some(0), "{:?}", text(&output));
+    let smaller = manifest("dry-1gi", &release("", "1Gi"));
+    let output = dry_run(&smaller);
+    let (stdout, stderr) = text(&output);
+    assert_eq!(output.status.code(), Some(2), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("refused: volume data: shrinking from 2Gi to 1Gi was refused"),
+        "{stdout}"
+    );
+    // Growing is fine, and is shown as the claim's change.
+    let bigger = manifest("dry-3gi", &release("", "3Gi"));
+    let output = dry_run(&bigger);
+    let (stdout, stderr) = text(&output);
+    assert_eq!(output.status.code(), Some(0), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("change: spec.resources.requests.storage"),
+        "{stdout}"
+    );
+    project.cleanup().await;
+}

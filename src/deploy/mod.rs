@@ -1,5 +1,9 @@
 //! `oksa deploy`: what CI calls after building images. Creates or updates a BranchRelease, then
 //! follows it until it is Ready (exit 0) or clearly is not going to be (non-zero, with reasons).
+//! With `--dry-run`, checks it and shows what would change instead (`dry_run.rs`).
+
+mod dry_run;
+pub mod preview;
 
 use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
@@ -67,6 +71,12 @@ pub struct DeployArgs {
     /// Apply and exit without waiting.
     #[arg(long)]
     pub no_wait: bool,
+    /// Write nothing: check the BranchRelease as the API server and Oksa would (schema and
+    /// validation rules, domain and hosts, name collisions, volume changes) and print what would
+    /// change, object by object and field by field. Exit 0 when the deploy would go ahead, 2 when
+    /// Oksa would refuse it (a refused volume change included), 1 when the API server would.
+    #[arg(long, conflicts_with = "no_wait")]
+    pub dry_run: bool,
 }
 
 fn parse_pair(text: &str) -> Result<(String, String), String> {
@@ -264,6 +274,9 @@ pub async fn run(args: DeployArgs) -> Result<u8, String> {
         .unwrap_or_else(|| naming::release_name(&args.branch));
     let spec = desired_spec(&args, from_file.map(|r| r.spec))?;
     let release = BranchRelease::new(&name, spec);
+    if args.dry_run {
+        return dry_run::run(&client, &namespace, &release).await;
+    }
     let api = Api::<BranchRelease>::namespaced(client.clone(), &namespace);
     let applied = api
         .patch(
@@ -417,6 +430,7 @@ mod tests {
             timeout: 300,
             fail_after: 30,
             no_wait: false,
+            dry_run: false,
         }
     }
 

@@ -1,0 +1,204 @@
+//! `oksa deploy --dry-run`: everything a deploy checks, and what it would change, with nothing
+//! written. The API server checks the BranchRelease (schema and validation rules) through its
+//! server-side dry run; Oksa's own rules are the controller's pure code (`validate::check`,
+//! `volumes::plan`); the changes are its rendering (`build::build`) against the live children.
+
+use std::fmt::Debug;
+use std::sync::Arc;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Service};
+use k8s_openapi::api::networking::v1::Ingress;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::{NamespaceResourceScope, jiff};
+use kube::api::{ListParams, Patch, PatchParams};
+use kube::{Api, Client, Resource, ResourceExt};
+use serde::de::DeserializeOwned;
+
+use super::exit;
+use super::preview::{self, Declared, Live};
+use crate::api::{BranchRelease, Phase, Project};
+use crate::apply::{Belonging, Owner, describe, fingerprint};
+use crate::controller::branch_release::build::{self, Release, ReleaseObjects};
+use crate::controller::branch_release::validate;
+use crate::controller::branch_release::volumes::{self, ClaimPlan};
+use crate::{labels, naming};
+
+pub async fn run(client: &Client, namespace: &str, release: &BranchRelease) -> Result<u8, String> {
+    let name = release.name_any();
+    let api = Api::<BranchRelease>::namespaced(client.clone(), namespace);
+    let current = api
+        .get_opt(&name)
+        .await
+        .map_err(|e| format!("reading BranchRelease {name}: {}", describe(&e)))?;
+    let mut candidate = api
+        .patch(
+            &name,
+            &PatchParams::apply("oksa-deploy").force().dry_run(),
+            &Patch::Apply(release),
+        )
+        .await
+        .map_err(|e| format!("the cluster refused BranchRelease {name}: {}", describe(&e)))?;
+    println!("dry run of BranchRelease {namespace}/{name} (nothing is written):");
+    println!("  the API server accepts it (schema and validation rules)");
+    if current.is_none() {
+        // A new BranchRelease comes after every existing one: they keep what both ask for.
+        candidate.metadata.creation_timestamp = Some(Time(jiff::Timestamp::now()));
+    }
+
+    let project = match Api::<Project>::all(client.clone())
+        .get_opt(&candidate.spec.project)
+        .await
+    {
+        Ok(project) => project,
+        Err(kube::Error::Api(status)) if status.is_forbidden() => {
+            println!(
+                "  Oksa's own checks and the list of changes need to read Project {} (cluster-scoped), \
+                 which these credentials may not: not checked",
+                candidate.spec.project
+            );
+            return Ok(exit::READY);
+        }
+        Err(error) => return Err(format!("reading Project: {}", describe(&error))),
+    };
+    let siblings: Vec<Arc<BranchRelease>> = api
+        .list(&ListParams::default())
+        .await
+        .map_err(|e| format!("listing BranchReleases: {}", describe(&e)))?
+        .items
+        .into_iter()
+        .filter(|r| r.name_any() != name)
+        .map(Arc::new)
+        .collect();
+    let project = match validate::check(&candidate, project.as_ref(), &siblings) {
+        Err(blocked) if blocked.phase == Phase::Invalid => {
+            eprintln!(
+                "  refused by Oksa ({}): {}",
+                blocked.reason, blocked.message
+            );
+            return Ok(exit::REFUSED);
+        }
+        Err(blocked) => {
+            println!(
+                "  Oksa would not deploy it yet ({}): {}",
+                blocked.reason, blocked.message
+            );
+            return Ok(exit::READY);
+        }
+        Ok(project) => project,
+    };
+    println!("  Oksa accepts it (domain, hosts, names, branch limit)");
+
+    let render = |release: &BranchRelease| -> Option<ReleaseObjects> {
+        Some(build::build(&Release {
+            branch_release: release,
+            project,
+            name: naming::release_name(&release.spec.branch),
+            owner: release.controller_owner_ref(&())?,
+        }))
+    };
+    let next = render(&candidate).ok_or("the API server's answer has no uid")?;
+    let previous = current.as_ref().and_then(render);
+    let release_name = naming::release_name(&candidate.spec.branch);
+    let owner = Owner {
+        reference: candidate
+            .controller_owner_ref(&())
+            .ok_or("the API server's answer has no uid")?,
+        labels: labels::release_labels(&candidate.spec.project, &release_name),
+    };
+    let declared = preview::declared(&next);
+    let live = [
+        live_children::<Deployment>(client, namespace, &owner, &declared).await?,
+        live_children::<Service>(client, namespace, &owner, &declared).await?,
+        live_children::<Ingress>(client, namespace, &owner, &declared).await?,
+        live_children::<PersistentVolumeClaim>(client, namespace, &owner, &declared).await?,
+    ]
+    .concat();
+
+    // The volume rules: what Kubernetes cannot change about a claim is refused before it is tried.
+    let claims = Api::<PersistentVolumeClaim>::namespaced(client.clone(), namespace);
+    let mut refused = Vec::new();
+    for (volume, mut desired) in candidate.spec.volumes.iter().zip(next.claims.clone()) {
+        let claim_name = desired.name_any();
+        let existing = claims
+            .get_opt(&claim_name)
+            .await
+            .map_err(|e| format!("reading claim {claim_name}: {}", describe(&e)))?;
+        if let ClaimPlan::Refuse(why) = volumes::plan(volume, &mut desired, existing.as_ref()) {
+            refused.push((claim_name, why));
+        }
+    }
+
+    let changes = preview::changes(
+        previous.as_ref().map(preview::declared).as_deref(),
+        &declared,
+        &live,
+        &refused,
+    );
+    for change in &changes {
+        println!("  {}", preview::describe(change));
+    }
+    if preview::refused(&changes) {
+        eprintln!("  the deploy would be refused for the objects marked refused");
+        return Ok(exit::REFUSED);
+    }
+    Ok(exit::READY)
+}
+
+/// The live objects of kind `K` that matter: those carrying the release's labels (they may be
+/// pruned) and those with a declared name (they may be someone else's).
+async fn live_children<K>(
+    client: &Client,
+    namespace: &str,
+    owner: &Owner,
+    declared: &[Declared],
+) -> Result<Vec<Live>, String>
+where
+    K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
+        + Clone
+        + DeserializeOwned
+        + Debug,
+{
+    let kind = K::kind(&()).to_string();
+    let api = Api::<K>::namespaced(client.clone(), namespace);
+    let selector = owner
+        .labels
+        .iter()
+        .map(|(key, value)| format!("{key}={value}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let mut objects = api
+        .list(&ListParams::default().labels(&selector))
+        .await
+        .map_err(|e| format!("listing {kind}s: {}", describe(&e)))?
+        .items;
+    for wanted in declared.iter().filter(|d| d.kind == kind) {
+        if objects.iter().any(|o| o.name_any() == wanted.name) {
+            continue;
+        }
+        if let Some(object) = api
+            .get_opt(&wanted.name)
+            .await
+            .map_err(|e| format!("reading {kind} {}: {}", wanted.name, describe(&e)))?
+        {
+            objects.push(object);
+        }
+    }
+    Ok(objects
+        .iter()
+        // A claim detached before is not this branch's to detach again (unless declared again,
+        // which attaches it).
+        .filter(|o| {
+            !o.labels().contains_key(labels::DETACHED)
+                || declared
+                    .iter()
+                    .any(|d| d.kind == kind && d.name == o.name_any())
+        })
+        .map(|object| Live {
+            kind: kind.clone(),
+            name: object.name_any(),
+            applied: object.annotations().get(fingerprint::ANNOTATION).cloned(),
+            ours: !matches!(owner.belonging(object.meta()), Belonging::Foreign(_)),
+        })
+        .collect())
+}
