@@ -9,6 +9,7 @@ pub mod controller;
 pub mod crd;
 pub mod demo;
 pub mod deploy;
+pub mod gateway_api;
 pub mod labels;
 pub mod leader;
 pub mod metrics;

@@ -194,19 +194,24 @@ impl Policy {
                     ));
                 }
             }
-            if let Some(controller) = &ingress.controller_namespace
-                && !self
-                    .controller_namespaces
-                    .iter()
-                    .any(|p| p == "*" || matches(p, controller))
-            {
-                return Err(violation(
-                    "policy.controllerNamespaces",
-                    format!(
-                        "ingress.controllerNamespace is {controller}, which would open the project's pods to it"
-                    ),
-                ));
-            }
+        }
+        if let Some(controller) = spec.controller_namespace()
+            && !self
+                .controller_namespaces
+                .iter()
+                .any(|p| p == "*" || matches(p, controller))
+        {
+            let field = if spec.gateway.is_some() {
+                "gateway"
+            } else {
+                "ingress"
+            };
+            return Err(violation(
+                "policy.controllerNamespaces",
+                format!(
+                    "{field}.controllerNamespace is {controller}, which would open the project's pods to it"
+                ),
+            ));
         }
         Ok(())
     }

@@ -25,6 +25,8 @@ use serde::{Deserialize, Serialize};
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = kube::core::Rule::new("has(self.namespace) == has(oldSelf.namespace)")
     .message("namespace is immutable: a Project keeps the namespace it was created with"))]
+#[x_kube(validation = kube::core::Rule::new("!(has(self.ingress) && has(self.gateway))")
+    .message("choose one way to route the branches: ingress or gateway, not both"))]
 pub struct ProjectSpec {
     /// Namespace Oksa creates for this project (default: the Project's name). Oksa never adopts
     /// a namespace that already exists and was not created by it for this Project. Immutable.
@@ -53,6 +55,11 @@ pub struct ProjectSpec {
     /// How branches are exposed: ingress class, TLS and extra annotations for every Ingress.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ingress: Option<ProjectIngress>,
+
+    /// Route the branches through a Gateway API Gateway instead: each branch gets an HTTPRoute
+    /// attached to this Gateway, which terminates TLS. Excludes `ingress`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway: Option<ProjectGateway>,
 
     /// Who may work in the project's namespace. Each rule becomes a RoleBinding subject for the
     /// built-in `view`, `edit` or `admin` ClusterRole.
@@ -119,6 +126,63 @@ pub struct ProjectIngress {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 63))]
     pub controller_namespace: Option<String>,
+}
+
+/// The Gateway (Gateway API) that routes a project's branches. The platform runs it and decides,
+/// with its listeners' `allowedRoutes`, which namespaces may attach routes to it.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ProjectGateway {
+    /// Name of the Gateway.
+    #[schemars(
+        length(min = 1, max = 253),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+    )]
+    pub name: String,
+
+    /// Namespace of the Gateway (default: the project's namespace).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        length(min = 1, max = 63),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    )]
+    pub namespace: Option<String>,
+
+    /// One listener of the Gateway to attach to (default: every listener that accepts the
+    /// routes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        length(min = 1, max = 253),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+    )]
+    pub section_name: Option<String>,
+
+    /// The Gateway serves these hosts over HTTPS (its listener holds the certificate): the
+    /// branches' URLs are `https://`.
+    #[serde(default)]
+    pub https: bool,
+
+    /// Namespace of the Gateway's proxy pods. When set, the project's NetworkPolicy admits
+    /// traffic from it; otherwise only pods of the project's own namespace can reach its
+    /// branches.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 63))]
+    pub controller_namespace: Option<String>,
+}
+
+impl ProjectSpec {
+    /// The namespace of whatever routes traffic to the branches (ingress controller or Gateway
+    /// proxy), when the Project names it.
+    pub fn controller_namespace(&self) -> Option<&str> {
+        self.ingress
+            .as_ref()
+            .and_then(|i| i.controller_namespace.as_deref())
+            .or_else(|| {
+                self.gateway
+                    .as_ref()
+                    .and_then(|g| g.controller_namespace.as_deref())
+            })
+    }
 }
 
 /// One subject that gets a role in the project's namespace.

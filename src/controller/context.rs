@@ -21,6 +21,7 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use super::turns::FairTurns;
 use crate::api::{BranchRelease, Project};
 use crate::compact::Compact;
+use crate::gateway_api::HTTPRoute;
 use crate::labels::FIELD_MANAGER;
 use crate::metrics::Metrics;
 use crate::policy::Policy;
@@ -37,6 +38,8 @@ pub struct Stores {
     pub deployments: Store<Compact<Deployment>>,
     pub services: Store<Compact<Service>>,
     pub ingresses: Store<Compact<Ingress>>,
+    /// Empty, and never waited for, when the cluster has no Gateway API (see `gateway_api`).
+    pub http_routes: Store<Compact<HTTPRoute>>,
     pub claims: Store<Compact<PersistentVolumeClaim>>,
     /// Pods of the components, metadata and status only (see `watch::pods`).
     pub pods: Store<Compact<Pod>>,
@@ -62,6 +65,8 @@ pub struct Context {
     pub stopping: AtomicBool,
     /// What the platform allows Projects to ask for.
     pub policy: Policy,
+    /// Whether the cluster serves Gateway API's HTTPRoutes (checked at start-up).
+    pub gateway_api: bool,
 }
 
 /// BranchRelease reconciles running at once: enough to keep the API server busy.
@@ -82,6 +87,7 @@ impl Stores {
             "deployments",
             "services",
             "ingresses",
+            "httproutes",
             "persistentvolumeclaims",
             "pods",
             "rolebindings",
@@ -99,6 +105,10 @@ impl Stores {
                 .map(synced("deployments")),
             self.services.wait_until_ready().map(synced("services")),
             self.ingresses.wait_until_ready().map(synced("ingresses")),
+            // Without Gateway API its writer is dropped, which ends this wait at once.
+            self.http_routes
+                .wait_until_ready()
+                .map(synced("httproutes")),
             self.claims
                 .wait_until_ready()
                 .map(synced("persistentvolumeclaims")),
@@ -124,6 +134,7 @@ impl Context {
         metrics: Metrics,
         caches_ready: tokio::sync::watch::Receiver<bool>,
         policy: Policy,
+        gateway_api: bool,
     ) -> Self {
         let reporter = Reporter {
             controller: FIELD_MANAGER.into(),
@@ -141,6 +152,7 @@ impl Context {
             project_turns: FairTurns::new(PROJECT_CONCURRENCY),
             stopping: AtomicBool::new(false),
             policy,
+            gateway_api,
         }
     }
 }

@@ -57,6 +57,7 @@ pub async fn run(
     let (deployments, deployments_writer) = reflector::store();
     let (services, services_writer) = reflector::store();
     let (ingresses, ingresses_writer) = reflector::store();
+    let (http_routes, http_routes_writer) = reflector::store();
     let (claims, claims_writer) = reflector::store();
     let (pods, pods_writer) = reflector::store();
     let (role_bindings, role_bindings_writer) = reflector::store();
@@ -70,6 +71,7 @@ pub async fn run(
         deployments,
         services,
         ingresses,
+        http_routes,
         claims,
         pods,
         role_bindings,
@@ -78,12 +80,14 @@ pub async fn run(
         network_policies,
     };
     let (caches_ready_tx, caches_ready) = tokio::sync::watch::channel(false);
+    let gateway_api = gateway_api_installed(&client).await;
     let ctx = Arc::new(Context::new(
         client.clone(),
         stores.clone(),
         metrics,
         caches_ready,
         policy,
+        gateway_api,
     ));
     let shutdown = shutdown.shared();
 
@@ -232,7 +236,16 @@ pub async fn run(
             releases_of_project,
         )
         // A branch that goes away or changes its spec may free what a blocked sibling waits for.
-        .reconcile_on(sibling_triggers_rx)
+        .reconcile_on(sibling_triggers_rx);
+    // HTTPRoutes only where Gateway API is installed; elsewhere their cache stays empty (its
+    // writer dropped here) and a Project that asks for a Gateway is told why it gets none.
+    let release_controller = if gateway_api {
+        release_controller.owns_stream(watch::managed(&client, http_routes_writer))
+    } else {
+        drop(http_routes_writer);
+        release_controller
+    };
+    let release_controller = release_controller
         .graceful_shutdown_on(shutdown.clone())
         .run(
             in_turn(branch_release::reconcile::reconcile, |ctx| {
@@ -277,6 +290,20 @@ pub async fn run(
         release_controller.inspect(|()| info!("branchrelease controller stopped"));
     futures::join!(project_controller, release_controller, readiness, stopping);
     info!("controllers stopped");
+}
+
+/// Whether the API server serves Gateway API's HTTPRoutes. Asked once, at start-up: Oksa must be
+/// restarted to use a Gateway API installed after it (its chart's rollout does that).
+async fn gateway_api_installed(client: &Client) -> bool {
+    let version = format!("{}/v1", crate::gateway_api::GROUP);
+    match client.list_api_group_resources(&version).await {
+        Ok(resources) => resources.resources.iter().any(|r| r.name == "httproutes"),
+        Err(kube::Error::Api(status)) if status.is_not_found() => false,
+        Err(error) => {
+            warn!(%error, "cannot tell whether Gateway API is installed; assuming it is not");
+            false
+        }
+    }
 }
 
 /// The part of a Project its branches depend on: its spec, whether it is being deleted, and
@@ -413,6 +440,7 @@ fn update_gauges(ctx: &Context) {
         ("Deployment", stores.deployments.state().len()),
         ("Service", stores.services.state().len()),
         ("Ingress", stores.ingresses.state().len()),
+        ("HTTPRoute", stores.http_routes.state().len()),
         ("PersistentVolumeClaim", stores.claims.state().len()),
         ("Pod", stores.pods.state().len()),
         ("RoleBinding", stores.role_bindings.state().len()),

@@ -22,6 +22,7 @@ use crate::apply::{Belonging, Owner, describe, fingerprint};
 use crate::controller::branch_release::build::{self, Release, ReleaseObjects};
 use crate::controller::branch_release::validate;
 use crate::controller::branch_release::volumes::{self, ClaimPlan};
+use crate::gateway_api::HTTPRoute;
 use crate::{labels, naming};
 
 pub async fn run(client: &Client, namespace: &str, release: &BranchRelease) -> Result<u8, String> {
@@ -111,6 +112,7 @@ pub async fn run(client: &Client, namespace: &str, release: &BranchRelease) -> R
         live_children::<Deployment>(client, namespace, &owner, &declared).await?,
         live_children::<Service>(client, namespace, &owner, &declared).await?,
         live_children::<Ingress>(client, namespace, &owner, &declared).await?,
+        live_children::<HTTPRoute>(client, namespace, &owner, &declared).await?,
         live_children::<PersistentVolumeClaim>(client, namespace, &owner, &declared).await?,
     ]
     .concat();
@@ -167,11 +169,12 @@ where
         .map(|(key, value)| format!("{key}={value}"))
         .collect::<Vec<_>>()
         .join(",");
-    let mut objects = api
-        .list(&ListParams::default().labels(&selector))
-        .await
-        .map_err(|e| format!("listing {kind}s: {}", describe(&e)))?
-        .items;
+    let mut objects = match api.list(&ListParams::default().labels(&selector)).await {
+        Ok(list) => list.items,
+        // A kind this cluster does not serve (Gateway API not installed): none of it exists.
+        Err(kube::Error::Api(status)) if status.is_not_found() => return Ok(Vec::new()),
+        Err(error) => return Err(format!("listing {kind}s: {}", describe(&error))),
+    };
     for wanted in declared.iter().filter(|d| d.kind == kind) {
         if objects.iter().any(|o| o.name_any() == wanted.name) {
             continue;

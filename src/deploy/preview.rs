@@ -70,6 +70,7 @@ pub fn declared(objects: &ReleaseObjects) -> Vec<Declared> {
     let mut all = each(&objects.deployments, "Deployment");
     all.extend(each(&objects.services, "Service"));
     all.extend(each(objects.ingress.as_slice(), "Ingress"));
+    all.extend(each(objects.http_route.as_slice(), "HTTPRoute"));
     all.extend(each(&objects.claims, "PersistentVolumeClaim"));
     all
 }

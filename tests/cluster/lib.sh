@@ -19,11 +19,16 @@ module_version() {
 ETCD_VERSION="$(module_version "$CLUSTER_DIR/k8s/go.mod" go.etcd.io/etcd/server/v3)"
 KWOK_VERSION="$(module_version "$CLUSTER_DIR/kwok/go.mod" sigs.k8s.io/kwok)"
 HELM_VERSION="$(module_version "$CLUSTER_DIR/helm/go.mod" helm.sh/helm/v4)"
+TRAEFIK_VERSION="$(module_version "$CLUSTER_DIR/traefik/go.mod" github.com/traefik/traefik/v3)"
+GATEWAY_API_VERSION="$(module_version "$CLUSTER_DIR/traefik/go.mod" sigs.k8s.io/gateway-api)"
 
 KUBERNETES_BIN="$OKSA_CACHE/kubernetes-$KUBERNETES_VERSION"
 ETCD_BIN="$OKSA_CACHE/etcd-$ETCD_VERSION"
 KWOK_BIN="$OKSA_CACHE/kwok-$KWOK_VERSION"
 HELM_BIN="$OKSA_CACHE/helm-$HELM_VERSION"
+TRAEFIK_BIN="$OKSA_CACHE/traefik-$TRAEFIK_VERSION"
+# The standard-channel CRDs of Gateway API, from its module.
+GATEWAY_API_CRDS="$OKSA_CACHE/gateway-api-$GATEWAY_API_VERSION"
 # Our own provisioner is keyed by the hash of its sources, so an edit rebuilds it.
 provisioner_key() {
   cat "$CLUSTER_DIR"/provisioner/*.go "$CLUSTER_DIR/provisioner/go.sum" | sha256sum | cut -c1-12

@@ -22,7 +22,12 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::ResourceExt;
 
 use crate::api::{
-    AccessMode, BranchRelease, Component, Container, PodSecurityLevel, Project, Volume,
+    AccessMode, BranchRelease, Component, Container, PodSecurityLevel, Project, ProjectGateway,
+    Volume,
+};
+use crate::gateway_api::{
+    self, BackendRef, HTTPRoute, HttpRouteMatch, HttpRouteRule, HttpRouteSpec, ParentReference,
+    PathMatch,
 };
 use crate::labels;
 use crate::naming;
@@ -42,6 +47,8 @@ pub struct ReleaseObjects {
     pub deployments: Vec<Deployment>,
     pub services: Vec<Service>,
     pub ingress: Option<Ingress>,
+    /// Instead of the Ingress, when the Project routes through a Gateway.
+    pub http_route: Option<HTTPRoute>,
     pub claims: Vec<PersistentVolumeClaim>,
     pub url: Option<String>,
 }
@@ -72,7 +79,7 @@ impl Release<'_> {
     fn tls_enabled(&self) -> bool {
         self.project.spec.ingress.as_ref().is_some_and(|i| {
             i.tls_secret_name.is_some() || i.cluster_issuer.is_some() || i.issuer.is_some()
-        })
+        }) || self.project.spec.gateway.as_ref().is_some_and(|g| g.https)
     }
 }
 
@@ -88,8 +95,12 @@ pub fn build(release: &Release) -> ReleaseObjects {
         .iter()
         .filter_map(|c| service(release, c))
         .collect();
-    let ingress = ingress(release);
-    let url = ingress.as_ref().map(|_| {
+    let (ingress, http_route) = match &release.project.spec.gateway {
+        Some(gateway) => (None, http_route(release, gateway)),
+        None => (ingress(release), None),
+    };
+    let routed = ingress.is_some() || http_route.is_some();
+    let url = routed.then(|| {
         let scheme = if release.tls_enabled() {
             "https"
         } else {
@@ -105,6 +116,7 @@ pub fn build(release: &Release) -> ReleaseObjects {
         deployments,
         services,
         ingress,
+        http_route,
         claims,
         url,
     }
@@ -423,6 +435,50 @@ fn ingress(release: &Release) -> Option<Ingress> {
     })
 }
 
+/// The branch's HTTPRoute: the same hosts and paths as its Ingress would have, attached to the
+/// project's Gateway, which terminates TLS.
+fn http_route(release: &Release, gateway: &ProjectGateway) -> Option<HTTPRoute> {
+    let routes = routes(release);
+    if routes.is_empty() {
+        return None;
+    }
+    let rules = routes
+        .iter()
+        .map(|(path, component, port)| HttpRouteRule {
+            matches: vec![HttpRouteMatch {
+                path: Some(PathMatch {
+                    type_: Some("PathPrefix".into()),
+                    value: Some(path.clone()),
+                }),
+            }],
+            backend_refs: vec![BackendRef {
+                name: naming::component_object_name(&release.name, component),
+                port: Some(*port),
+            }],
+        })
+        .collect();
+    Some(HTTPRoute {
+        metadata: release.meta(release.name.clone(), release.labels(), true),
+        spec: HttpRouteSpec {
+            parent_refs: vec![ParentReference {
+                group: Some(gateway_api::GROUP.into()),
+                kind: Some("Gateway".into()),
+                name: gateway.name.clone(),
+                namespace: Some(
+                    gateway
+                        .namespace
+                        .clone()
+                        .unwrap_or_else(|| release.namespace()),
+                ),
+                section_name: gateway.section_name.clone(),
+            }],
+            hostnames: naming::hosts(release.branch_release, release.project, &release.name),
+            rules,
+        },
+        status: None,
+    })
+}
+
 fn claim(release: &Release, volume: &Volume) -> PersistentVolumeClaim {
     let name = naming::volume_claim_name(&release.name, &volume.name);
     let mut labels = release.labels();
@@ -676,6 +732,68 @@ spec:
         assert_eq!(annotations["cert-manager.io/cluster-issuer"], "letsencrypt");
         assert_eq!(annotations["a"], "b");
         assert_eq!(objects.url, Some(format!("https://{name}.example.com")));
+    }
+
+    #[test]
+    fn through_a_gateway_the_branch_gets_an_http_route_with_the_same_hosts_and_no_ingress() {
+        let release = drupal();
+        let mut project = shop();
+        project.spec.ingress = None;
+        project.spec.gateway = Some(ProjectGateway {
+            name: "shared".into(),
+            namespace: Some("gateway-system".into()),
+            section_name: Some("https".into()),
+            https: true,
+            controller_namespace: None,
+        });
+        let name = naming::release_name("feature/login");
+        let routed = objects(&release, &project);
+        assert!(routed.ingress.is_none());
+        let route = routed.http_route.unwrap();
+        assert_eq!(route.metadata.name.as_deref(), Some(name.as_str()));
+        assert_eq!(
+            route.metadata.owner_references.as_ref().unwrap()[0].uid,
+            "u"
+        );
+        assert_eq!(
+            route.spec.hostnames,
+            [
+                format!("{name}.example.com"),
+                "shop.example.com".to_string()
+            ]
+        );
+        let parent = &route.spec.parent_refs[0];
+        assert_eq!(
+            (
+                parent.kind.as_deref(),
+                parent.name.as_str(),
+                parent.namespace.as_deref(),
+                parent.section_name.as_deref()
+            ),
+            (
+                Some("Gateway"),
+                "shared",
+                Some("gateway-system"),
+                Some("https")
+            )
+        );
+        let rule = &route.spec.rules[0];
+        assert_eq!(
+            rule.matches[0].path.as_ref().unwrap().value.as_deref(),
+            Some("/")
+        );
+        assert_eq!(rule.backend_refs[0].name, format!("{name}-web"));
+        assert_eq!(rule.backend_refs[0].port, Some(80));
+        assert_eq!(routed.url, Some(format!("https://{name}.example.com")));
+
+        // The Gateway in the project's own namespace by default; plain HTTP unless it says so.
+        let gateway = project.spec.gateway.as_mut().unwrap();
+        gateway.namespace = None;
+        gateway.https = false;
+        let plain = objects(&release, &project);
+        let route = plain.http_route.unwrap();
+        assert_eq!(route.spec.parent_refs[0].namespace.as_deref(), Some("shop"));
+        assert_eq!(plain.url, Some(format!("http://{name}.example.com")));
     }
 
     #[test]

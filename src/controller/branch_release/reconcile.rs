@@ -24,10 +24,11 @@ use super::status::{self, ComponentObservation, Observation, VolumeObservation};
 use super::validate;
 use crate::api::conditions::{self, DEGRADED, READY};
 use crate::api::{BranchRelease, BranchReleaseStatus, Phase};
-use crate::apply::{Applier, Owner, Refusal, Tally};
+use crate::apply::{Applier, Owner, Refusal, RefusalReason, Tally};
 use crate::controller::context::Context;
 use crate::controller::error::{Error, Result};
 use crate::controller::{events, finalizer};
+use crate::gateway_api::HTTPRoute;
 use crate::labels::{self, FIELD_MANAGER};
 use crate::naming;
 
@@ -141,7 +142,12 @@ async fn reconcile_release(release: Arc<BranchRelease>, ctx: &Context) -> Result
     // The kinds are independent of each other (pods simply wait for their claims): write them
     // concurrently, so a reconcile costs about one round trip instead of one per object.
     let stores = &ctx.stores;
-    let (claims, deployments, services, ingress) = tokio::try_join!(
+    // A Gateway asked for in a cluster without Gateway API: refused with the reason, not tried.
+    let (http_route, missing_gateway_api) = match objects.http_route {
+        Some(route) if !ctx.gateway_api => (None, Some(gateway_api_missing(&route))),
+        route => (route, None),
+    };
+    let (claims, deployments, services, ingress, http_route) = tokio::try_join!(
         claims::sync(ctx, &applier, &release, &namespace, objects.claims),
         applier
             .sync(&stores.deployments, objects.deployments, |o| {
@@ -160,6 +166,11 @@ async fn reconcile_release(release: Arc<BranchRelease>, ctx: &Context) -> Result
                 |o| belongs(o.namespace(), o.labels()),
             )
             .err_into::<Error>(),
+        applier
+            .sync(&stores.http_routes, http_route.into_iter().collect(), |o| {
+                belongs(o.namespace(), o.labels())
+            })
+            .err_into::<Error>(),
     )?;
     let detached =
         claims::detach_undeclared(ctx, &applier, &release, &namespace, &release_name).await?;
@@ -168,6 +179,8 @@ async fn reconcile_release(release: Arc<BranchRelease>, ctx: &Context) -> Result
         .filter_map(|d| d.as_ref().err().cloned())
         .chain(services.iter().filter_map(|s| s.as_ref().err().cloned()))
         .chain(ingress.iter().filter_map(|i| i.as_ref().err().cloned()))
+        .chain(http_route.iter().filter_map(|r| r.as_ref().err().cloned()))
+        .chain(missing_gateway_api)
         .collect();
     let deployments: Vec<Option<Arc<Deployment>>> =
         deployments.into_iter().map(Result::ok).collect();
@@ -232,6 +245,21 @@ async fn reconcile_release(release: Arc<BranchRelease>, ctx: &Context) -> Result
         // Changes of the children and their pods trigger reconciles; this is only a safety net.
         Duration::from_secs(120)
     }))
+}
+
+/// The refusal of an HTTPRoute in a cluster that does not serve HTTPRoutes.
+fn gateway_api_missing(route: &HTTPRoute) -> Refusal {
+    Refusal {
+        kind: "HTTPRoute".into(),
+        name: route.name_any(),
+        reason: RefusalReason::Rejected,
+        message: format!(
+            "HTTPRoute {} is not created: the Project routes through a Gateway, and this cluster \
+             does not serve Gateway API (httproutes.{}); install its CRDs and restart Oksa",
+            route.name_any(),
+            crate::gateway_api::GROUP
+        ),
+    }
 }
 
 /// Why each unready component is not ready, from its pods in the cache. Warning events are

@@ -155,12 +155,7 @@ pub fn build(project: &Project, owner: OwnerReference) -> ProjectObjects {
         pod_selector: Some(LabelSelector::default()),
         ..NetworkPolicyPeer::default()
     }];
-    if let Some(controller) = project
-        .spec
-        .ingress
-        .as_ref()
-        .and_then(|i| i.controller_namespace.clone())
-    {
+    if let Some(controller) = project.spec.controller_namespace().map(str::to_string) {
         allowed.push(NetworkPolicyPeer {
             namespace_selector: Some(LabelSelector {
                 match_labels: Some(BTreeMap::from([(
