@@ -21,6 +21,8 @@ KWOK_VERSION="$(module_version "$CLUSTER_DIR/kwok/go.mod" sigs.k8s.io/kwok)"
 HELM_VERSION="$(module_version "$CLUSTER_DIR/helm/go.mod" helm.sh/helm/v4)"
 TRAEFIK_VERSION="$(module_version "$CLUSTER_DIR/traefik/go.mod" github.com/traefik/traefik/v3)"
 GATEWAY_API_VERSION="$(module_version "$CLUSTER_DIR/traefik/go.mod" sigs.k8s.io/gateway-api)"
+FLUX_KUSTOMIZE_VERSION="$(module_version "$CLUSTER_DIR/flux/go.mod" github.com/fluxcd/kustomize-controller)"
+FLUX_SOURCE_VERSION="$(module_version "$CLUSTER_DIR/flux/go.mod" github.com/fluxcd/source-controller)"
 
 KUBERNETES_BIN="$OKSA_CACHE/kubernetes-$KUBERNETES_VERSION"
 ETCD_BIN="$OKSA_CACHE/etcd-$ETCD_VERSION"
@@ -29,6 +31,10 @@ HELM_BIN="$OKSA_CACHE/helm-$HELM_VERSION"
 TRAEFIK_BIN="$OKSA_CACHE/traefik-$TRAEFIK_VERSION"
 # The standard-channel CRDs of Gateway API, from its module.
 GATEWAY_API_CRDS="$OKSA_CACHE/gateway-api-$GATEWAY_API_VERSION"
+# Flux's kustomize-controller, and the CRDs it needs: its Kustomization and every source kind
+# (it watches them all, though the tests publish ExternalArtifacts only).
+FLUX_BIN="$OKSA_CACHE/kustomize-controller-$FLUX_KUSTOMIZE_VERSION"
+FLUX_CRDS="$OKSA_CACHE/flux-crds-$FLUX_KUSTOMIZE_VERSION-$FLUX_SOURCE_VERSION"
 # Our own provisioner is keyed by the hash of its sources, so an edit rebuilds it.
 provisioner_key() {
   cat "$CLUSTER_DIR"/provisioner/*.go "$CLUSTER_DIR/provisioner/go.sum" | sha256sum | cut -c1-12
