@@ -94,3 +94,66 @@ pub struct RouteParentStatus {
     #[serde(default)]
     pub conditions: Vec<Condition>,
 }
+
+impl HTTPRoute {
+    /// Why a Gateway this route is attached to does not accept it (its `Accepted=False`
+    /// condition), if one says so. A route no Gateway has looked at yet is not refused.
+    pub fn refused_by(&self) -> Option<String> {
+        let status = self.status.as_ref()?;
+        status.parents.iter().find_map(|parent| {
+            let accepted = parent.conditions.iter().find(|c| c.type_ == "Accepted")?;
+            (accepted.status == "False").then(|| {
+                let gateway = match &parent.parent_ref.namespace {
+                    Some(namespace) => format!("{namespace}/{}", parent.parent_ref.name),
+                    None => parent.parent_ref.name.clone(),
+                };
+                format!(
+                    "Gateway {gateway} does not accept HTTPRoute {} ({}): {}",
+                    self.metadata.name.as_deref().unwrap_or_default(),
+                    accepted.reason,
+                    accepted.message
+                )
+            })
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn route(conditions: serde_json::Value) -> HTTPRoute {
+        serde_json::from_value(json!({
+            "apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+            "metadata": {"name": "main"}, "spec": {},
+            "status": {"parents": [{"parentRef": {"name": "shared", "namespace": "gw"},
+                "controllerName": "traefik.io/gateway-controller", "conditions": conditions}]},
+        }))
+        .unwrap()
+    }
+
+    fn condition(status: &str, reason: &str, message: &str) -> serde_json::Value {
+        json!({"type": "Accepted", "status": status, "reason": reason, "message": message,
+            "lastTransitionTime": "2026-01-01T00:00:00Z"})
+    }
+
+    #[test]
+    fn a_route_is_refused_only_when_a_gateway_says_so() {
+        let refused = route(json!([condition(
+            "False",
+            "NotAllowedByListeners",
+            "no listener"
+        )]));
+        assert_eq!(
+            refused.refused_by().unwrap(),
+            "Gateway gw/shared does not accept HTTPRoute main (NotAllowedByListeners): no listener"
+        );
+        assert!(
+            route(json!([condition("True", "Accepted", "")]))
+                .refused_by()
+                .is_none()
+        );
+        assert!(route(json!([])).refused_by().is_none(), "not looked at yet");
+    }
+}

@@ -19,6 +19,9 @@ pub enum RefusalReason {
     NotOwned,
     /// The API server refused the object as declared (validation, admission, quota).
     Rejected,
+    /// The object was written, but the controller it is for refuses it (a Gateway that does not
+    /// accept a branch's HTTPRoute).
+    NotAccepted,
 }
 
 impl RefusalReason {
@@ -27,6 +30,7 @@ impl RefusalReason {
         match self {
             RefusalReason::NotOwned => "ObjectNotOwned",
             RefusalReason::Rejected => "SpecRejected",
+            RefusalReason::NotAccepted => "RouteNotAccepted",
         }
     }
 }

@@ -9,6 +9,13 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 static EXTERNAL: AtomicBool = AtomicBool::new(false);
+/// The in-process operator's metrics (not set when the operator is external).
+static METRICS: OnceLock<oksa::metrics::Metrics> = OnceLock::new();
+
+/// The in-process operator's metrics in the text format, None when the operator is external.
+pub fn metrics_text() -> Option<String> {
+    METRICS.get().map(|m| m.encode())
+}
 
 /// This test binary runs the operator itself (e.g. as a separate `oksa run`): only install CRDs.
 pub fn use_external() {
@@ -41,9 +48,10 @@ pub fn ensure_running() {
                 let log = format!("{}/oksa-operator-{binary}.log", env!("CARGO_TARGET_TMPDIR"));
                 oksa::telemetry::init_to_file(&log).expect("creating the operator log");
                 let ready = std::sync::Arc::new(oksa::readiness::Readiness::default());
+                let metrics = METRICS.get_or_init(oksa::metrics::Metrics::default).clone();
                 oksa::controller::run(
                     client,
-                    oksa::metrics::Metrics::default(),
+                    metrics,
                     ready,
                     oksa::policy::Policy::default(),
                     std::future::pending(),

@@ -179,7 +179,15 @@ async fn reconcile_release(release: Arc<BranchRelease>, ctx: &Context) -> Result
         .filter_map(|d| d.as_ref().err().cloned())
         .chain(services.iter().filter_map(|s| s.as_ref().err().cloned()))
         .chain(ingress.iter().filter_map(|i| i.as_ref().err().cloned()))
-        .chain(http_route.iter().filter_map(|r| r.as_ref().err().cloned()))
+        .chain(http_route.iter().filter_map(|r| match r {
+            Err(refusal) => Some(refusal.clone()),
+            Ok(route) => route.refused_by().map(|message| Refusal {
+                kind: "HTTPRoute".into(),
+                name: route.name_any(),
+                reason: RefusalReason::NotAccepted,
+                message,
+            }),
+        }))
         .chain(missing_gateway_api)
         .collect();
     let deployments: Vec<Option<Arc<Deployment>>> =
