@@ -207,6 +207,19 @@ impl Repo {
         .await
     }
 
+    /// Publishes the first revision and the two Kustomizations (the branches' depending on the
+    /// platform's), and waits until the branches' is Ready; returns (platform, branches).
+    async fn start(&mut self, files: &[(&str, String)]) -> (String, String) {
+        self.publish(files).await;
+        let platform = self.kustomization("platform", "./platform", None).await;
+        let apps = self
+            .kustomization("branches", "./branches", Some("platform"))
+            .await;
+        self.kustomization_ready(&apps, "True", Duration::from_secs(120))
+            .await;
+        (platform, apps)
+    }
+
     /// Deletes the Kustomizations in order, each gone (its objects pruned) before the next: the
     /// branches before the Project whose namespace they live in.
     async fn cleanup(&self, kustomizations: &[&str]) {
@@ -308,14 +321,8 @@ async fn three_branches_from_git_become_ready_and_only_then_the_kustomization() 
         ("feature-a", "nginx:1.27", false),
         ("feature-b", "nginx:1.27", false),
     ];
-    repo.publish(&files(&project, &branches)).await;
     let started = Instant::now();
-    let platform = repo.kustomization("platform", "./platform", None).await;
-    let apps = repo
-        .kustomization("branches", "./branches", Some("platform"))
-        .await;
-    repo.kustomization_ready(&apps, "True", Duration::from_secs(120))
-        .await;
+    let (platform, apps) = repo.start(&files(&project, &branches)).await;
     let took = started.elapsed();
     // Health is kstatus's: the Kustomization is Ready only when every branch is.
     let releases: Api<BranchRelease> = Api::namespaced(support::client().await, &project);
@@ -403,13 +410,8 @@ async fn a_change_in_git_rolls_out_and_an_edit_of_the_cluster_is_reverted_withou
     }
     let mut repo = Repo::new("flux-change").await;
     let project = repo.name.clone();
-    repo.publish(&files(&project, &[("main", "nginx:1.27", false)]))
-        .await;
-    let platform = repo.kustomization("platform", "./platform", None).await;
-    let apps = repo
-        .kustomization("branches", "./branches", Some("platform"))
-        .await;
-    repo.kustomization_ready(&apps, "True", Duration::from_secs(120))
+    let (platform, apps) = repo
+        .start(&files(&project, &[("main", "nginx:1.27", false)]))
         .await;
     let client = support::client().await;
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), &project);
@@ -481,16 +483,11 @@ async fn a_branch_deleted_from_git_is_pruned_and_its_retained_volume_stays() {
     }
     let mut repo = Repo::new("flux-prune").await;
     let project = repo.name.clone();
-    repo.publish(&files(
-        &project,
-        &[("main", "nginx:1.27", false), ("old", "nginx:1.27", true)],
-    ))
-    .await;
-    let platform = repo.kustomization("platform", "./platform", None).await;
-    let apps = repo
-        .kustomization("branches", "./branches", Some("platform"))
-        .await;
-    repo.kustomization_ready(&apps, "True", Duration::from_secs(120))
+    let (platform, apps) = repo
+        .start(&files(
+            &project,
+            &[("main", "nginx:1.27", false), ("old", "nginx:1.27", true)],
+        ))
         .await;
     let client = support::client().await;
     let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), &project);

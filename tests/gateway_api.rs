@@ -58,21 +58,7 @@ async fn serve(body: &'static str) -> u16 {
 /// GET / through the Gateway with this Host header: (status code, body).
 async fn through_gateway(gateway: &str, host: &str) -> (u16, String) {
     let address = gateway.trim_start_matches("http://");
-    let Ok(mut stream) = tokio::net::TcpStream::connect(address).await else {
-        return (0, String::new());
-    };
-    let request = format!("GET / HTTP/1.0\r\nHost: {host}\r\n\r\n");
-    let mut response = String::new();
-    if stream.write_all(request.as_bytes()).await.is_err()
-        || stream.read_to_string(&mut response).await.is_err()
-    {
-        return (0, String::new());
-    }
-    let code = response
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
+    let (code, response) = support::http_get_from(address, host, "/").await;
     let body = response
         .split_once("\r\n\r\n")
         .map(|(_, b)| b.to_string())

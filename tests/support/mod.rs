@@ -222,11 +222,17 @@ pub fn free_port() -> u16 {
 
 /// (status code, whole response), or code 0 when nothing listens yet.
 pub async fn http_get(port: u16, path: &str) -> (u16, String) {
+    http_get_from(&format!("127.0.0.1:{port}"), "localhost", path).await
+}
+
+/// GET `path` from `address` (host:port) with that Host header: (status code, whole response), or
+/// code 0 when nothing listens there.
+pub async fn http_get_from(address: &str, host: &str, path: &str) -> (u16, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let Ok(mut stream) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await else {
+    let Ok(mut stream) = tokio::net::TcpStream::connect(address).await else {
         return (0, String::new());
     };
-    let request = format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n");
+    let request = format!("GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n");
     let mut response = String::new();
     if stream.write_all(request.as_bytes()).await.is_err()
         || stream.read_to_string(&mut response).await.is_err()
