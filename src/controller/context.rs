@@ -67,6 +67,8 @@ pub struct Context {
     pub policy: Policy,
     /// Whether the cluster serves Gateway API's HTTPRoutes (checked at start-up).
     pub gateway_api: bool,
+    /// When each Project's status was last written (see `coalesce`).
+    pub project_summaries: super::coalesce::Coalescer,
 }
 
 /// BranchRelease reconciles running at once: enough to keep the API server busy.
@@ -153,6 +155,7 @@ impl Context {
             stopping: AtomicBool::new(false),
             policy,
             gateway_api,
+            project_summaries: Default::default(),
         }
     }
 }

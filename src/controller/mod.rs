@@ -3,6 +3,7 @@
 //! BranchReleases; a BranchRelease's change updates its Project's counts).
 
 pub mod branch_release;
+mod coalesce;
 mod context;
 mod error;
 mod events;
@@ -228,7 +229,12 @@ pub async fn run(
                     &client,
                     projects_writer,
                     || {},
-                    move |project: &Project| forget_if_gone(&ctx, &projects, project),
+                    move |project: &Project| {
+                        forget_if_gone(&ctx, &projects, project);
+                        if projects.get(&ObjectRef::from_obj(project)).is_none() {
+                            ctx.project_summaries.forget(&project.name_any());
+                        }
+                    },
                     |_: &ObjectMeta, _: &str| {},
                 )
                 .predicate_filter(what_branches_see, Default::default())

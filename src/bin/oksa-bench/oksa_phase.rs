@@ -41,6 +41,8 @@ pub struct OksaResult {
     pub operator_peak_rss_mib: f64,
     /// Requests the operator sent to write children and status, by verb.
     pub writes: BTreeMap<String, f64>,
+    /// Status writes per branch of the burst: (BranchRelease, Project).
+    pub status_writes_per_branch: (f64, f64),
     pub resync_reconciles: f64,
     /// Writes of a restarted operator that found everything as declared (goal: 0).
     pub resync_writes: f64,
@@ -352,7 +354,16 @@ pub async fn run(
     wait_until_quiet(&operator, Duration::from_secs(3), Duration::from_secs(60)).await;
     result.operator_cpu_s = operator.cpu_seconds();
     result.operator_peak_rss_mib = operator.peak_rss_mib();
-    result.writes = writes_by_verb(&operator.metrics().await);
+    let metrics = operator.metrics().await;
+    result.writes = writes_by_verb(&metrics);
+    let status_of = |kind: &str| {
+        sum(
+            &metrics,
+            "oksa_child_writes_total",
+            &[&format!("kind=\"{kind}\""), "verb=\"status\""],
+        ) / total.max(1) as f64
+    };
+    result.status_writes_per_branch = (status_of("BranchRelease"), status_of("Project"));
     operator.stop();
 
     // A forced full resync: a new operator lists and reconciles every object, finding nothing to change.

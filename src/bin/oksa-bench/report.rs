@@ -144,6 +144,10 @@ impl Report {
                     .join(", ")
             ),
             format!(
+                "status writes per branch: {:.2} of BranchReleases, {:.2} of Projects",
+                o.status_writes_per_branch.0, o.status_writes_per_branch.1
+            ),
+            format!(
                 "forced resync: {} reconciles, {} writes (goal 0), peak RSS {:.1} MiB",
                 o.resync_reconciles,
                 o.resync_writes.abs(),

@@ -106,17 +106,19 @@ async fn reconcile_project(project: Arc<Project>, ctx: &Context) -> Result<Actio
         }
     };
 
-    write_status(ctx, &project, &outcome, &namespace_name).await?;
-    Ok(match outcome {
-        Outcome::Ready => Action::requeue(Duration::from_secs(600)),
-        Outcome::Terminating => Action::requeue(Duration::from_secs(2)),
+    let held = write_status(ctx, &project, &outcome, &namespace_name).await?;
+    let recheck = match outcome {
+        Outcome::Ready => Duration::from_secs(600),
+        Outcome::Terminating => Duration::from_secs(2),
         // Nothing to retry until the spec or the world changes; a slow recheck notices a conflicting
         // object that went away.
-        Outcome::Refused(_) | Outcome::ChildrenRefused(_) => {
-            Action::requeue(Duration::from_secs(300))
-        }
-        Outcome::DeletionBlocked(_) => Action::requeue(Duration::from_secs(10)),
-    })
+        Outcome::Refused(_) | Outcome::ChildrenRefused(_) => Duration::from_secs(300),
+        Outcome::DeletionBlocked(_) => Duration::from_secs(10),
+    };
+    // A held summary is written once its window has passed.
+    Ok(Action::requeue(
+        held.map_or(recheck, |wait| wait.min(recheck)),
+    ))
 }
 
 /// A Project being deleted: its namespace (and everything in it) goes with it, unless it holds
@@ -159,8 +161,11 @@ async fn finalize(
         return Ok(Action::await_change());
     }
     let outcome = Outcome::DeletionBlocked(kept);
-    write_status(ctx, project, &outcome, namespace).await?;
-    Ok(Action::requeue(Duration::from_secs(10)))
+    let held = write_status(ctx, project, &outcome, namespace).await?;
+    let recheck = Duration::from_secs(10);
+    Ok(Action::requeue(
+        held.map_or(recheck, |wait| wait.min(recheck)),
+    ))
 }
 
 /// Applies the namespace and its objects. Returns the objects that could not be written.
@@ -245,13 +250,14 @@ fn count_branches(ctx: &Context, namespace: &str) -> crate::api::BranchCounts {
 }
 
 /// Writes the status only when it changed, and records an event when the Ready condition flips
-/// or changes its reason.
+/// or changes its reason. A change of its summaries alone may have to wait (see `coalesce`):
+/// then nothing is written, and the time to wait is returned.
 async fn write_status(
     ctx: &Context,
     project: &Project,
     outcome: &Outcome,
     namespace: &str,
-) -> Result<()> {
+) -> Result<Option<Duration>> {
     let quota = ctx
         .stores
         .quotas
@@ -266,7 +272,13 @@ async fn write_status(
     );
     let old_status = project.status.clone().unwrap_or_default();
     if old_status == new_status {
-        return Ok(());
+        return Ok(None);
+    }
+    let key = project.name_any();
+    if status::only_summaries_changed(&old_status, &new_status)
+        && let Some(wait) = ctx.project_summaries.wait_before(&key, Instant::now())
+    {
+        return Ok(Some(wait));
     }
     let api = Api::<Project>::all(ctx.client.clone());
     let patch = json!({"apiVersion": "oksa.dev/v1alpha1", "kind": "Project", "status": new_status});
@@ -277,6 +289,7 @@ async fn write_status(
     )
     .await?;
     ctx.metrics.wrote("Project", &project.name_any(), "status");
+    ctx.project_summaries.wrote(&key, Instant::now());
 
     let old_ready = conditions::find(&old_status.conditions, READY);
     let new_ready = conditions::find(&new_status.conditions, READY);
@@ -293,5 +306,5 @@ async fn write_status(
         )
         .await;
     }
-    Ok(())
+    Ok(None)
 }

@@ -25,6 +25,17 @@ pub enum Outcome {
     DeletionBlocked(Vec<String>),
 }
 
+/// True when `new` differs from `old` in its summaries only (branch counts, quota usage), which
+/// may wait (see `coalesce`).
+pub fn only_summaries_changed(old: &ProjectStatus, new: &ProjectStatus) -> bool {
+    let without = |status: &ProjectStatus| ProjectStatus {
+        branches: None,
+        quota: None,
+        ..status.clone()
+    };
+    old != new && without(old) == without(new)
+}
+
 pub fn branch_counts(total: i32, ready: i32) -> BranchCounts {
     BranchCounts {
         total,
@@ -140,6 +151,19 @@ pub fn compute(
 mod tests {
     use super::*;
     use crate::test_fixtures::project_from_yaml;
+
+    #[test]
+    fn branch_counts_and_quota_usage_alone_are_summaries() {
+        let project = project_from_yaml("name: shop\nspec: {domain: shop.test}");
+        let now = Timestamp::now();
+        let old = compute(&project, &Outcome::Ready, branch_counts(3, 1), None, now);
+        let counted = compute(&project, &Outcome::Ready, branch_counts(3, 2), None, now);
+        assert!(only_summaries_changed(&old, &counted));
+        assert!(!only_summaries_changed(&old, &old), "nothing changed");
+        let mut refused = counted.clone();
+        refused.namespace = None;
+        assert!(!only_summaries_changed(&old, &refused));
+    }
 
     #[test]
     fn a_refused_project_says_why_and_claims_no_namespace() {

@@ -1,0 +1,64 @@
+//! Summaries that change with every branch are written at most once per window.
+//!
+//! A Project's status counts its branches and copies its quota usage; while a thousand branches
+//! roll out, those change a thousand times, and writing each one competed with the cluster's own
+//! work (two status writes per branch for one Project). A change of nothing but those summaries
+//! now waits until `WINDOW` has passed since the last write of that status, and is then written
+//! with whatever else changed meanwhile. Anything else (a condition, the namespace) is written at
+//! once.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// The shortest time between two summary-only writes of one status.
+pub const WINDOW: Duration = Duration::from_secs(2);
+
+#[derive(Default)]
+pub struct Coalescer {
+    /// When each object's status was last written, by a key naming the object.
+    last_write: Mutex<HashMap<String, Instant>>,
+}
+
+impl Coalescer {
+    /// How long a summary-only write of `key`'s status must wait (None: write it now).
+    pub fn wait_before(&self, key: &str, now: Instant) -> Option<Duration> {
+        let last = *self.last_write.lock().expect("coalescer").get(key)?;
+        let since = now.saturating_duration_since(last);
+        (since < WINDOW).then(|| WINDOW - since)
+    }
+
+    /// `key`'s status was written at `now`.
+    pub fn wrote(&self, key: &str, now: Instant) {
+        self.last_write
+            .lock()
+            .expect("coalescer")
+            .insert(key.to_string(), now);
+    }
+
+    /// The object is gone.
+    pub fn forget(&self, key: &str) {
+        self.last_write.lock().expect("coalescer").remove(key);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_summary_waits_out_the_window_since_the_last_write_only() {
+        let coalescer = Coalescer::default();
+        let start = Instant::now();
+        assert_eq!(coalescer.wait_before("shop", start), None, "never written");
+        coalescer.wrote("shop", start);
+        assert_eq!(
+            coalescer.wait_before("shop", start + Duration::from_millis(500)),
+            Some(Duration::from_millis(1500))
+        );
+        assert_eq!(coalescer.wait_before("shop", start + WINDOW), None);
+        assert_eq!(coalescer.wait_before("other", start), None);
+        coalescer.forget("shop");
+        assert_eq!(coalescer.wait_before("shop", start), None);
+    }
+}
