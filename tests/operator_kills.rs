@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Service};
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, ResourceQuota, Service};
 use k8s_openapi::api::networking::v1::Ingress;
 use kube::api::ListParams;
 use kube::{Api, ResourceExt};
@@ -165,6 +165,27 @@ async fn killed_ten_times_during_a_rollout_it_converges_without_duplicates_or_lo
         );
     }
 
+    // Converged means the Project says so too: its status counts every branch Ready and shows the
+    // quota's current usage (those summaries may be held a moment, see `coalesce`).
+    let quotas = project.namespaced::<ResourceQuota>();
+    eventually(
+        Duration::from_secs(60),
+        "the Project's status to show 20/20 and the quota's usage",
+        || async {
+            let status = project.api().get(&project.name).await.ok()?.status?;
+            let quota = quotas.get("oksa-quota").await.ok()?.status?;
+            let used: BTreeMap<String, String> = quota
+                .used
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(k, v)| (k, v.0))
+                .collect();
+            (status.branches?.summary == format!("{BRANCHES}/{BRANCHES}")
+                && status.quota?.used == used)
+                .then_some(())
+        },
+    )
+    .await;
     // A restart after convergence finds everything in place and writes nothing.
     operator.kill();
     let operator = OksaProcess::start(&[], "oksa-kills-restart");

@@ -1,18 +1,18 @@
-//! Summaries that change with every branch are written at most once per window.
+//! Status updates that only report progress are written at most once per window.
 //!
-//! A Project's status counts its branches and copies its quota usage; while a thousand branches
-//! roll out, those change a thousand times, and writing each one competed with the cluster's own
-//! work (two status writes per branch for one Project). A change of nothing but those summaries
-//! now waits until `WINDOW` has passed since the last write of that status, and is then written
-//! with whatever else changed meanwhile. Anything else (a condition, the namespace) is written at
-//! once.
+//! A Project's status counts its branches and copies its quota usage; a BranchRelease's counts
+//! its ready and updated replicas. While a thousand branches roll out, those change many thousand
+//! times, and writing each change competed with the cluster's own work. A change of nothing but
+//! those now waits until `WINDOW` has passed since the last write of that status, and is then
+//! written with whatever else changed meanwhile. Anything else (a condition's verdict, the phase,
+//! a new generation) is written at once.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// The shortest time between two summary-only writes of one status.
-pub const WINDOW: Duration = Duration::from_secs(2);
+pub const WINDOW: Duration = Duration::from_secs(5);
 
 #[derive(Default)]
 pub struct Coalescer {
@@ -54,7 +54,7 @@ mod tests {
         coalescer.wrote("shop", start);
         assert_eq!(
             coalescer.wait_before("shop", start + Duration::from_millis(500)),
-            Some(Duration::from_millis(1500))
+            Some(Duration::from_millis(4500))
         );
         assert_eq!(coalescer.wait_before("shop", start + WINDOW), None);
         assert_eq!(coalescer.wait_before("other", start), None);

@@ -69,6 +69,8 @@ pub struct Context {
     pub gateway_api: bool,
     /// When each Project's status was last written (see `coalesce`).
     pub project_summaries: super::coalesce::Coalescer,
+    /// When each BranchRelease's status was last written (see `coalesce`).
+    pub release_progress: super::coalesce::Coalescer,
 }
 
 /// BranchRelease reconciles running at once: enough to keep the API server busy.
@@ -156,6 +158,7 @@ impl Context {
             policy,
             gateway_api,
             project_summaries: Default::default(),
+            release_progress: Default::default(),
         }
     }
 }

@@ -3,7 +3,7 @@
 //! BranchReleases; a BranchRelease's change updates its Project's counts).
 
 pub mod branch_release;
-mod coalesce;
+pub mod coalesce;
 mod context;
 mod error;
 mod events;
@@ -201,6 +201,13 @@ pub async fn run(
             let ctx = ctx.clone();
             move |release: &BranchRelease| {
                 forget_if_gone(&ctx, &releases, release);
+                if releases.get(&ObjectRef::from_obj(release)).is_none() {
+                    ctx.release_progress.forget(&format!(
+                        "{}/{}",
+                        release.namespace().unwrap_or_default(),
+                        release.name_any()
+                    ));
+                }
                 let namespace = release.namespace().unwrap_or_default();
                 for project in projects_of_namespace(&namespace) {
                     let _ = project_triggers.unbounded_send(project);

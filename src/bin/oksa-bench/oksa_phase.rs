@@ -41,7 +41,8 @@ pub struct OksaResult {
     pub operator_peak_rss_mib: f64,
     /// Requests the operator sent to write children and status, by verb.
     pub writes: BTreeMap<String, f64>,
-    /// Status writes per branch of the burst: (BranchRelease, Project).
+    /// Status writes per branch (the burst, the solo ones, the quiet project's one), from creation to
+    /// Ready: (of BranchReleases, of Projects).
     pub status_writes_per_branch: (f64, f64),
     pub resync_reconciles: f64,
     /// Writes of a restarted operator that found everything as declared (goal: 0).
@@ -205,8 +206,12 @@ pub async fn run(
 ) -> Result<OksaResult, String> {
     let timeout = Duration::from_secs(args.timeout);
     std::fs::create_dir_all("target/bench").map_err(|e| e.to_string())?;
-    let operator = OperatorProcess::start(binary, Path::new("target/bench/operator.log"), "warn")
-        .map_err(|e| format!("starting {}: {e}", binary.display()))?;
+    let operator = OperatorProcess::start(
+        binary,
+        Path::new("target/bench/operator.log"),
+        &std::env::var("OKSA_BENCH_LOG").unwrap_or_else(|_| "warn".into()),
+    )
+    .map_err(|e| format!("starting {}: {e}", binary.display()))?;
     operator.wait_ready(Duration::from_secs(60)).await?;
 
     let seen = Arc::new(Mutex::new(Seen::default()));
@@ -351,7 +356,9 @@ pub async fn run(
     }
     // Let the last status writes land before reading the counters (and before the resync, which
     // must find nothing left to do).
-    wait_until_quiet(&operator, Duration::from_secs(3), Duration::from_secs(60)).await;
+    // Quiet for longer than a held status update may wait (see `coalesce`).
+    let quiet = oksa::controller::coalesce::WINDOW + Duration::from_secs(1);
+    wait_until_quiet(&operator, quiet, Duration::from_secs(60)).await;
     result.operator_cpu_s = operator.cpu_seconds();
     result.operator_peak_rss_mib = operator.peak_rss_mib();
     let metrics = operator.metrics().await;
@@ -361,7 +368,7 @@ pub async fn run(
             &metrics,
             "oksa_child_writes_total",
             &[&format!("kind=\"{kind}\""), "verb=\"status\""],
-        ) / total.max(1) as f64
+        ) / (total + args.solo_branches + 1) as f64
     };
     result.status_writes_per_branch = (status_of("BranchRelease"), status_of("Project"));
     operator.stop();

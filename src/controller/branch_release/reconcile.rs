@@ -100,6 +100,7 @@ async fn reconcile_release(release: Arc<BranchRelease>, ctx: &Context) -> Result
         Ok(project) => project,
         Err(blocked) => {
             debug!(reason = blocked.reason, "not deployed");
+            // Blocked is a verdict, never progress: it is never held.
             write_status(
                 ctx,
                 &release,
@@ -241,8 +242,8 @@ async fn reconcile_release(release: Arc<BranchRelease>, ctx: &Context) -> Result
     let new_status = status::observed(&release, &observation, Timestamp::now());
     let ready = new_status.phase == Some(Phase::Ready);
     let recheck = not_ready_recheck(&new_status, Timestamp::now());
-    write_status(ctx, &release, new_status).await?;
-    Ok(Action::requeue(if ready {
+    let held = write_status(ctx, &release, new_status).await?;
+    let next = if ready {
         Duration::from_secs(600)
     } else if refused {
         // An object in the way may be one no watch sees (it lacks Oksa's label): look again soon.
@@ -252,7 +253,9 @@ async fn reconcile_release(release: Arc<BranchRelease>, ctx: &Context) -> Result
     } else {
         // Changes of the children and their pods trigger reconciles; this is only a safety net.
         Duration::from_secs(120)
-    }))
+    };
+    // A held progress report is written once its window has passed.
+    Ok(Action::requeue(held.map_or(next, |wait| wait.min(next))))
 }
 
 /// The refusal of an HTTPRoute in a cluster that does not serve HTTPRoutes.
@@ -340,15 +343,27 @@ fn release_pods(ctx: &Context, namespace: &str, release_name: &str) -> Vec<Arc<P
         .collect()
 }
 
-/// Writes the status only when it changed, with an event for each milestone the user follows.
+/// Writes the status only when it changed, with an event for each milestone the user follows. An
+/// update that only reports progress may have to wait (see `coalesce`): then nothing is written,
+/// and the time to wait is returned.
 async fn write_status(
     ctx: &Context,
     release: &BranchRelease,
     new_status: BranchReleaseStatus,
-) -> Result<()> {
+) -> Result<Option<Duration>> {
     let old_status = release.status.clone().unwrap_or_default();
     if old_status == new_status {
-        return Ok(());
+        return Ok(None);
+    }
+    let key = format!(
+        "{}/{}",
+        release.namespace().unwrap_or_default(),
+        release.name_any()
+    );
+    if status::only_progress_changed(&old_status, &new_status)
+        && let Some(wait) = ctx.release_progress.wait_before(&key, Instant::now())
+    {
+        return Ok(Some(wait));
     }
     let api = Api::<BranchRelease>::namespaced(
         ctx.client.clone(),
@@ -362,13 +377,13 @@ async fn write_status(
         &Patch::Apply(&patch),
     )
     .await?;
-    ctx.metrics
-        .wrote("BranchRelease", &release.name_any(), "status");
+    ctx.metrics.wrote("BranchRelease", &key, "status");
+    ctx.release_progress.wrote(&key, Instant::now());
 
     for (note, warning, reason) in milestones(&old_status, &new_status) {
         events::publish(ctx, release, warning, &reason, note).await;
     }
-    Ok(())
+    Ok(None)
 }
 
 /// The events a status change deserves: (message, is a warning, reason).

@@ -70,6 +70,30 @@ fn refusal_text(refusals: &[Refusal]) -> String {
         .join("; ")
 }
 
+/// True when `new` only reports more progress of the rollout `old` reports: both Progressing
+/// for the same generation, with the same verdicts (each condition's status and reason), URL,
+/// commit and detached volumes; only counts and messages differ. Such an update may wait a moment
+/// (see `controller::coalesce`); the milestones (Ready, Degraded, a new generation) never do.
+pub fn only_progress_changed(old: &BranchReleaseStatus, new: &BranchReleaseStatus) -> bool {
+    let verdicts = |status: &BranchReleaseStatus| {
+        let mut verdicts: Vec<(String, String, String)> = status
+            .conditions
+            .iter()
+            .map(|c| (c.type_.clone(), c.status.clone(), c.reason.clone()))
+            .collect();
+        verdicts.sort();
+        verdicts
+    };
+    old != new
+        && old.phase == Some(Phase::Progressing)
+        && new.phase == Some(Phase::Progressing)
+        && old.observed_generation == new.observed_generation
+        && old.url == new.url
+        && old.deployed_commit == new.deployed_commit
+        && old.detached_volumes == new.detached_volumes
+        && verdicts(old) == verdicts(new)
+}
+
 /// Status of a BranchRelease that was not deployed.
 pub fn blocked(release: &BranchRelease, blocked: &Blocked, now: Timestamp) -> BranchReleaseStatus {
     let previous = release.status.clone().unwrap_or_default();
@@ -424,6 +448,41 @@ mod tests {
             observed(&release, &observe(&ready, &bound, None, None), at(200)),
             second
         );
+    }
+
+    #[test]
+    fn more_progress_of_one_rollout_may_wait_but_a_milestone_never_does() {
+        let (unready, pending, bound) = (deployment(0), claim("Pending"), claim("Bound"));
+        let first = observed(
+            &release(1),
+            &observe(&unready, &pending, None, None),
+            at(100),
+        );
+        let mut release = release(1);
+        release.status = Some(first.clone());
+        // The volume got bound, the component is still starting: progress only.
+        let bound_now = observed(&release, &observe(&unready, &bound, None, None), at(101));
+        assert_ne!(bound_now, first);
+        assert!(only_progress_changed(&first, &bound_now));
+        // Ready is a milestone.
+        let ready = deployment(1);
+        let done = observed(&release, &observe(&ready, &bound, None, None), at(102));
+        assert!(!only_progress_changed(&first, &done));
+        // So is a problem (Degraded turns True), and the first status of a generation.
+        let problem = Problem {
+            reason: "ImagePullFailed",
+            message: "cannot pull".into(),
+        };
+        let failing = observed(
+            &release,
+            &observe(&unready, &pending, Some(problem), None),
+            at(102),
+        );
+        assert!(!only_progress_changed(&first, &failing));
+        assert!(!only_progress_changed(
+            &BranchReleaseStatus::default(),
+            &first
+        ));
     }
 
     #[test]
