@@ -173,15 +173,21 @@ async fn killed_ten_times_during_a_rollout_it_converges_without_duplicates_or_lo
         "the Project's status to show 20/20 and the quota's usage",
         || async {
             let status = project.api().get(&project.name).await.ok()?.status?;
-            let quota = quotas.get("oksa-quota").await.ok()?.status?;
-            let used: BTreeMap<String, String> = quota
-                .used
-                .unwrap_or_default()
-                .into_iter()
-                .map(|(k, v)| (k, v.0))
-                .collect();
+            // No quota asked for, no ResourceQuota.
+            let used: Option<BTreeMap<String, String>> = quotas
+                .get_opt("oksa-quota")
+                .await
+                .ok()?
+                .and_then(|q| q.status)
+                .map(|s| {
+                    s.used
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(|(k, v)| (k, v.0))
+                        .collect()
+                });
             (status.branches?.summary == format!("{BRANCHES}/{BRANCHES}")
-                && status.quota?.used == used)
+                && status.quota.map(|q| q.used) == used)
                 .then_some(())
         },
     )
