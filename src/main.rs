@@ -4,6 +4,10 @@ use std::time::Duration;
 use clap::Parser;
 use oksa::cli::{Cli, Command};
 
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     tune_malloc();
     tokio::runtime::Runtime::new()
@@ -18,7 +22,7 @@ fn main() -> ExitCode {
 /// memory instead of leaving holes; glibc otherwise raises the threshold after the first one.
 /// Called before any thread starts. Other C libraries (musl in the image) have neither.
 fn tune_malloc() {
-    #[cfg(target_env = "gnu")]
+    #[cfg(all(target_env = "gnu", not(feature = "mimalloc")))]
     // SAFETY: mallopt only sets allocator parameters; no other thread exists yet.
     unsafe {
         libc::mallopt(libc::M_ARENA_MAX, 2);
