@@ -51,7 +51,10 @@ pub async fn run(
     let ready = Arc::new(crate::readiness::Readiness::default());
     let shutdown = shutdown_signal().shared();
 
-    let server = crate::server::serve(listen, metrics.clone(), ready.clone(), shutdown.clone());
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|e| StartError::Listen(listen, e))?;
+    let server = crate::server::serve(listener, metrics.clone(), ready.clone(), shutdown.clone());
     let server = tokio::spawn(server);
 
     if install_crds {

@@ -1,7 +1,6 @@
 //! The operator's HTTP endpoints: `/metrics` (Prometheus), `/healthz` (the process is alive) and
 //! `/readyz` (caches synced and the API server answering: the operator can act).
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
@@ -20,8 +19,10 @@ struct Shared {
     ready: Arc<Readiness>,
 }
 
+/// Serves the endpoints on `listener` (bound by the caller, so that a port that cannot be had
+/// stops the start-up instead of leaving an operator nobody can probe) until `shutdown`.
 pub async fn serve(
-    address: SocketAddr,
+    listener: tokio::net::TcpListener,
     metrics: Metrics,
     ready: Arc<Readiness>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
@@ -31,7 +32,8 @@ pub async fn serve(
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .with_state(Shared { metrics, ready });
-    let listener = tokio::net::TcpListener::bind(address).await?;
+    // The bound address: with port 0 in `--listen`, the one the system chose.
+    let address = listener.local_addr()?;
     tracing::info!(%address, "serving /metrics, /healthz and /readyz");
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)

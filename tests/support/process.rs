@@ -2,7 +2,7 @@
 
 use std::process::{Child, Command, Stdio};
 
-use super::{free_port, http_get};
+use super::http_get;
 
 pub struct OksaProcess {
     pub child: Child,
@@ -12,20 +12,42 @@ pub struct OksaProcess {
 
 impl OksaProcess {
     /// Starts `oksa run ARGS…` against the cluster under test, logging to `<log>.log` in the
-    /// test's temporary folder.
+    /// test's temporary folder. The operator takes a free port itself (`127.0.0.1:0`) and this
+    /// reads the one it got from its log: a port picked here and handed over could be taken by
+    /// another process in between (the plane starting, another test).
     pub fn start(args: &[&str], log: &str) -> OksaProcess {
-        let port = free_port();
-        let log =
-            std::fs::File::create(format!("{}/{log}.log", env!("CARGO_TARGET_TMPDIR"))).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_oksa"))
+        let kubeconfig = super::kubeconfig_path();
+        let path = format!("{}/{log}.log", env!("CARGO_TARGET_TMPDIR"));
+        let log_file = std::fs::File::create(&path).unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_oksa"))
             .arg("run")
             .args(args)
-            .env("KUBECONFIG", super::kubeconfig_path())
-            .env("OKSA_LISTEN", format!("127.0.0.1:{port}"))
+            .env("KUBECONFIG", kubeconfig)
+            .env("OKSA_LISTEN", "127.0.0.1:0")
+            .env("RUST_LOG", "info")
             .stdout(Stdio::null())
-            .stderr(log)
+            .stderr(log_file)
             .spawn()
             .expect("starting oksa run");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        let port = loop {
+            let text = std::fs::read_to_string(&path).unwrap_or_default();
+            if let Some(port) = text
+                .lines()
+                .filter(|l| l.contains("serving /metrics"))
+                .find_map(|l| l.rsplit_once("address=127.0.0.1:")?.1.trim().parse().ok())
+            {
+                break port;
+            }
+            if let Some(status) = child.try_wait().unwrap() {
+                panic!("oksa run exited ({status}) before serving; its log:\n{text}");
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "oksa run did not say where it serves; its log:\n{text}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        };
         OksaProcess { child, port }
     }
 
