@@ -200,14 +200,7 @@ pub async fn run(
             let releases = stores.releases.clone();
             let ctx = ctx.clone();
             move |release: &BranchRelease| {
-                forget_if_gone(&ctx, &releases, release);
-                if releases.get(&ObjectRef::from_obj(release)).is_none() {
-                    ctx.release_progress.forget(&format!(
-                        "{}/{}",
-                        release.namespace().unwrap_or_default(),
-                        release.name_any()
-                    ));
-                }
+                forget_if_gone(&ctx, &releases, release, &ctx.release_progress);
                 let namespace = release.namespace().unwrap_or_default();
                 for project in projects_of_namespace(&namespace) {
                     let _ = project_triggers.unbounded_send(project);
@@ -237,10 +230,7 @@ pub async fn run(
                     projects_writer,
                     || {},
                     move |project: &Project| {
-                        forget_if_gone(&ctx, &projects, project);
-                        if projects.get(&ObjectRef::from_obj(project)).is_none() {
-                            ctx.project_summaries.forget(&project.name_any());
-                        }
+                        forget_if_gone(&ctx, &projects, project, &ctx.project_summaries)
                     },
                     |_: &ObjectMeta, _: &str| {},
                 )
@@ -342,19 +332,19 @@ fn what_branches_see(project: &Project) -> Option<u64> {
     Some(hasher.finish())
 }
 
-/// Forgets the failure count of an object that is gone, so that the map of backoffs does not grow
-/// with every object that ever failed.
+/// Forgets the failure count and the last status write of an object that is gone, so that
+/// neither map grows with every object that ever existed.
 fn forget_if_gone<K: Resource<DynamicType = ()> + Clone>(
     ctx: &Context,
     store: &reflector::Store<K>,
     object: &K,
+    status_writes: &coalesce::Coalescer,
 ) {
     let key = ObjectRef::from_obj(object);
     if store.get(&key).is_none() {
-        ctx.failures
-            .lock()
-            .expect("failure counts")
-            .remove(&key.erase());
+        let key = key.erase();
+        ctx.failures.lock().expect("failure counts").remove(&key);
+        status_writes.forget(&key);
     }
 }
 

@@ -355,11 +355,7 @@ async fn write_status(
     if old_status == new_status {
         return Ok(None);
     }
-    let key = format!(
-        "{}/{}",
-        release.namespace().unwrap_or_default(),
-        release.name_any()
-    );
+    let key = ObjectRef::from_obj(release).erase();
     if status::only_progress_changed(&old_status, &new_status)
         && let Some(wait) = ctx.release_progress.wait_before(&key, Instant::now())
     {
@@ -377,7 +373,8 @@ async fn write_status(
         &Patch::Apply(&patch),
     )
     .await?;
-    ctx.metrics.wrote("BranchRelease", &key, "status");
+    ctx.metrics
+        .wrote("BranchRelease", &key.to_string(), "status");
     ctx.release_progress.wrote(&key, Instant::now());
 
     for (note, warning, reason) in milestones(&old_status, &new_status) {

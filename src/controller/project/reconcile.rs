@@ -274,7 +274,7 @@ async fn write_status(
     if old_status == new_status {
         return Ok(None);
     }
-    let key = project.name_any();
+    let key = ObjectRef::from_obj(project).erase();
     if status::only_summaries_changed(&old_status, &new_status)
         && let Some(wait) = ctx.project_summaries.wait_before(&key, Instant::now())
     {
