@@ -30,7 +30,7 @@ pub async fn run(client: Client, ready: Arc<Readiness>) {
         .await
         {
             Ok(Ok(_)) => Ok(()),
-            Ok(Err(error)) => Err(crate::apply::describe(&error)),
+            Ok(Err(error)) => Err(why_unusable(&error)),
             Err(_) => Err(format!("no answer within {}s", TIMEOUT.as_secs())),
         };
         match (&outcome, was_reachable) {
@@ -41,5 +41,35 @@ pub async fn run(client: Client, ready: Arc<Readiness>) {
         was_reachable = outcome.is_ok();
         ready.api_probed(outcome);
         tokio::time::sleep(EVERY).await;
+    }
+}
+
+/// Why a failed probe means the operator cannot work. A 404 is not the server failing: the
+/// CRDs are missing (installed after the operator, or removed), and saying so ends the search.
+fn why_unusable(error: &kube::Error) -> String {
+    match error {
+        kube::Error::Api(status) if status.code == 404 => format!(
+            "the CRD projects.{} is not installed (kubectl apply -f the chart's crds/)",
+            crate::api::GROUP
+        ),
+        other => crate::apply::describe(other),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_crd_is_named_as_such() {
+        let status: kube::core::Status = serde_json::from_value(serde_json::json!({
+            "code": 404, "message": "the server could not find the requested resource"
+        }))
+        .unwrap();
+        let why = why_unusable(&kube::Error::Api(Box::new(status)));
+        assert!(
+            why.contains("CRD projects.oksa.dev is not installed"),
+            "{why}"
+        );
     }
 }

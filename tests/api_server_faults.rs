@@ -62,7 +62,6 @@ async fn a_frozen_api_server_and_a_restarted_etcd_are_ridden_out() {
         eprintln!("not run: it stops processes of the local plane, and KUBECONFIG names another");
         return;
     };
-    support::operator::use_external();
     let leases = TestNamespace::create("api-faults").await;
     let mut operator = OksaProcess::start(
         &[

@@ -14,7 +14,6 @@ use support::{TestNamespace, eventually};
 
 #[tokio::test]
 async fn only_the_leader_writes_and_a_standby_takes_over_when_it_dies() {
-    support::operator::use_external();
     let lease_namespace = TestNamespace::create("oksa-ha").await;
     let mut operators = vec![
         OksaProcess::start(

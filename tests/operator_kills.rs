@@ -41,7 +41,6 @@ async fn claims_recreated(
 
 #[tokio::test]
 async fn killed_ten_times_during_a_rollout_it_converges_without_duplicates_or_lost_volumes() {
-    support::operator::use_external();
     let mut operator = OksaProcess::start(&[], "oksa-kills-0");
     let project = TestProject::create("kills", json!({})).await;
     let started = Instant::now();

@@ -15,7 +15,13 @@ impl OksaProcess {
     /// test's temporary folder. The operator takes a free port itself (`127.0.0.1:0`) and this
     /// reads the one it got from its log: a port picked here and handed over could be taken by
     /// another process in between (the plane starting, another test).
+    ///
+    /// A test that runs `oksa run` runs no operator in-process, and the CRDs must be there before
+    /// it starts: on a fresh plane nothing else has installed them yet, and an operator without
+    /// them never becomes ready.
     pub fn start(args: &[&str], log: &str) -> OksaProcess {
+        super::operator::use_external();
+        super::operator::ensure_running();
         let kubeconfig = super::kubeconfig_path();
         let path = format!("{}/{log}.log", env!("CARGO_TARGET_TMPDIR"));
         let log_file = std::fs::File::create(&path).unwrap();
