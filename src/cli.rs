@@ -18,6 +18,21 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// The waker: what the routes of a sleeping branch lead to.
+#[derive(clap::Args, Debug, Clone)]
+pub struct WakerArgs {
+    /// Address the waker listens on.
+    #[arg(long, env = "OKSA_WAKER_LISTEN", default_value = "0.0.0.0:8081")]
+    pub waker_listen: SocketAddr,
+    /// IP the routes reach the waker at (the chart passes the pod's IP). Without it there is no
+    /// waker: sleeping branches wake only on a deploy, a keep-alive or a scale-up.
+    #[arg(long, env = "OKSA_WAKER_IP")]
+    pub waker_ip: Option<std::net::IpAddr>,
+    /// Anonymous wakes per project per hour; past it the waiting page asks for a click.
+    #[arg(long, env = "OKSA_WAKE_CAP_PER_HOUR", default_value_t = 30)]
+    pub wake_cap_per_hour: u32,
+}
+
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Run the operator: reconcile Projects and BranchReleases until SIGTERM or Ctrl-C.
@@ -43,6 +58,8 @@ pub enum Command {
         /// Who this process is in the Lease (default: $POD_NAME, else the host name and PID).
         #[arg(long, env = "POD_NAME")]
         identity: Option<String>,
+        #[command(flatten)]
+        waker: WakerArgs,
     },
     /// Try Oksa on this machine: start the local control plane (unless KUBECONFIG is set), run
     /// the operator, apply examples/ and show the branches until every one is Ready.
@@ -61,6 +78,9 @@ pub enum Command {
     /// stayed Degraded for --fail-after seconds); 4 not Ready within --timeout. On 2-4 the reasons
     /// from status and the recent Warning events are printed to stderr.
     Deploy(crate::deploy::DeployArgs),
+    /// Record activity on a branch so it neither sleeps nor expires for a while (its
+    /// `sleepAfter`), without changing its spec.
+    Keepalive(crate::keepalive::KeepaliveArgs),
     /// Show the branches of one project (or of all projects) as a table.
     Status {
         /// Project name; all projects when omitted.

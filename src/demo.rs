@@ -132,6 +132,7 @@ pub async fn run(repo: &Path, exit_when_ready: bool, timeout: Duration) -> Resul
             crate::metrics::Metrics::default(),
             ready,
             crate::policy::Policy::default(),
+            None,
             std::future::pending(),
         )
         .await;

@@ -10,6 +10,7 @@ pub mod crd;
 pub mod demo;
 pub mod deploy;
 pub mod gateway_api;
+pub mod keepalive;
 pub mod labels;
 pub mod leader;
 pub mod metrics;
@@ -22,6 +23,7 @@ pub mod server;
 pub mod status;
 pub mod table;
 pub mod telemetry;
+pub mod waker;
 
 #[cfg(test)]
 mod test_fixtures;

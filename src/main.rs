@@ -39,6 +39,7 @@ async fn run() -> ExitCode {
             policy,
             leader_election_namespace,
             identity,
+            waker,
         } => {
             oksa::telemetry::init(log_format);
             let election = leader_election_namespace.map(|namespace| oksa::leader::Election {
@@ -48,10 +49,14 @@ async fn run() -> ExitCode {
                     format!("{host}-{}", std::process::id())
                 }),
             });
-            oksa::run::run(listen, install_crds, policy.as_deref(), election)
+            oksa::run::run(listen, install_crds, policy.as_deref(), election, waker)
                 .await
                 .map(|()| ExitCode::SUCCESS)
                 .map_err(|e| e.to_string())
+        }
+        Command::Keepalive(args) => {
+            oksa::telemetry::init_quiet();
+            oksa::keepalive::run(args).await.map(|()| ExitCode::SUCCESS)
         }
         Command::Deploy(args) => {
             oksa::telemetry::init_quiet();

@@ -39,6 +39,12 @@ pub fn release_name(branch: &str) -> String {
     format!("{name}-{}", short_hash(branch))
 }
 
+/// The Service in each project namespace whose endpoint is the operator's waker: the routes of a
+/// sleeping branch lead to it. No branch's object may take this name.
+pub const WAKER_SERVICE: &str = "oksa-waker";
+/// The waker Service's port.
+pub const WAKER_PORT: i32 = 80;
+
 /// The branch's host inside the project's domain.
 pub fn host(release_name: &str, domain: &str) -> String {
     format!("{release_name}.{domain}")

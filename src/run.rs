@@ -41,6 +41,7 @@ pub async fn run(
     install_crds: bool,
     policy: Option<&std::path::Path>,
     election: Option<crate::leader::Election>,
+    waker: crate::cli::WakerArgs,
 ) -> Result<(), StartError> {
     let policy = match policy {
         Some(path) => crate::policy::Policy::load(path).map_err(StartError::Policy)?,
@@ -56,6 +57,28 @@ pub async fn run(
         .map_err(|e| StartError::Listen(listen, e))?;
     let server = crate::server::serve(listener, metrics.clone(), ready.clone(), shutdown.clone());
     let server = tokio::spawn(server);
+    let waker = match waker.waker_ip {
+        Some(ip) => {
+            let listener = tokio::net::TcpListener::bind(waker.waker_listen)
+                .await
+                .map_err(|e| StartError::Listen(waker.waker_listen, e))?;
+            let port = listener
+                .local_addr()
+                .map_err(|e| StartError::Listen(waker.waker_listen, e))?
+                .port();
+            Some(crate::waker::Waker {
+                listener,
+                address: SocketAddr::new(ip, port),
+                cap_per_hour: waker.wake_cap_per_hour,
+            })
+        }
+        None => {
+            info!(
+                "no --waker-ip: sleeping branches wake only on a deploy, a keep-alive or a scale-up"
+            );
+            None
+        }
+    };
 
     if install_crds {
         crate::crd::install(&client)
@@ -100,7 +123,7 @@ pub async fn run(
         warn!("reconciles still running after {SHUTDOWN_GRACE:?}; exiting anyway");
     };
     tokio::select! {
-        () = crate::controller::run(client, metrics, ready, policy, shutdown.clone()) => {}
+        () = crate::controller::run(client, metrics, ready, policy, waker, shutdown.clone()) => {}
         () = grace => {}
         // Another operator may be writing already: stop now, not after a grace period.
         () = lost => return Err(StartError::LostLease),

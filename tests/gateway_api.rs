@@ -18,42 +18,7 @@ use oksa::gateway_api::HTTPRoute;
 use serde_json::json;
 use support::eventually;
 use support::fixtures::{TIMEOUT, TestProject};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-/// An IPv4 address of this machine that is not loopback, from `hostname -I`.
-fn machine_address() -> Option<String> {
-    let output = std::process::Command::new("hostname")
-        .arg("-I")
-        .output()
-        .ok()?;
-    String::from_utf8_lossy(&output.stdout)
-        .split_whitespace()
-        .find(|a| {
-            a.parse::<std::net::Ipv4Addr>()
-                .is_ok_and(|ip| !ip.is_loopback())
-        })
-        .map(str::to_string)
-}
-
-/// Serves `body` to every request on a free port of every address; returns the port.
-async fn serve(body: &'static str) -> u16 {
-    let listener = tokio::net::TcpListener::bind("0.0.0.0:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    tokio::spawn(async move {
-        while let Ok((mut stream, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let mut request = [0u8; 4096];
-                let _ = stream.read(&mut request).await;
-                let response = format!(
-                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                    body.len()
-                );
-                let _ = stream.write_all(response.as_bytes()).await;
-            });
-        }
-    });
-    port
-}
+use support::web::{endpoints, machine_address, serve};
 
 /// GET / through the Gateway with this Host header: (status code, body).
 async fn through_gateway(gateway: &str, host: &str) -> (u16, String) {
@@ -92,20 +57,6 @@ fn route_writes() -> (f64, f64) {
 fn podless_branch(branch: &str) -> serde_json::Value {
     json!({"branch": branch, "components": [{"name": "web", "replicas": 0,
         "containers": [{"name": "web", "image": "nginx", "ports": [{"containerPort": 8080}]}]}]})
-}
-
-/// An EndpointSlice for Service `service` with one ready endpoint at `address:port`, under the
-/// Service's port name.
-fn endpoints(service: &str, address: &str, port: u16) -> EndpointSlice {
-    serde_json::from_value(json!({
-        "metadata": {"name": format!("{service}-test"), "labels": {
-            "kubernetes.io/service-name": service,
-            "endpointslice.kubernetes.io/managed-by": "oksa-tests"}},
-        "addressType": "IPv4",
-        "endpoints": [{"addresses": [address], "conditions": {"ready": true}}],
-        "ports": [{"name": "port-8080", "port": port, "protocol": "TCP"}],
-    }))
-    .unwrap()
 }
 
 #[tokio::test]
@@ -188,7 +139,10 @@ async fn each_branch_host_reaches_its_own_service_through_the_gateway() {
         let port = serve(body).await;
         let service = format!("{release}-web");
         slices
-            .create(&PostParams::default(), &endpoints(&service, &address, port))
+            .create(
+                &PostParams::default(),
+                &endpoints(&service, "port-8080", &address, port),
+            )
             .await
             .unwrap();
     }

@@ -14,11 +14,16 @@ use serde::{Deserialize, Serialize};
     namespaced,
     status = "BranchReleaseStatus",
     shortname = "br",
+    scale(
+        spec_replicas_path = ".spec.replicas",
+        status_replicas_path = ".status.replicas"
+    ),
     category = "oksa",
     printcolumn = r#"{"name":"Branch","type":"string","jsonPath":".spec.branch"}"#,
     printcolumn = r#"{"name":"Phase","type":"string","jsonPath":".status.phase"}"#,
     printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.readyComponents","description":"ready/total components"}"#,
     printcolumn = r#"{"name":"URL","type":"string","jsonPath":".status.url"}"#,
+    printcolumn = r#"{"name":"Sleeps","type":"date","jsonPath":".status.lifecycle.sleepsAt","priority":1}"#,
     printcolumn = r#"{"name":"Commit","type":"string","jsonPath":".status.deployedCommit","priority":1}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
@@ -70,6 +75,17 @@ pub struct BranchReleaseSpec {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 20))]
     pub hosts: Vec<Host>,
+
+    /// `0` puts the branch to sleep until it is scaled up again, whatever is deployed meanwhile
+    /// (`kubectl scale branchrelease NAME --replicas=0`); any other number wakes it. Components
+    /// keep their own `replicas`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 1000))]
+    pub replicas: Option<i32>,
+
+    /// Sleep and expiry, overriding the Project's `defaults.lifecycle` field by field.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lifecycle: Option<crate::api::Lifecycle>,
 }
 
 /// A DNS host name, e.g. `shop.example.com`.
@@ -288,6 +304,10 @@ pub enum Phase {
     Degraded,
     /// The spec cannot be deployed as written (see the Ready condition's message).
     Invalid,
+    /// Asleep: workloads at zero, routes to the waker (see `status.lifecycle`).
+    Sleeping,
+    /// Unused for too long, and asleep until deployed again (see `status.lifecycle`).
+    Expired,
 }
 
 /// Observed state of a BranchRelease, written by Oksa.
@@ -329,6 +349,12 @@ pub struct BranchReleaseStatus {
     /// Seconds from that spec change to Ready, for the last rollout that became Ready.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seconds_to_ready: Option<f64>,
+    /// 0 while asleep, 1 while awake (the scale subresource's view).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replicas: Option<i32>,
+    /// Awake or asleep, why, the last activity, and when it will sleep or expire.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lifecycle: Option<crate::api::LifecycleStatus>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, schemars::JsonSchema)]

@@ -3,9 +3,11 @@
 
 mod branch_release;
 pub mod conditions;
+mod lifecycle;
 mod project;
 
 pub use branch_release::*;
+pub use lifecycle::*;
 pub use project::*;
 
 /// The API group of every Oksa resource.

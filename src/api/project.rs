@@ -273,6 +273,10 @@ pub struct BranchDefaults {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 20))]
     pub image_pull_secrets: Vec<String>,
+
+    /// When branches sleep and expire; each BranchRelease may override any field.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lifecycle: Option<crate::api::Lifecycle>,
 }
 
 /// Observed state of a Project, written by Oksa.

@@ -4,6 +4,7 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{
     LimitRange, Namespace, PersistentVolumeClaim, Pod, ResourceQuota, Service,
 };
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, NetworkPolicy};
 use k8s_openapi::api::rbac::v1::RoleBinding;
 use kube::runtime::events::{Recorder, Reporter};
@@ -47,6 +48,8 @@ pub struct Stores {
     pub quotas: Store<Compact<ResourceQuota>>,
     pub limit_ranges: Store<Compact<LimitRange>>,
     pub network_policies: Store<Compact<NetworkPolicy>>,
+    /// The waker's endpoints in each project namespace (see `project::waker_objects`).
+    pub endpoint_slices: Store<Compact<EndpointSlice>>,
 }
 
 pub struct Context {
@@ -71,6 +74,8 @@ pub struct Context {
     pub project_summaries: super::coalesce::Coalescer,
     /// When each BranchRelease's status was last written (see `coalesce`).
     pub release_progress: super::coalesce::Coalescer,
+    /// Where the waker answers, as the routes of sleeping branches reach it; None: no waker.
+    pub waker_address: Option<std::net::SocketAddr>,
 }
 
 /// BranchRelease reconciles running at once: enough to keep the API server busy.
@@ -98,6 +103,7 @@ impl Stores {
             "resourcequotas",
             "limitranges",
             "networkpolicies",
+            "endpointslices",
         ]);
         // An error only means the writer was dropped (shutting down): nothing left to wait for.
         let synced = |name: &'static str| move |_| readiness.synced(name);
@@ -127,6 +133,9 @@ impl Stores {
             self.network_policies
                 .wait_until_ready()
                 .map(synced("networkpolicies")),
+            self.endpoint_slices
+                .wait_until_ready()
+                .map(synced("endpointslices")),
         );
     }
 }
@@ -139,6 +148,7 @@ impl Context {
         caches_ready: tokio::sync::watch::Receiver<bool>,
         policy: Policy,
         gateway_api: bool,
+        waker_address: Option<std::net::SocketAddr>,
     ) -> Self {
         let reporter = Reporter {
             controller: FIELD_MANAGER.into(),
@@ -159,6 +169,7 @@ impl Context {
             gateway_api,
             project_summaries: Default::default(),
             release_progress: Default::default(),
+            waker_address,
         }
     }
 }

@@ -50,6 +50,7 @@ pub async fn run(
     metrics: Metrics,
     ready: Arc<crate::readiness::Readiness>,
     policy: crate::policy::Policy,
+    waker: Option<crate::waker::Waker>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
     let (projects, projects_writer) = reflector::store();
@@ -65,6 +66,7 @@ pub async fn run(
     let (quotas, quotas_writer) = reflector::store();
     let (limit_ranges, limit_ranges_writer) = reflector::store();
     let (network_policies, network_policies_writer) = reflector::store();
+    let (endpoint_slices, endpoint_slices_writer) = reflector::store();
     let stores = Stores {
         projects,
         namespaces,
@@ -79,6 +81,7 @@ pub async fn run(
         quotas,
         limit_ranges,
         network_policies,
+        endpoint_slices,
     };
     let (caches_ready_tx, caches_ready) = tokio::sync::watch::channel(false);
     let gateway_api = gateway_api_installed(&client).await;
@@ -89,8 +92,10 @@ pub async fn run(
         caches_ready,
         policy,
         gateway_api,
+        waker.as_ref().map(|w| w.address),
     ));
     let shutdown = shutdown.shared();
+    let waker_shutdown = shutdown.clone();
 
     // A project's namespaced children carry the project's name as a label; the owner reference
     // alone would not do, because the Project is cluster-scoped and they are not.
@@ -149,6 +154,9 @@ pub async fn run(
         by_project_label(o.labels())
     })
     .watches_stream(watch::managed(&client, network_policies_writer), move |o| {
+        by_project_label(o.labels())
+    })
+    .watches_stream(watch::managed(&client, endpoint_slices_writer), move |o| {
         by_project_label(o.labels())
     })
     // Branch counts: any BranchRelease change recounts the project of its namespace (sent by
@@ -291,7 +299,18 @@ pub async fn run(
     let project_controller = project_controller.inspect(|()| info!("project controller stopped"));
     let release_controller =
         release_controller.inspect(|()| info!("branchrelease controller stopped"));
-    futures::join!(project_controller, release_controller, readiness, stopping);
+    let waker = async {
+        if let Some(waker) = waker {
+            crate::waker::serve(waker, ctx.clone(), waker_shutdown).await;
+        }
+    };
+    futures::join!(
+        project_controller,
+        release_controller,
+        readiness,
+        stopping,
+        waker
+    );
     info!("controllers stopped");
 }
 

@@ -105,8 +105,7 @@ pub fn desired_spec(
                 commit: None,
                 components: Vec::new(),
                 routes: Vec::new(),
-                volumes: Vec::new(),
-                hosts: Vec::new(),
+                ..BranchReleaseSpec::default()
             }
         }
     };
@@ -232,16 +231,21 @@ pub fn verdict(release: &BranchRelease) -> Verdict {
 /// The namespace to deploy into. Projects are cluster-scoped, so a team bound to `edit` in its
 /// namespace cannot read its own Project: then the namespace is the project's name (Oksa's
 /// default), unless `--namespace` says otherwise.
-async fn project_namespace(client: &Client, args: &DeployArgs) -> Result<String, String> {
-    if let Some(namespace) = &args.namespace {
+/// The namespace of `project`: as given, else read from the Project; when the Project cannot be
+/// read (only an `edit` binding in the namespace), the project's name, Oksa's default.
+pub(crate) async fn project_namespace(
+    client: &Client,
+    project: &str,
+    namespace: Option<&String>,
+) -> Result<String, String> {
+    if let Some(namespace) = namespace {
         return Ok(namespace.clone());
     }
-    match Api::<Project>::all(client.clone()).get(&args.project).await {
-        Ok(project) => Ok(project.namespace_name()),
-        Err(kube::Error::Api(status)) if status.is_forbidden() => Ok(args.project.clone()),
+    match Api::<Project>::all(client.clone()).get(project).await {
+        Ok(found) => Ok(found.namespace_name()),
+        Err(kube::Error::Api(status)) if status.is_forbidden() => Ok(project.to_string()),
         Err(error) => Err(format!(
-            "cannot read Project {}: {}",
-            args.project,
+            "cannot read Project {project}: {}",
             describe(&error)
         )),
     }
@@ -251,7 +255,7 @@ pub async fn run(args: DeployArgs) -> Result<u8, String> {
     let client = Client::try_default()
         .await
         .map_err(|e| format!("cannot connect to Kubernetes: {e}"))?;
-    let namespace = project_namespace(&client, &args).await?;
+    let namespace = project_namespace(&client, &args.project, args.namespace.as_ref()).await?;
     let from_file = match &args.file {
         Some(path) => {
             let text = std::fs::read_to_string(path)

@@ -11,6 +11,7 @@ pub mod identity;
 pub mod operator;
 pub mod plane_process;
 pub mod process;
+pub mod web;
 
 use std::fmt::Debug;
 use std::path::PathBuf;

@@ -48,6 +48,7 @@ pub fn children(namespace: &str, branch: &str) -> ReleaseObjects {
         project: &project,
         name,
         owner,
+        rendering: build::Rendering::default(),
     });
     for meta in objects
         .deployments

@@ -39,6 +39,35 @@ pub struct Release<'a> {
     /// From `naming::release_name`.
     pub name: String,
     pub owner: OwnerReference,
+    /// Awake, or asleep (see `lifecycle`).
+    pub rendering: Rendering,
+}
+
+/// How a branch's lifecycle shapes its objects: asleep, its workloads are at zero; while asleep
+/// or waking, every route leads to the waker. Nothing else changes (claims, Services, the URL).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Rendering {
+    pub asleep: bool,
+    pub routes_to_waker: bool,
+}
+
+impl Rendering {
+    /// The rendering the BranchRelease's status last reported (for previews).
+    pub fn reported(release: &BranchRelease) -> Rendering {
+        use crate::api::LifecycleState;
+        let state = release
+            .status
+            .as_ref()
+            .and_then(|s| s.lifecycle.as_ref())
+            .map(|l| l.state);
+        Rendering {
+            asleep: matches!(
+                state,
+                Some(LifecycleState::Sleeping | LifecycleState::Expired)
+            ),
+            routes_to_waker: state.is_some_and(|s| s != LifecycleState::Awake),
+        }
+    }
 }
 
 /// Everything a BranchRelease declares in Kubernetes.
@@ -168,7 +197,11 @@ fn deployment(release: &Release, component: &Component) -> Deployment {
     Deployment {
         metadata: meta,
         spec: DeploymentSpec {
-            replicas: Some(component.replicas.unwrap_or(1)),
+            replicas: Some(if release.rendering.asleep {
+                0
+            } else {
+                component.replicas.unwrap_or(1)
+            }),
             selector: LabelSelector {
                 match_labels: Some(labels::component_selector(&release.name, &component.name)),
                 ..LabelSelector::default()
@@ -341,8 +374,27 @@ fn service(release: &Release, component: &Component) -> Option<Service> {
     })
 }
 
-/// (path, component, port) of each route; without routes, `/` to the first component with a port.
+/// (path, Service, port) of each route; without routes, `/` to the first component with a port.
+/// While the branch sleeps or wakes, each path leads to the waker instead.
 fn routes(release: &Release) -> Vec<(String, String, i32)> {
+    let routes = component_routes(release);
+    if !release.rendering.routes_to_waker {
+        return routes
+            .into_iter()
+            .map(|(path, component, port)| {
+                let service = naming::component_object_name(&release.name, &component);
+                (path, service, port)
+            })
+            .collect();
+    }
+    routes
+        .into_iter()
+        .map(|(path, _, _)| (path, naming::WAKER_SERVICE.to_string(), naming::WAKER_PORT))
+        .collect()
+}
+
+/// (path, component, port) of each route.
+fn component_routes(release: &Release) -> Vec<(String, String, i32)> {
     let components = &release.branch_release.spec.components;
     let first_port = |name: &str| {
         components
@@ -380,12 +432,12 @@ fn ingress(release: &Release) -> Option<Ingress> {
     let hosts = naming::hosts(release.branch_release, release.project, &release.name);
     let paths: Vec<HTTPIngressPath> = routes
         .iter()
-        .map(|(path, component, port)| HTTPIngressPath {
+        .map(|(path, service, port)| HTTPIngressPath {
             path: Some(path.clone()),
             path_type: "Prefix".into(),
             backend: IngressBackend {
                 service: Some(IngressServiceBackend {
-                    name: naming::component_object_name(&release.name, component),
+                    name: service.clone(),
                     port: Some(ServiceBackendPort {
                         number: Some(*port),
                         name: None,
@@ -444,7 +496,7 @@ fn http_route(release: &Release, gateway: &ProjectGateway) -> Option<HTTPRoute> 
     }
     let rules = routes
         .iter()
-        .map(|(path, component, port)| HttpRouteRule {
+        .map(|(path, service, port)| HttpRouteRule {
             matches: vec![HttpRouteMatch {
                 path: Some(PathMatch {
                     type_: Some("PathPrefix".into()),
@@ -452,7 +504,7 @@ fn http_route(release: &Release, gateway: &ProjectGateway) -> Option<HTTPRoute> 
                 }),
             }],
             backend_refs: vec![BackendRef {
-                name: naming::component_object_name(&release.name, component),
+                name: service.clone(),
                 port: Some(*port),
             }],
         })
@@ -587,6 +639,7 @@ spec:
             project,
             name,
             owner: owner(),
+            rendering: Rendering::default(),
         })
     }
 

@@ -3,6 +3,7 @@
 pub mod build;
 mod claims;
 pub mod diagnose;
+pub mod lifecycle;
 pub mod reconcile;
 pub mod status;
 pub mod validate;

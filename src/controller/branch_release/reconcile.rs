@@ -17,9 +17,10 @@ use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
 use tracing::{debug, instrument};
 
-use super::build::{self, Release};
+use super::build::{self, Release, Rendering};
 use super::claims;
 use super::diagnose::{self, Problem};
+use super::lifecycle;
 use super::status::{self, ComponentObservation, Observation, VolumeObservation};
 use super::validate;
 use crate::api::conditions::{self, DEGRADED, READY};
@@ -120,6 +121,34 @@ async fn reconcile_release(release: Arc<BranchRelease>, ctx: &Context) -> Result
             .wrote("BranchRelease", &release.name_any(), "finalizer");
     }
 
+    // Asleep or awake: decided before rendering, since it shapes what is rendered.
+    let now = Timestamp::now();
+    let settings = lifecycle::Settings::of(&release, project);
+    let activity = lifecycle::last_activity(&release, now);
+    let previous_lifecycle = release.status.as_ref().and_then(|s| s.lifecycle.clone());
+    let decision = lifecycle::decide(
+        &settings,
+        &activity,
+        &lifecycle::Facts {
+            scaled_to_zero: release.spec.replicas == Some(0),
+            gitops_managed: lifecycle::managed_by_gitops(&release),
+            created: release
+                .metadata
+                .creation_timestamp
+                .as_ref()
+                .map_or(now, |t| t.0),
+            previous: previous_lifecycle.as_ref(),
+            now,
+        },
+    );
+    if decision.delete {
+        return expire(ctx, &api, &release, &activity).await;
+    }
+    let rendering = Rendering {
+        asleep: decision.asleep,
+        routes_to_waker: decision.routes_to_waker,
+    };
+
     let release_name = naming::release_name(&release.spec.branch);
     let owner = Owner {
         reference: release
@@ -132,6 +161,7 @@ async fn reconcile_release(release: Arc<BranchRelease>, ctx: &Context) -> Result
         project,
         name: release_name.clone(),
         owner: owner.reference.clone(),
+        rendering,
     });
     let tally = Tally::new(&ctx.metrics);
     let applier = Applier::new(&ctx.client, &owner, &tally);
@@ -148,31 +178,45 @@ async fn reconcile_release(release: Arc<BranchRelease>, ctx: &Context) -> Result
         Some(route) if !ctx.gateway_api => (None, Some(gateway_api_missing(&route))),
         route => (route, None),
     };
-    let (claims, deployments, services, ingress, http_route) = tokio::try_join!(
-        claims::sync(ctx, &applier, &release, &namespace, objects.claims),
-        applier
-            .sync(&stores.deployments, objects.deployments, |o| {
-                belongs(o.namespace(), o.labels())
-            })
-            .err_into::<Error>(),
-        applier
-            .sync(&stores.services, objects.services, |o| {
-                belongs(o.namespace(), o.labels())
-            })
-            .err_into::<Error>(),
-        applier
-            .sync(
-                &stores.ingresses,
-                objects.ingress.into_iter().collect(),
-                |o| belongs(o.namespace(), o.labels()),
-            )
-            .err_into::<Error>(),
-        applier
-            .sync(&stores.http_routes, http_route.into_iter().collect(), |o| {
-                belongs(o.namespace(), o.labels())
-            })
-            .err_into::<Error>(),
-    )?;
+    let routes = async {
+        tokio::try_join!(
+            applier
+                .sync(
+                    &stores.ingresses,
+                    objects.ingress.into_iter().collect(),
+                    |o| belongs(o.namespace(), o.labels()),
+                )
+                .err_into::<Error>(),
+            applier
+                .sync(&stores.http_routes, http_route.into_iter().collect(), |o| {
+                    belongs(o.namespace(), o.labels())
+                })
+                .err_into::<Error>(),
+        )
+    };
+    let workloads = async {
+        tokio::try_join!(
+            claims::sync(ctx, &applier, &release, &namespace, objects.claims),
+            applier
+                .sync(&stores.deployments, objects.deployments, |o| {
+                    belongs(o.namespace(), o.labels())
+                })
+                .err_into::<Error>(),
+            applier
+                .sync(&stores.services, objects.services, |o| {
+                    belongs(o.namespace(), o.labels())
+                })
+                .err_into::<Error>(),
+        )
+    };
+    // Falling asleep, the routes lead to the waker before the workloads stop: no request meets
+    // a branch with nothing behind its URL.
+    let ((ingress, http_route), (claims, deployments, services)) = if rendering.routes_to_waker {
+        let routes = routes.await?;
+        (routes, workloads.await?)
+    } else {
+        tokio::try_join!(routes, workloads)?
+    };
     let detached =
         claims::detach_undeclared(ctx, &applier, &release, &namespace, &release_name).await?;
     let refusals: Vec<Refusal> = deployments
@@ -198,12 +242,27 @@ async fn reconcile_release(release: Arc<BranchRelease>, ctx: &Context) -> Result
     // for a reconcile that wrote nothing.
     let settled = tally.writes() == 0;
     let (problems, awaiting_probe) = if settled {
-        diagnose_unready(ctx, &release, &namespace, &release_name, &deployments).await?
+        diagnose_unready(
+            ctx,
+            &release,
+            &namespace,
+            &release_name,
+            &deployments,
+            rendering,
+        )
+        .await?
     } else {
         (vec![None; release.spec.components.len()], false)
     };
 
     let spec = &release.spec;
+    let wanted_replicas = |component: &crate::api::Component| {
+        if rendering.asleep {
+            0
+        } else {
+            component.replicas.unwrap_or(1)
+        }
+    };
     let observation = Observation {
         release_name: release_name.clone(),
         url: objects.url,
@@ -214,7 +273,7 @@ async fn reconcile_release(release: Arc<BranchRelease>, ctx: &Context) -> Result
             .zip(problems)
             .map(|((component, deployment), problem)| ComponentObservation {
                 name: component.name.clone(),
-                replicas: component.replicas.unwrap_or(1),
+                replicas: wanted_replicas(component),
                 images: component
                     .containers
                     .iter()
@@ -239,8 +298,23 @@ async fn reconcile_release(release: Arc<BranchRelease>, ctx: &Context) -> Result
         detached_volumes: detached,
     };
     let refused = !observation.refusals.is_empty();
-    let new_status = status::observed(&release, &observation, Timestamp::now());
-    let ready = new_status.phase == Some(Phase::Ready);
+    let mut new_status = status::observed(&release, &observation, Timestamp::now());
+    let previous_conditions = release
+        .status
+        .as_ref()
+        .map(|s| s.conditions.clone())
+        .unwrap_or_default();
+    lifecycle::settle(
+        &mut new_status,
+        &decision,
+        &settings,
+        &previous_conditions,
+        Timestamp::now(),
+    );
+    let ready = matches!(
+        new_status.phase,
+        Some(Phase::Ready | Phase::Sleeping | Phase::Expired)
+    );
     let recheck = not_ready_recheck(&new_status, Timestamp::now());
     let held = write_status(ctx, &release, new_status).await?;
     let next = if ready {
@@ -254,8 +328,44 @@ async fn reconcile_release(release: Arc<BranchRelease>, ctx: &Context) -> Result
         // Changes of the children and their pods trigger reconciles; this is only a safety net.
         Duration::from_secs(120)
     };
+    // A lifecycle deadline (sleep, expiry, its warning, a wake's timeout) comes with no event.
+    let next = decision.next_change.map_or(next, |at| {
+        let until = at.duration_since(Timestamp::now());
+        next.min(Duration::try_from(until).unwrap_or_default() + Duration::from_millis(100))
+    });
     // A held progress report is written once its window has passed.
     Ok(Action::requeue(held.map_or(next, |wait| wait.min(next))))
+}
+
+/// Deletes a BranchRelease that expired and that no GitOps tool manages, with a Warning event
+/// first. Its volumes follow their `retain` setting, as with any deletion.
+async fn expire(
+    ctx: &Context,
+    api: &Api<BranchRelease>,
+    release: &BranchRelease,
+    activity: &lifecycle::Activity,
+) -> Result<Action> {
+    let message = format!(
+        "expired: unused since {} ({}); deleting it",
+        activity.at, activity.source
+    );
+    events::publish(ctx, release, true, "Expired", message).await;
+    let params = kube::api::DeleteParams {
+        // Only this very object: one created again meanwhile under the same name is new.
+        preconditions: Some(kube::api::Preconditions {
+            uid: release.uid(),
+            resource_version: None,
+        }),
+        ..Default::default()
+    };
+    match api.delete(&release.name_any(), &params).await {
+        Ok(_) => {}
+        Err(kube::Error::Api(status)) if status.code == 404 || status.code == 409 => {}
+        Err(error) => return Err(error.into()),
+    }
+    ctx.metrics
+        .wrote("BranchRelease", &release.name_any(), "expired");
+    Ok(Action::await_change())
 }
 
 /// The refusal of an HTTPRoute in a cluster that does not serve HTTPRoutes.
@@ -282,6 +392,7 @@ async fn diagnose_unready(
     namespace: &str,
     release_name: &str,
     deployments: &[Option<Arc<Deployment>>],
+    rendering: Rendering,
 ) -> Result<(Vec<Option<Problem>>, bool)> {
     let spec = &release.spec;
     let mut problems: Vec<Option<Problem>> = vec![None; spec.components.len()];
@@ -289,7 +400,14 @@ async fn diagnose_unready(
         .iter()
         .enumerate()
         .filter_map(|(i, d)| d.as_deref().map(|d| (i, d)))
-        .filter(|(i, d)| !status::component_ready(d, spec.components[*i].replicas.unwrap_or(1)))
+        .filter(|(i, d)| {
+            let wanted = if rendering.asleep {
+                0
+            } else {
+                spec.components[*i].replicas.unwrap_or(1)
+            };
+            !status::component_ready(d, wanted)
+        })
         .collect();
     if unready.is_empty() {
         return Ok((problems, false));
@@ -421,6 +539,28 @@ fn milestones(old: &BranchReleaseStatus, new: &BranchReleaseStatus) -> Vec<(Stri
         && degraded.status == "True"
     {
         found.push((degraded.message.clone(), true, degraded.reason.clone()));
+    }
+    if let Some(asleep) = transition(lifecycle::ASLEEP) {
+        let failed = asleep.reason == crate::api::sleep_reason::WAKE_FAILED;
+        let reason = match (asleep.status.as_str(), asleep.reason.as_str()) {
+            ("True", _) => "Sleeping".to_string(),
+            (_, "Waking") => "Waking".to_string(),
+            _ => "Awake".to_string(),
+        };
+        // The first status of a new branch says Awake: no event for that.
+        if old.lifecycle.is_some() {
+            let message = if asleep.message.is_empty() {
+                "awake".to_string()
+            } else {
+                format!("{}: {}", asleep.reason, asleep.message)
+            };
+            found.push((message, failed, reason));
+        }
+    }
+    if let Some(expiring) = transition(lifecycle::EXPIRING)
+        && expiring.status == "True"
+    {
+        found.push((expiring.message.clone(), true, "ExpiringSoon".into()));
     }
     found
 }

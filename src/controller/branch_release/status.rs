@@ -91,6 +91,7 @@ pub fn only_progress_changed(old: &BranchReleaseStatus, new: &BranchReleaseStatu
         && old.url == new.url
         && old.deployed_commit == new.deployed_commit
         && old.detached_volumes == new.detached_volumes
+        && old.lifecycle == new.lifecycle
         && verdicts(old) == verdicts(new)
 }
 
@@ -364,6 +365,9 @@ pub fn observed(
         },
         progressing_since,
         seconds_to_ready,
+        // Set by the lifecycle (see `lifecycle::settle`).
+        replicas: previous.replicas,
+        lifecycle: previous.lifecycle,
     }
 }
 

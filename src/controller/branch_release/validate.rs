@@ -118,6 +118,19 @@ pub fn check<'a>(
         .into_iter()
         .collect();
     let my_children = naming::child_names(release);
+    if let Some((kind, _, mine)) = my_children
+        .iter()
+        .find(|(kind, name, _)| *kind == "Service" && name == naming::WAKER_SERVICE)
+    {
+        return Err(invalid(
+            "NameTaken",
+            format!(
+                "{kind} {} (for {mine}) is reserved for the waker of sleeping branches; \
+                 rename the component",
+                naming::WAKER_SERVICE
+            ),
+        ));
+    }
     // Only older siblings count: the one that came first keeps what both ask for, so every
     // reconcile of either agrees on who that is.
     let older: Vec<&Arc<BranchRelease>> = siblings

@@ -4,3 +4,4 @@ pub mod build;
 pub mod reconcile;
 pub mod status;
 pub mod validate;
+pub mod waker_objects;

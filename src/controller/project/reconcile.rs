@@ -18,6 +18,7 @@ use tracing::{info, instrument};
 use super::build::{self, ProjectObjects};
 use super::status::{self, Outcome};
 use super::validate::{self, NamespaceVerdict};
+use super::waker_objects;
 use crate::api::conditions::{self, READY};
 use crate::api::{Phase, Project};
 use crate::apply::{Applier, Owner, Refusal, Tally};
@@ -206,6 +207,25 @@ async fn apply_namespace(
             && object_labels.get(labels::PROJECT) == Some(&project)
     };
     let stores = &ctx.stores;
+    let waker = waker_objects::build(&project, &name, &owner.reference, ctx.waker_address);
+    let is_waker = |object_namespace: Option<String>, object: &kube::api::ObjectMeta| {
+        object_namespace.as_deref() == Some(name.as_str())
+            && waker_objects::is_waker_object(
+                object.name.as_deref().unwrap_or_default(),
+                object.labels.as_ref().unwrap_or(&BTreeMap::new()),
+            )
+            && object.labels.as_ref().and_then(|l| l.get(labels::PROJECT)) == Some(&project)
+    };
+    let (waker_service, waker_endpoints) = tokio::try_join!(
+        applier.sync(&stores.services, vec![waker.service], |o| {
+            is_waker(o.namespace(), o.meta())
+        }),
+        applier.sync(
+            &stores.endpoint_slices,
+            waker.endpoints.into_iter().collect(),
+            |o| is_waker(o.namespace(), o.meta())
+        ),
+    )?;
     let (role_bindings, quota, limit_range, network_policy) = tokio::try_join!(
         applier.sync(&stores.role_bindings, objects.role_bindings, |o| {
             in_namespace(o.namespace(), o.labels())
@@ -230,6 +250,8 @@ async fn apply_namespace(
         .chain(quota.into_iter().filter_map(Result::err))
         .chain(limit_range.into_iter().filter_map(Result::err))
         .chain(network_policy.into_iter().filter_map(Result::err))
+        .chain(waker_service.into_iter().filter_map(Result::err))
+        .chain(waker_endpoints.into_iter().filter_map(Result::err))
         .collect())
 }
 

@@ -1,0 +1,633 @@
+//! Sleep, wake and expiry, from the outside: idle branches sleep keeping their volumes, with their
+//! routes switched to the waker before their workloads stop; a person's request through Traefik
+//! wakes one (a bot's or a HEAD does not); keep-alives, deploys, manual scaling, the wake cap,
+//! a wake that cannot finish, drift while asleep, and expiry.
+//!
+//! Durations are seconds here (the settings take any `90s`/`30m`/`8h`/`7d`), so the lifecycle runs
+//! on the real clock in test time. The waker runs in the test's operator, reached at this
+//! machine's address (see `support::operator`).
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Event, PersistentVolumeClaim};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::networking::v1::Ingress;
+use kube::api::{ListParams, Patch, PatchParams, PostParams};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, ResourceExt};
+use oksa::api::{BranchRelease, BranchReleaseStatus, LifecycleState, Phase};
+use oksa::gateway_api::HTTPRoute;
+use serde_json::json;
+use support::eventually;
+use support::fixtures::{TestProject, web_branch, web_component};
+use support::web::{Answer, endpoints, machine_address, request, serve};
+
+const FIREFOX: &str = "Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0";
+const HTML: &str = "text/html,application/xhtml+xml;q=0.9,*/*;q=0.8";
+const LONG: Duration = Duration::from_secs(90);
+
+fn state(status: &BranchReleaseStatus) -> Option<LifecycleState> {
+    status.lifecycle.as_ref().map(|l| l.state)
+}
+
+fn reason(status: &BranchReleaseStatus) -> Option<String> {
+    status.lifecycle.as_ref().and_then(|l| l.reason.clone())
+}
+
+/// Waits (up to `LONG`) until the BranchRelease's lifecycle is in `wanted`, whatever its generation.
+async fn until_state(project: &TestProject, name: &str, wanted: LifecycleState) -> BranchRelease {
+    let releases = project.releases();
+    eventually(LONG, &format!("{name} {wanted:?}"), || async {
+        let release = releases.get(name).await.ok()?;
+        let status = release.status.as_ref()?;
+        (state(status) == Some(wanted) && status.observed_generation == release.metadata.generation)
+            .then_some(release)
+    })
+    .await
+}
+
+async fn replicas(project: &TestProject, deployment: &str) -> Option<i32> {
+    let deployment = project
+        .namespaced::<Deployment>()
+        .get(deployment)
+        .await
+        .ok()?;
+    deployment.spec.replicas
+}
+
+/// The waker's address in the project's namespace, from the EndpointSlice Oksa wrote.
+async fn waker_address(project: &TestProject) -> String {
+    let slices = project.namespaced::<EndpointSlice>();
+    eventually(LONG, "the waker's endpoint", || async {
+        let slice = slices.get(oksa::naming::WAKER_SERVICE).await.ok()?;
+        let ip = slice.endpoints?.first()?.addresses.first()?.clone();
+        let port = slice.ports?.first()?.port?;
+        Some(format!("{ip}:{port}"))
+    })
+    .await
+}
+
+/// Wakes per project per hour in this binary: the cap's test needs a small one, and it is per
+/// project, so the other tests (one wake each at most) stay below it.
+const WAKE_CAP: u32 = 2;
+
+/// Every test's Project: the operator (started by the first) gets the small wake cap whichever
+/// test comes first.
+async fn create_project(prefix: &str, spec: serde_json::Value) -> TestProject {
+    support::operator::set_wake_cap(WAKE_CAP);
+    TestProject::create(prefix, spec).await
+}
+
+fn lifecycle(settings: serde_json::Value) -> serde_json::Value {
+    json!({"defaults": {"lifecycle": settings}})
+}
+
+/// A branch with a volume mounted by its web component.
+fn branch_with_volume(branch: &str) -> serde_json::Value {
+    let mut web = web_component("web", "nginx:1.27");
+    web["containers"][0]["volumeMounts"] = json!([{"volume": "data", "mountPath": "/data"}]);
+    json!({"branch": branch, "components": [web], "volumes": [{"name": "data", "size": "1Gi"}]})
+}
+
+#[tokio::test]
+async fn an_idle_branch_sleeps_keeping_its_volume_with_routes_switched_before_replicas() {
+    let project = create_project("sleep", lifecycle(json!({"sleepAfter": "6s"}))).await;
+    let created = project
+        .create_ready("main", branch_with_volume("main"))
+        .await;
+    let lifecycle = created.status.unwrap().lifecycle.unwrap();
+    assert_eq!(lifecycle.state, LifecycleState::Awake);
+    assert!(lifecycle.sleeps_at.is_some(), "{lifecycle:?}");
+    let claims = project.namespaced::<PersistentVolumeClaim>();
+    let claim_uid = claims.get("main-data").await.unwrap().uid();
+
+    // Watch the Ingress and the Deployment: the resourceVersion of the write that switched the
+    // Ingress to the waker, and of the one that took the Deployment to zero (etcd revisions,
+    // one sequence for all objects).
+    let switched = watch_first(
+        project.namespaced::<Ingress>(),
+        "main",
+        |ingress: &Ingress| {
+            ingress
+                .spec
+                .as_ref()
+                .and_then(|s| s.rules.as_ref())
+                .is_some_and(|rules| {
+                    rules.iter().all(|r| {
+                        r.http.as_ref().is_some_and(|h| {
+                            h.paths.iter().all(|p| {
+                                p.backend.service.as_ref().map(|s| s.name.as_str())
+                                    == Some(oksa::naming::WAKER_SERVICE)
+                            })
+                        })
+                    })
+                })
+        },
+    );
+    let stopped = watch_first(
+        project.namespaced::<Deployment>(),
+        "main-web",
+        |deployment: &Deployment| deployment.spec.replicas == Some(0),
+    );
+    let (switched, stopped) = tokio::join!(switched, stopped);
+    assert!(
+        switched < stopped,
+        "the Ingress was switched (revision {switched}) after the Deployment stopped ({stopped})"
+    );
+
+    let asleep = until_state(&project, "main", LifecycleState::Sleeping).await;
+    let status = asleep.status.unwrap();
+    assert_eq!(reason(&status).as_deref(), Some("Idle"));
+    eventually(LONG, "phase Sleeping", || async {
+        let release = project.releases().get("main").await.ok()?;
+        (release.status?.phase == Some(Phase::Sleeping)).then_some(())
+    })
+    .await;
+    assert_eq!(replicas(&project, "main-web").await, Some(0));
+    assert_eq!(claims.get("main-data").await.unwrap().uid(), claim_uid);
+    assert_eq!(status.url, Some(format!("http://main.{}", project.domain)));
+    let condition = support::fixtures::condition(&status, "Asleep").unwrap();
+    assert_eq!(
+        (condition.0.as_str(), condition.1.as_str()),
+        ("True", "Idle")
+    );
+
+    // Drift while asleep is undone: someone scales the Deployment up by hand.
+    project
+        .namespaced::<Deployment>()
+        .patch(
+            "main-web",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"replicas": 3}})),
+        )
+        .await
+        .unwrap();
+    eventually(LONG, "the Deployment back at zero", || async {
+        (replicas(&project, "main-web").await == Some(0)).then_some(())
+    })
+    .await;
+    project.cleanup().await;
+}
+
+/// The resourceVersion of the first state of `name` that satisfies `check`.
+async fn watch_first<K>(api: Api<K>, name: &str, check: impl Fn(&K) -> bool) -> u64
+where
+    K: kube::Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + 'static,
+{
+    let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
+    let mut stream = std::pin::pin!(watcher(api, config).applied_objects());
+    let deadline = tokio::time::Instant::now() + LONG;
+    loop {
+        let next = tokio::time::timeout_at(deadline, stream.next())
+            .await
+            .unwrap_or_else(|_| panic!("{name} never reached the state watched for"));
+        if let Some(Ok(object)) = next
+            && check(&object)
+        {
+            return object.resource_version().unwrap().parse().unwrap();
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_request_through_traefik_wakes_a_sleeping_branch_and_bots_do_not() {
+    let Some(state_dir) = support::plane().state.clone() else {
+        eprintln!("not run: it needs the local plane's Traefik (KUBECONFIG names another cluster)");
+        return;
+    };
+    let gateway = std::fs::read_to_string(state_dir.join("gateway-url")).unwrap();
+    let gateway = gateway.trim().trim_start_matches("http://").to_string();
+    let mut spec = lifecycle(json!({"sleepAfter": "5s"}));
+    spec["gateway"] = json!({"name": "shared", "namespace": "gateway-system"});
+    let project = create_project("wake", spec).await;
+    project
+        .create_ready("main", web_branch("main", "nginx:1.27"))
+        .await;
+    // The component's Service also leads to a server of this test (its kwok pods lead nowhere).
+    let port = serve("main says hi").await;
+    project
+        .namespaced::<EndpointSlice>()
+        .create(
+            &PostParams::default(),
+            &endpoints("main-web", "port-8080", &machine_address().unwrap(), port),
+        )
+        .await
+        .unwrap();
+    until_state(&project, "main", LifecycleState::Sleeping).await;
+    let routes = project.namespaced::<HTTPRoute>();
+    let backend = |route: HTTPRoute| route.spec.rules[0].backend_refs[0].name.clone();
+    assert_eq!(
+        backend(routes.get("main").await.unwrap()),
+        oksa::naming::WAKER_SERVICE
+    );
+    let host = format!("main.{}", project.domain);
+    let through = |method: &'static str, path: &'static str, agent: &'static str| {
+        let gateway = gateway.clone();
+        let host = host.clone();
+        async move {
+            request(
+                &gateway,
+                method,
+                &host,
+                path,
+                &[("User-Agent", agent), ("Accept", HTML)],
+            )
+            .await
+        }
+    };
+    // Traefik may take a moment to see the route's new backend.
+    let first = eventually(LONG, "Traefik to reach the waker", || async {
+        let answer = through("HEAD", "/", FIREFOX).await;
+        (answer.header("x-robots-tag").is_some()).then_some(answer)
+    })
+    .await;
+    assert_eq!(first.code, 503);
+
+    // A HEAD, a crawler and robots.txt wake nothing.
+    let bot = through(
+        "GET",
+        "/",
+        "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)",
+    )
+    .await;
+    assert_eq!(bot.code, 503);
+    let robots = through("GET", "/robots.txt", FIREFOX).await;
+    assert_eq!(
+        (robots.code, robots.body.as_str()),
+        (200, "User-agent: *\nDisallow: /\n")
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let still = project.releases().get("main").await.unwrap();
+    assert_eq!(
+        state(still.status.as_ref().unwrap()),
+        Some(LifecycleState::Sleeping)
+    );
+    assert!(
+        !still.annotations().contains_key("oksa.dev/last-activity"),
+        "a bot or a HEAD recorded activity"
+    );
+
+    // A person: the waiting page at once, then the branch wakes and Traefik routes to it again.
+    let asked = Instant::now();
+    let page = through("GET", "/", FIREFOX).await;
+    let page_after = asked.elapsed();
+    assert_eq!(page.code, 503, "{page:?}");
+    assert!(page.body.contains("is waking up"), "{}", page.body);
+    assert!(
+        page.header("content-type")
+            .unwrap()
+            .starts_with("text/html")
+    );
+    assert_eq!(page.header("cache-control"), Some("no-store"));
+    assert!(page.header("retry-after").is_some());
+    assert!(page.header("x-robots-tag").unwrap().contains("noindex"));
+    assert!(
+        page_after < Duration::from_secs(1),
+        "the page took {page_after:?}"
+    );
+    let progress = through("GET", "/.oksa/status", FIREFOX).await;
+    let progress: serde_json::Value = serde_json::from_str(&progress.body).unwrap();
+    assert_eq!(progress["components"][0]["name"], "web");
+
+    let awake = until_state(&project, "main", LifecycleState::Awake).await;
+    let awake_after = asked.elapsed();
+    assert_eq!(
+        awake
+            .status
+            .unwrap()
+            .lifecycle
+            .unwrap()
+            .last_activity_source,
+        "Request"
+    );
+    eventually(
+        Duration::from_secs(5),
+        "the route back on main-web",
+        || async { (backend(routes.get("main").await.ok()?) == "main-web").then_some(()) },
+    )
+    .await;
+    let routed_after = asked.elapsed();
+    assert_eq!(replicas(&project, "main-web").await, Some(1));
+    eventually(LONG, "the branch served through Traefik", || async {
+        let answer = through("GET", "/", FIREFOX).await;
+        (answer.body == "main says hi").then_some(())
+    })
+    .await;
+    let served_after = asked.elapsed();
+    println!(
+        "waiting page in {:.0} ms; Awake after {:.1}s, route back after {:.1}s, served through Traefik after {:.1}s",
+        page_after.as_secs_f64() * 1000.0,
+        awake_after.as_secs_f64(),
+        routed_after.as_secs_f64(),
+        served_after.as_secs_f64()
+    );
+    project.cleanup().await;
+}
+
+/// `oksa keepalive` as CI would run it.
+fn keepalive(project: &TestProject, branch: &str) {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_oksa"))
+        .args(["keepalive", "--project", &project.name, "--branch", branch])
+        .env("KUBECONFIG", support::kubeconfig_path())
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[tokio::test]
+async fn a_keepalive_holds_a_branch_awake_and_without_it_the_branch_sleeps() {
+    let project = create_project("keep", lifecycle(json!({"sleepAfter": "5s"}))).await;
+    project
+        .create_ready("main", web_branch("main", "nginx:1.27"))
+        .await;
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(12) {
+        keepalive(&project, "main");
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let release = project.releases().get("main").await.unwrap();
+        let status = release.status.unwrap();
+        assert_eq!(
+            state(&status),
+            Some(LifecycleState::Awake),
+            "slept despite keep-alives: {:?}",
+            status.lifecycle
+        );
+    }
+    let release = project.releases().get("main").await.unwrap();
+    assert_eq!(
+        release
+            .status
+            .unwrap()
+            .lifecycle
+            .unwrap()
+            .last_activity_source,
+        "KeepAlive"
+    );
+    let generation = release.metadata.generation;
+    until_state(&project, "main", LifecycleState::Sleeping).await;
+    let release = project.releases().get("main").await.unwrap();
+    assert_eq!(
+        release.metadata.generation, generation,
+        "the spec was not touched"
+    );
+    project.cleanup().await;
+}
+
+#[tokio::test]
+async fn scaled_to_zero_it_stays_asleep_through_deploys_and_page_loads_until_scaled_up() {
+    let project = create_project("manual", json!({})).await;
+    project
+        .create_ready("main", web_branch("main", "nginx:1.27"))
+        .await;
+    let scale = |replicas: &str| {
+        let output = support::tool("kubectl")
+            .args([
+                "scale",
+                "-n",
+                &project.namespace,
+                "branchrelease/main",
+                &format!("--replicas={replicas}"),
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    };
+    scale("0");
+    let asleep = until_state(&project, "main", LifecycleState::Sleeping).await;
+    assert_eq!(
+        reason(asleep.status.as_ref().unwrap()).as_deref(),
+        Some("Manual")
+    );
+    assert_eq!(replicas(&project, "main-web").await, Some(0));
+
+    // A deploy changes what will run, not whether it runs.
+    project
+        .apply_release("main", web_branch("main", "nginx:1.28"))
+        .await
+        .unwrap();
+    let deployments = project.namespaced::<Deployment>();
+    eventually(LONG, "the new image, at zero", || async {
+        let deployment = deployments.get("main-web").await.ok()?;
+        let spec = deployment.spec;
+        (spec.template.spec?.containers[0].image.as_deref() == Some("nginx:1.28")
+            && spec.replicas == Some(0))
+        .then_some(())
+    })
+    .await;
+    // A page load says so and wakes nothing.
+    let waker = waker_address(&project).await;
+    let host = format!("main.{}", project.domain);
+    let page = request(
+        &waker,
+        "GET",
+        &host,
+        "/",
+        &[("User-Agent", FIREFOX), ("Accept", HTML)],
+    )
+    .await;
+    assert_eq!(page.code, 503);
+    assert!(page.body.contains("switched off"), "{}", page.body);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let release = project.releases().get("main").await.unwrap();
+    assert_eq!(
+        reason(release.status.as_ref().unwrap()).as_deref(),
+        Some("Manual")
+    );
+
+    scale("1");
+    until_state(&project, "main", LifecycleState::Awake).await;
+    eventually(LONG, "one pod wanted again", || async {
+        (replicas(&project, "main-web").await == Some(1)).then_some(())
+    })
+    .await;
+    project.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_deploy_wakes_a_sleeping_branch_with_the_new_image() {
+    let project = create_project("redeploy", lifecycle(json!({"sleepAfter": "5s"}))).await;
+    project
+        .create_ready("main", web_branch("main", "nginx:1.27"))
+        .await;
+    until_state(&project, "main", LifecycleState::Sleeping).await;
+    project
+        .apply_release("main", web_branch("main", "nginx:1.28"))
+        .await
+        .unwrap();
+    let deployments = project.namespaced::<Deployment>();
+    eventually(LONG, "awake with the new image", || async {
+        let deployment = deployments.get("main-web").await.ok()?;
+        let spec = deployment.spec;
+        (spec.template.spec?.containers[0].image.as_deref() == Some("nginx:1.28")
+            && spec.replicas == Some(1))
+        .then_some(())
+    })
+    .await;
+    let awake = until_state(&project, "main", LifecycleState::Awake).await;
+    assert_eq!(
+        awake
+            .status
+            .unwrap()
+            .lifecycle
+            .unwrap()
+            .last_activity_source,
+        "Deploy"
+    );
+    project.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_wake_that_cannot_finish_gives_up_naming_the_component() {
+    let project = create_project(
+        "wakefail",
+        lifecycle(json!({"sleepAfter": "8s", "wakeTimeout": "3s"})),
+    )
+    .await;
+    project
+        .create_ready("main", web_branch("main", "nginx:1.27"))
+        .await;
+    until_state(&project, "main", LifecycleState::Sleeping).await;
+    // Deployed while asleep with an image that crashes: the wake cannot finish.
+    project
+        .apply_release("main", web_branch("main", "fault.oksa.test/crash-loop:1"))
+        .await
+        .unwrap();
+    until_state(&project, "main", LifecycleState::Waking).await;
+    let releases = project.releases();
+    let failed = eventually(LONG, "the wake given up", || async {
+        let release = releases.get("main").await.ok()?;
+        let status = release.status?;
+        (reason(&status).as_deref() == Some("WakeFailed")).then_some(status)
+    })
+    .await;
+    let (_, _, message) = support::fixtures::condition(&failed, "Asleep").unwrap();
+    assert!(message.contains("web"), "{message}");
+    assert!(message.contains("gave up after 3s"), "{message}");
+    eventually(LONG, "back at zero", || async {
+        (replicas(&project, "main-web").await == Some(0)).then_some(())
+    })
+    .await;
+    project.cleanup().await;
+}
+
+#[tokio::test]
+async fn past_the_wake_cap_the_page_asks_for_a_click() {
+    let project = create_project("cap", lifecycle(json!({"sleepAfter": "4s"}))).await;
+    for branch in ["a", "b", "c"] {
+        project
+            .create_release(branch, web_branch(branch, "nginx:1.27"))
+            .await;
+    }
+    for branch in ["a", "b", "c"] {
+        until_state(&project, branch, LifecycleState::Sleeping).await;
+    }
+    let waker = waker_address(&project).await;
+    let load = |branch: &'static str, method: &'static str, path: &'static str| {
+        let waker = waker.clone();
+        let host = format!("{branch}.{}", project.domain);
+        async move {
+            request(
+                &waker,
+                method,
+                &host,
+                path,
+                &[("User-Agent", FIREFOX), ("Accept", HTML)],
+            )
+            .await
+        }
+    };
+    for branch in ["a", "b"] {
+        let page: Answer = load(branch, "GET", "/").await;
+        assert!(page.body.contains("is waking up"), "{}", page.body);
+    }
+    let capped = load("c", "GET", "/").await;
+    assert!(capped.body.contains("<button"), "{}", capped.body);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let c = project.releases().get("c").await.unwrap();
+    assert!(!c.annotations().contains_key("oksa.dev/last-activity"));
+    // The click wakes it.
+    let clicked = load("c", "POST", "/.oksa/wake").await;
+    assert_eq!(clicked.code, 303);
+    until_state(&project, "c", LifecycleState::Awake).await;
+    project.cleanup().await;
+}
+
+#[tokio::test]
+async fn expiry_deletes_a_plain_branch_marks_a_gitops_one_and_a_pin_holds() {
+    let project = create_project("expiry", lifecycle(json!({"expireAfter": "8s"}))).await;
+    project
+        .create_ready("plain", web_branch("plain", "nginx:1.27"))
+        .await;
+    let releases = project.releases();
+    // As Flux applies it: with its labels.
+    let mut spec = web_branch("flux", "nginx:1.27");
+    spec["project"] = json!(project.name);
+    let mut flux = support::fixtures::release_object("flux", spec);
+    flux.labels_mut()
+        .insert("kustomize.toolkit.fluxcd.io/name".into(), "branches".into());
+    releases
+        .patch(
+            "flux",
+            &PatchParams::apply("test-user"),
+            &Patch::Apply(&flux),
+        )
+        .await
+        .unwrap();
+    let mut pinned = web_branch("pinned", "nginx:1.27");
+    let in_an_hour =
+        k8s_openapi::jiff::Timestamp::now() + k8s_openapi::jiff::SignedDuration::from_hours(1);
+    pinned["lifecycle"] = json!({"pinnedUntil": in_an_hour.to_string()});
+    project.create_release("pinned", pinned).await;
+
+    eventually(LONG, "the plain branch deleted", || async {
+        releases
+            .get_opt("plain")
+            .await
+            .ok()?
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    let expired = until_state(&project, "flux", LifecycleState::Expired).await;
+    let status = expired.status.unwrap();
+    eventually(LONG, "phase Expired", || async {
+        let release = releases.get("flux").await.ok()?;
+        (release.status?.phase == Some(Phase::Expired)).then_some(())
+    })
+    .await;
+    assert_eq!(replicas(&project, "flux-web").await, Some(0));
+    assert!(status.lifecycle.unwrap().expires_at.is_some());
+    // It was warned about first.
+    let events = Api::<Event>::namespaced(project.client.clone(), &project.namespace)
+        .list(&ListParams::default().fields("involvedObject.name=flux"))
+        .await
+        .unwrap();
+    assert!(
+        events
+            .items
+            .iter()
+            .any(|e| e.reason.as_deref() == Some("ExpiringSoon")),
+        "{:?}",
+        events.items.iter().map(|e| &e.reason).collect::<Vec<_>>()
+    );
+    let pinned = releases.get("pinned").await.unwrap();
+    let lifecycle = pinned.status.unwrap().lifecycle.unwrap();
+    assert_eq!(lifecycle.state, LifecycleState::Awake);
+    assert_eq!(
+        lifecycle.expires_at.unwrap().0.as_second(),
+        in_an_hour.as_second()
+    );
+    project.cleanup().await;
+}
