@@ -38,7 +38,8 @@ pub async fn run(args: KeepaliveArgs) -> Result<(), String> {
         .name
         .clone()
         .unwrap_or_else(|| naming::release_name(&args.branch));
-    let now = Timestamp::now();
+    // Whole seconds, as status keeps it.
+    let now = crate::controller::branch_release::lifecycle::whole_seconds(Timestamp::now());
     let patch = json!({"metadata": {"annotations": {
         LAST_ACTIVITY: now.to_string(),
         LAST_ACTIVITY_SOURCE: activity_source::KEEP_ALIVE,

@@ -152,7 +152,8 @@ fn state_of(release: &BranchRelease) -> LifecycleState {
 
 /// Records a request as the branch's activity: the reconcile sees it and wakes the branch.
 async fn wake(ctx: &Context, release: &BranchRelease) {
-    let now = Timestamp::now();
+    // Whole seconds, as status keeps it.
+    let now = crate::controller::branch_release::lifecycle::whole_seconds(Timestamp::now());
     let recent = release
         .annotations()
         .get(LAST_ACTIVITY)

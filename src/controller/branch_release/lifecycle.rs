@@ -41,6 +41,13 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
     Some(Duration::from_secs(number * seconds))
 }
 
+/// `at` without its fraction of a second. Status times are stored to the second (`metav1.Time`),
+/// so anything computed finer would differ from what was read back and be written again on every
+/// reconcile, each write triggering the next.
+pub fn whole_seconds(at: Timestamp) -> Timestamp {
+    Timestamp::from_second(at.as_second()).unwrap_or(at)
+}
+
 /// A branch's lifecycle settings: its own, else its Project's defaults.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Settings {
@@ -100,6 +107,7 @@ pub struct Activity {
 /// The branch's latest activity: its creation, its last deploy (a new generation, first seen
 /// now or when `progressingSince` was set), or what a keep-alive or the waker recorded.
 pub fn last_activity(release: &BranchRelease, now: Timestamp) -> Activity {
+    let now = whole_seconds(now);
     let previous = release.status.clone().unwrap_or_default();
     let created = release
         .metadata
@@ -130,7 +138,10 @@ pub fn last_activity(release: &BranchRelease, now: Timestamp) -> Activity {
     .into_iter()
     .flatten()
     .max_by_key(|(at, _)| *at)
-    .map(|(at, source)| Activity { at, source })
+    .map(|(at, source)| Activity {
+        at: whole_seconds(at),
+        source,
+    })
     .expect("creation is always there")
 }
 
@@ -167,13 +178,14 @@ fn after(at: Timestamp, duration: Duration) -> Timestamp {
 }
 
 pub fn decide(settings: &Settings, activity: &Activity, facts: &Facts) -> Decision {
-    let now = facts.now;
+    let now = whole_seconds(facts.now);
+    let last = whole_seconds(activity.at);
     let sleeps_at = settings
         .sleep_after
         .filter(|_| !settings.never_sleep)
-        .map(|d| after(activity.at, d));
+        .map(|d| after(last, d));
     let expires_at = [
-        settings.expire_after.map(|d| after(activity.at, d)),
+        settings.expire_after.map(|d| after(last, d)),
         settings.max_age.map(|d| after(facts.created, d)),
     ]
     .into_iter()
@@ -197,7 +209,7 @@ pub fn decide(settings: &Settings, activity: &Activity, facts: &Facts) -> Decisi
             Some(p)
                 if p.state == LifecycleState::Sleeping
                     && p.reason.as_deref() == Some(sleep_reason::WAKE_FAILED)
-                    && activity.at <= p.since.0 =>
+                    && last <= p.since.0 =>
             {
                 (LifecycleState::Sleeping, Some(sleep_reason::WAKE_FAILED))
             }
@@ -239,7 +251,7 @@ pub fn decide(settings: &Settings, activity: &Activity, facts: &Facts) -> Decisi
             state,
             reason: reason.map(str::to_string),
             since: Time(since),
-            last_activity: Time(activity.at),
+            last_activity: Time(last),
             last_activity_source: activity.source.clone(),
             sleeps_at: sleeps_at.map(Time),
             expires_at: expires_at.map(Time),
@@ -290,6 +302,7 @@ pub fn settle(
     previous_conditions: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition],
     now: Timestamp,
 ) {
+    let now = whole_seconds(now);
     let mut lifecycle = decision.status.clone();
     let all_ready = status.phase == Some(Phase::Ready);
     let mut wake_failure = None;
@@ -415,6 +428,30 @@ mod tests {
             previous,
             now: at(now),
         }
+    }
+
+    #[test]
+    fn a_status_read_back_decides_the_same_so_it_is_not_written_again() {
+        // The waker records activity to the nanosecond; status keeps whole seconds.
+        let fine = Activity {
+            at: at(10)
+                .checked_add(SignedDuration::from_nanos(284_606_162))
+                .unwrap(),
+            source: activity_source::REQUEST.into(),
+        };
+        let mut clock = facts(20, None);
+        clock.now = at(20)
+            .checked_add(SignedDuration::from_millis(700))
+            .unwrap();
+        let first = decide(&settings(), &fine, &clock);
+        let stored: LifecycleStatus =
+            serde_json::from_value(serde_json::to_value(&first.status).unwrap()).unwrap();
+        let mut later = facts(21, Some(&stored));
+        later.now = at(21)
+            .checked_add(SignedDuration::from_millis(300))
+            .unwrap();
+        let again = decide(&settings(), &fine, &later);
+        assert_eq!(again.status, stored);
     }
 
     #[test]
