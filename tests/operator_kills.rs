@@ -107,9 +107,10 @@ async fn killed_ten_times_during_a_rollout_it_converges_without_duplicates_or_lo
         .list(&Default::default())
         .await
         .unwrap();
+    // The branches' Services (the namespace also has the waker's, the Project's).
     let services = project
         .namespaced::<Service>()
-        .list(&Default::default())
+        .list(&ListParams::default().labels("oksa.dev/release"))
         .await
         .unwrap();
     let ingresses = project
