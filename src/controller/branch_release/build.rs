@@ -52,6 +52,15 @@ pub struct Rendering {
 }
 
 impl Rendering {
+    /// The pods a component's Deployment asks for: none while asleep.
+    pub fn replicas(&self, component: &Component) -> i32 {
+        if self.asleep {
+            0
+        } else {
+            component.replicas.unwrap_or(1)
+        }
+    }
+
     /// The rendering the BranchRelease's status last reported (for previews).
     pub fn reported(release: &BranchRelease) -> Rendering {
         use crate::api::LifecycleState;
@@ -197,11 +206,7 @@ fn deployment(release: &Release, component: &Component) -> Deployment {
     Deployment {
         metadata: meta,
         spec: DeploymentSpec {
-            replicas: Some(if release.rendering.asleep {
-                0
-            } else {
-                component.replicas.unwrap_or(1)
-            }),
+            replicas: Some(release.rendering.replicas(component)),
             selector: LabelSelector {
                 match_labels: Some(labels::component_selector(&release.name, &component.name)),
                 ..LabelSelector::default()
@@ -752,6 +757,53 @@ spec:
             .clone()
             .unwrap();
         assert_eq!(pod.automount_service_account_token, Some(true));
+    }
+
+    #[test]
+    fn asleep_the_workloads_are_at_zero_and_every_route_leads_to_the_waker() {
+        let release = drupal();
+        let project = shop();
+        let awake = objects(&release, &project);
+        let asleep = build(&Release {
+            branch_release: &release,
+            project: &project,
+            name: naming::release_name(&release.spec.branch),
+            owner: owner(),
+            rendering: Rendering {
+                asleep: true,
+                routes_to_waker: true,
+            },
+        });
+        assert!(
+            asleep
+                .deployments
+                .iter()
+                .all(|d| d.spec.replicas == Some(0))
+        );
+        let backends: Vec<(String, i32)> = asleep
+            .ingress
+            .unwrap()
+            .spec
+            .unwrap()
+            .rules
+            .unwrap()
+            .iter()
+            .flat_map(|r| r.http.clone().unwrap().paths)
+            .map(|p| {
+                let service = p.backend.service.unwrap();
+                (service.name, service.port.unwrap().number.unwrap())
+            })
+            .collect();
+        assert!(!backends.is_empty());
+        assert!(
+            backends
+                .iter()
+                .all(|b| *b == (naming::WAKER_SERVICE.to_string(), naming::WAKER_PORT))
+        );
+        // What holds data or names stays exactly as it was.
+        assert_eq!(asleep.claims, awake.claims);
+        assert_eq!(asleep.services, awake.services);
+        assert_eq!(asleep.url, awake.url);
     }
 
     #[test]

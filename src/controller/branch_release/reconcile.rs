@@ -256,13 +256,6 @@ async fn reconcile_release(release: Arc<BranchRelease>, ctx: &Context) -> Result
     };
 
     let spec = &release.spec;
-    let wanted_replicas = |component: &crate::api::Component| {
-        if rendering.asleep {
-            0
-        } else {
-            component.replicas.unwrap_or(1)
-        }
-    };
     let observation = Observation {
         release_name: release_name.clone(),
         url: objects.url,
@@ -273,7 +266,7 @@ async fn reconcile_release(release: Arc<BranchRelease>, ctx: &Context) -> Result
             .zip(problems)
             .map(|((component, deployment), problem)| ComponentObservation {
                 name: component.name.clone(),
-                replicas: wanted_replicas(component),
+                replicas: rendering.replicas(component),
                 images: component
                     .containers
                     .iter()
@@ -400,14 +393,7 @@ async fn diagnose_unready(
         .iter()
         .enumerate()
         .filter_map(|(i, d)| d.as_deref().map(|d| (i, d)))
-        .filter(|(i, d)| {
-            let wanted = if rendering.asleep {
-                0
-            } else {
-                spec.components[*i].replicas.unwrap_or(1)
-            };
-            !status::component_ready(d, wanted)
-        })
+        .filter(|(i, d)| !status::component_ready(d, rendering.replicas(&spec.components[*i])))
         .collect();
     if unready.is_empty() {
         return Ok((problems, false));
