@@ -44,6 +44,33 @@ impl Quantity {
     }
 }
 
+impl Quantity {
+    /// The quantity in thousandths of its unit (millicores of CPU, millibytes of memory).
+    pub fn milli(self) -> i128 {
+        self.milli
+    }
+}
+
+/// CPU from millicores, as Kubernetes writes it: `250m`, or `2` for whole cores.
+pub fn format_cpu(milli: i128) -> String {
+    if milli % 1000 == 0 {
+        format!("{}", milli / 1000)
+    } else {
+        format!("{milli}m")
+    }
+}
+
+/// Memory from millibytes, in the largest binary unit that divides it: `384Mi`, `2Gi`.
+pub fn format_memory(milli: i128) -> String {
+    let bytes = milli / 1000;
+    for (suffix, size) in [("Gi", 1i128 << 30), ("Mi", 1 << 20), ("Ki", 1 << 10)] {
+        if bytes != 0 && bytes % size == 0 {
+            return format!("{}{suffix}", bytes / size);
+        }
+    }
+    bytes.to_string()
+}
+
 /// (multiplier, divisor) of a suffix.
 fn multiplier(suffix: &str) -> Option<(i128, i128)> {
     let binary = |power: u32| Some((1i128 << (10 * power), 1));
@@ -99,6 +126,25 @@ mod tests {
     fn growing_and_shrinking() {
         assert_eq!(compare("2Gi", "1Gi"), Some(Ordering::Greater));
         assert_eq!(compare("500Mi", "1Gi"), Some(Ordering::Less));
+    }
+
+    #[test]
+    fn sums_are_written_as_kubernetes_writes_them() {
+        assert_eq!(format_cpu(250), "250m");
+        assert_eq!(format_cpu(2000), "2");
+        assert_eq!(
+            format_memory(Quantity::parse("384Mi").unwrap().milli()),
+            "384Mi"
+        );
+        assert_eq!(
+            format_memory(Quantity::parse("2048Mi").unwrap().milli()),
+            "2Gi"
+        );
+        assert_eq!(
+            format_memory(Quantity::parse("1000").unwrap().milli()),
+            "1000"
+        );
+        assert_eq!(format_memory(0), "0");
     }
 
     #[test]

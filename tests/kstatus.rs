@@ -89,7 +89,8 @@ async fn helm_wait_returns_once_the_branch_is_ready_and_fails_fast_with_the_reas
     );
     assert!(
         !ok,
-        "helm install --wait succeeded with an image that cannot be pulled"
+        "helm install --wait succeeded with an image that cannot be pulled:\n{output}\n{:?}",
+        project.releases().get("broken").await.map(|r| r.status)
     );
     assert!(
         output.contains("Failed") && output.contains("cannot pull image"),

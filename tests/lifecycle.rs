@@ -95,7 +95,8 @@ fn branch_with_volume(branch: &str) -> serde_json::Value {
 
 #[tokio::test]
 async fn an_idle_branch_sleeps_keeping_its_volume_with_routes_switched_before_replicas() {
-    let project = create_project("sleep", lifecycle(json!({"sleepAfter": "6s"}))).await;
+    // Long enough for the volume to bind and the branch to be Ready first (under load too).
+    let project = create_project("sleep", lifecycle(json!({"sleepAfter": "15s"}))).await;
     let created = project
         .create_ready("main", branch_with_volume("main"))
         .await;
@@ -629,5 +630,64 @@ async fn expiry_deletes_a_plain_branch_marks_a_gitops_one_and_a_pin_holds() {
         lifecycle.expires_at.unwrap().0.as_second(),
         in_an_hour.as_second()
     );
+    project.cleanup().await;
+}
+
+#[tokio::test]
+async fn an_autoscaled_component_sleeps_without_its_autoscaler_and_wakes_with_it() {
+    use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+    let project = create_project("hpa", lifecycle(json!({"sleepAfter": "8s"}))).await;
+    let mut web = web_component("web", "nginx:1.27");
+    web["autoscaling"] = json!({"minReplicas": 2, "maxReplicas": 4});
+    project
+        .create_release("main", json!({"branch": "main", "components": [web]}))
+        .await;
+    let autoscalers = project.namespaced::<HorizontalPodAutoscaler>();
+    let hpa = eventually(LONG, "the autoscaler", || async {
+        autoscalers.get_opt("main-web").await.ok()?
+    })
+    .await;
+    assert_eq!((hpa.spec.min_replicas, hpa.spec.max_replicas), (Some(2), 4));
+    // The autoscaler, not Oksa, sets the pods: it raises them to its minimum.
+    eventually(LONG, "two pods, set by the autoscaler", || async {
+        (replicas(&project, "main-web").await == Some(2)).then_some(())
+    })
+    .await;
+    let deployment = project
+        .namespaced::<Deployment>()
+        .get("main-web")
+        .await
+        .unwrap();
+    let oksa_fields = deployment
+        .managed_fields()
+        .iter()
+        .filter(|f| f.manager.as_deref() == Some("oksa"))
+        .map(|f| serde_json::to_string(&f.fields_v1).unwrap())
+        .collect::<String>();
+    assert!(!oksa_fields.contains("f:replicas"), "{oksa_fields}");
+
+    until_state(&project, "main", LifecycleState::Sleeping).await;
+    eventually(LONG, "no autoscaler and no pods", || async {
+        (autoscalers.get_opt("main-web").await.ok()?.is_none()
+            && replicas(&project, "main-web").await == Some(0))
+        .then_some(())
+    })
+    .await;
+
+    // Kept awake (the autoscaler acts on its own period, up to 15 s) until its pods are back.
+    let started = Instant::now();
+    loop {
+        keepalive(&project, "main");
+        if autoscalers.get_opt("main-web").await.unwrap().is_some()
+            && replicas(&project, "main-web").await == Some(2)
+        {
+            break;
+        }
+        assert!(
+            started.elapsed() < LONG,
+            "the autoscaler and its two pods did not come back"
+        );
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
     project.cleanup().await;
 }

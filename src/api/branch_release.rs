@@ -101,6 +101,8 @@ pub struct Host(
 /// One process of the environment: a Deployment of identical pods and a Service in front.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("!(has(self.replicas) && has(self.autoscaling))")
+    .message("choose replicas or autoscaling, not both"))]
 pub struct Component {
     /// Component name, unique in the BranchRelease; part of its Deployment's and Service's names.
     #[schemars(
@@ -114,6 +116,12 @@ pub struct Component {
     #[schemars(range(min = 0, max = 100))]
     pub replicas: Option<i32>,
 
+    /// Let a HorizontalPodAutoscaler choose the number of pods, from their CPU use. Oksa then
+    /// stops declaring the Deployment's `replicas`, so the two never fight; asleep, the
+    /// autoscaler is removed and the pods go to zero, and waking brings it back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub autoscaling: Option<Autoscaling>,
+
     /// Mount the namespace's `default` ServiceAccount token into the pods. Off unless asked for:
     /// most applications never call the Kubernetes API, and a token they do not need is one an
     /// attacker can use.
@@ -125,6 +133,24 @@ pub struct Component {
     #[schemars(length(min = 1, max = 10))]
     #[x_kube(merge_strategy = ListMerge::Map(vec!["name".into()]))]
     pub containers: Vec<Container>,
+}
+
+/// The bounds and target of a component's HorizontalPodAutoscaler.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("self.maxReplicas >= self.minReplicas")
+    .message("maxReplicas must be at least minReplicas"))]
+pub struct Autoscaling {
+    /// Fewest pods while awake.
+    #[schemars(range(min = 1, max = 100))]
+    pub min_replicas: i32,
+    /// Most pods.
+    #[schemars(range(min = 1, max = 100))]
+    pub max_replicas: i32,
+    /// Average CPU use to aim for, in percent of the pods' CPU request (default 80).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 100))]
+    pub target_cpu_utilization: Option<i32>,
 }
 
 /// One container of a component's pods.
@@ -352,6 +378,10 @@ pub struct BranchReleaseStatus {
     /// 0 while asleep, 1 while awake (the scale subresource's view).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replicas: Option<i32>,
+    /// CPU and memory the branch requests while awake (pods × their requests, as rendered);
+    /// asleep, it requests none of it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requested: Option<crate::api::Requested>,
     /// Awake or asleep, why, the last activity, and when it will sleep or expire.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lifecycle: Option<crate::api::LifecycleStatus>,

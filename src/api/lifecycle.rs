@@ -108,4 +108,25 @@ pub struct LifecycleStatus {
     /// When it will expire, unless there is activity before.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<Time>,
+    /// When it fell asleep and woke over the last week (the time awake and asleep, and what
+    /// sleeping saved, are computed from it: `oksa status`, the metrics).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 1000))]
+    pub history: Vec<SleepTransition>,
+}
+
+/// The branch fell asleep (or woke) at this moment.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SleepTransition {
+    pub asleep: bool,
+    pub at: Time,
+}
+
+/// CPU and memory, as Kubernetes quantities.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Requested {
+    pub cpu: String,
+    pub memory: String,
 }

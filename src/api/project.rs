@@ -305,9 +305,23 @@ pub struct ProjectStatus {
 #[serde(rename_all = "camelCase")]
 pub struct BranchCounts {
     pub total: i32,
+    /// Ready, asleep ones included (asleep is healthy).
     pub ready: i32,
-    /// `ready/total`, for `kubectl get projects`.
+    /// Asleep or expired.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub asleep: i32,
+    /// `ready/total` (and how many sleep), for `kubectl get projects`.
     pub summary: String,
+    /// What all branches request while awake.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requested: Option<crate::api::Requested>,
+    /// What the awake ones request now: the difference is what sleeping saves.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub running: Option<crate::api::Requested>,
+}
+
+fn is_zero(n: &i32) -> bool {
+    *n == 0
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, schemars::JsonSchema)]

@@ -1,6 +1,7 @@
 //! What every reconcile shares: the client, the watch caches and the event recorder.
 
 use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{
     LimitRange, Namespace, PersistentVolumeClaim, Pod, ResourceQuota, Service,
 };
@@ -50,6 +51,8 @@ pub struct Stores {
     pub network_policies: Store<Compact<NetworkPolicy>>,
     /// The waker's endpoints in each project namespace (see `project::waker_objects`).
     pub endpoint_slices: Store<Compact<EndpointSlice>>,
+    /// The HorizontalPodAutoscalers of autoscaled components.
+    pub autoscalers: Store<Compact<HorizontalPodAutoscaler>>,
 }
 
 pub struct Context {
@@ -104,6 +107,7 @@ impl Stores {
             "limitranges",
             "networkpolicies",
             "endpointslices",
+            "horizontalpodautoscalers",
         ]);
         // An error only means the writer was dropped (shutting down): nothing left to wait for.
         let synced = |name: &'static str| move |_| readiness.synced(name);
@@ -136,6 +140,9 @@ impl Stores {
             self.endpoint_slices
                 .wait_until_ready()
                 .map(synced("endpointslices")),
+            self.autoscalers
+                .wait_until_ready()
+                .map(synced("horizontalpodautoscalers")),
         );
     }
 }

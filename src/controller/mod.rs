@@ -67,6 +67,7 @@ pub async fn run(
     let (limit_ranges, limit_ranges_writer) = reflector::store();
     let (network_policies, network_policies_writer) = reflector::store();
     let (endpoint_slices, endpoint_slices_writer) = reflector::store();
+    let (autoscalers, autoscalers_writer) = reflector::store();
     let stores = Stores {
         projects,
         namespaces,
@@ -82,6 +83,7 @@ pub async fn run(
         limit_ranges,
         network_policies,
         endpoint_slices,
+        autoscalers,
     };
     let (caches_ready_tx, caches_ready) = tokio::sync::watch::channel(false);
     let gateway_api = gateway_api_installed(&client).await;
@@ -226,6 +228,7 @@ pub async fn run(
         .owns_stream(watch::managed(&client, services_writer))
         .owns_stream(watch::managed(&client, ingresses_writer))
         .owns_stream(watch::managed(&client, claims_writer))
+        .owns_stream(watch::managed(&client, autoscalers_writer))
         // A pod's change (pulled, crashed, ready) is how a component's progress or failure shows.
         .watches_stream(watch::pods(&client, pods_writer), release_of_pod)
         // A Project's change reconciles its branches. This watch also fills the Project cache.

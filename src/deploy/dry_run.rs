@@ -7,6 +7,7 @@ use std::fmt::Debug;
 use std::sync::Arc;
 
 use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Service};
 use k8s_openapi::api::networking::v1::Ingress;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -113,6 +114,7 @@ pub async fn run(client: &Client, namespace: &str, release: &BranchRelease) -> R
     let declared = preview::declared(&next);
     let live = [
         live_children::<Deployment>(client, namespace, &owner, &declared).await?,
+        live_children::<HorizontalPodAutoscaler>(client, namespace, &owner, &declared).await?,
         live_children::<Service>(client, namespace, &owner, &declared).await?,
         live_children::<Ingress>(client, namespace, &owner, &declared).await?,
         live_children::<HTTPRoute>(client, namespace, &owner, &declared).await?,

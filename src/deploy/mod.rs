@@ -148,6 +148,7 @@ pub fn desired_spec(
                 spec.components.push(Component {
                     name: component.clone(),
                     replicas: None,
+                    autoscaling: None,
                     automount_service_account_token: false,
                     containers: vec![Container {
                         name: component.clone(),

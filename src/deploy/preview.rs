@@ -68,6 +68,7 @@ pub fn declared(objects: &ReleaseObjects) -> Vec<Declared> {
             .collect()
     }
     let mut all = each(&objects.deployments, "Deployment");
+    all.extend(each(&objects.autoscalers, "HorizontalPodAutoscaler"));
     all.extend(each(&objects.services, "Service"));
     all.extend(each(objects.ingress.as_slice(), "Ingress"));
     all.extend(each(objects.http_route.as_slice(), "HTTPRoute"));

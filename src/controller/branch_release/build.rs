@@ -5,6 +5,10 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::apps::v1::{
     Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment,
 };
+use k8s_openapi::api::autoscaling::v2::{
+    CrossVersionObjectReference, HorizontalPodAutoscaler, HorizontalPodAutoscalerSpec, MetricSpec,
+    MetricTarget, ResourceMetricSource,
+};
 use k8s_openapi::api::core::v1::{
     Capabilities, Container as PodContainer, ContainerPort, LocalObjectReference,
     PersistentVolumeClaim, PersistentVolumeClaimSpec, PersistentVolumeClaimVolumeSource,
@@ -52,12 +56,15 @@ pub struct Rendering {
 }
 
 impl Rendering {
-    /// The pods a component's Deployment asks for: none while asleep.
-    pub fn replicas(&self, component: &Component) -> i32 {
+    /// The pods a component's Deployment asks for: none while asleep; awake, its `replicas`, or
+    /// None when its autoscaler decides (then Oksa does not declare the field at all).
+    pub fn replicas(&self, component: &Component) -> Option<i32> {
         if self.asleep {
-            0
+            Some(0)
+        } else if component.autoscaling.is_some() {
+            None
         } else {
-            component.replicas.unwrap_or(1)
+            Some(component.replicas.unwrap_or(1))
         }
     }
 
@@ -83,6 +90,8 @@ impl Rendering {
 #[derive(Debug, Clone)]
 pub struct ReleaseObjects {
     pub deployments: Vec<Deployment>,
+    /// One per autoscaled component, while awake.
+    pub autoscalers: Vec<HorizontalPodAutoscaler>,
     pub services: Vec<Service>,
     pub ingress: Option<Ingress>,
     /// Instead of the Ingress, when the Project routes through a Gateway.
@@ -133,6 +142,15 @@ pub fn build(release: &Release) -> ReleaseObjects {
         .iter()
         .filter_map(|c| service(release, c))
         .collect();
+    let autoscalers = if release.rendering.asleep {
+        // An autoscaler cannot go below one pod: asleep, there is none.
+        Vec::new()
+    } else {
+        spec.components
+            .iter()
+            .filter_map(|c| autoscaler(release, c))
+            .collect()
+    };
     let (ingress, http_route) = match &release.project.spec.gateway {
         Some(gateway) => (None, http_route(release, gateway)),
         None => (ingress(release), None),
@@ -152,12 +170,49 @@ pub fn build(release: &Release) -> ReleaseObjects {
     let claims = spec.volumes.iter().map(|v| claim(release, v)).collect();
     ReleaseObjects {
         deployments,
+        autoscalers,
         services,
         ingress,
         http_route,
         claims,
         url,
     }
+}
+
+/// The HorizontalPodAutoscaler of an autoscaled component, on its Deployment's CPU use.
+fn autoscaler(release: &Release, component: &Component) -> Option<HorizontalPodAutoscaler> {
+    let settings = component.autoscaling.as_ref()?;
+    let name = naming::component_object_name(&release.name, &component.name);
+    Some(HorizontalPodAutoscaler {
+        metadata: release.meta(
+            name.clone(),
+            component_labels(release, &component.name),
+            true,
+        ),
+        spec: HorizontalPodAutoscalerSpec {
+            scale_target_ref: CrossVersionObjectReference {
+                api_version: Some("apps/v1".into()),
+                kind: "Deployment".into(),
+                name,
+            },
+            min_replicas: Some(settings.min_replicas),
+            max_replicas: settings.max_replicas,
+            metrics: Some(vec![MetricSpec {
+                type_: "Resource".into(),
+                resource: Some(ResourceMetricSource {
+                    name: "cpu".into(),
+                    target: MetricTarget {
+                        type_: "Utilization".into(),
+                        average_utilization: Some(settings.target_cpu_utilization.unwrap_or(80)),
+                        ..MetricTarget::default()
+                    },
+                }),
+                ..MetricSpec::default()
+            }]),
+            behavior: None,
+        },
+        status: None,
+    })
 }
 
 fn component_labels(release: &Release, component: &str) -> BTreeMap<String, String> {
@@ -206,7 +261,7 @@ fn deployment(release: &Release, component: &Component) -> Deployment {
     Deployment {
         metadata: meta,
         spec: DeploymentSpec {
-            replicas: Some(release.rendering.replicas(component)),
+            replicas: release.rendering.replicas(component),
             selector: LabelSelector {
                 match_labels: Some(labels::component_selector(&release.name, &component.name)),
                 ..LabelSelector::default()
@@ -804,6 +859,46 @@ spec:
         assert_eq!(asleep.claims, awake.claims);
         assert_eq!(asleep.services, awake.services);
         assert_eq!(asleep.url, awake.url);
+    }
+
+    #[test]
+    fn an_autoscaled_component_leaves_replicas_to_its_autoscaler_except_asleep() {
+        let mut release = drupal();
+        release.spec.components[0].replicas = None;
+        release.spec.components[0].autoscaling = Some(crate::api::Autoscaling {
+            min_replicas: 2,
+            max_replicas: 5,
+            target_cpu_utilization: None,
+        });
+        let project = shop();
+        let awake = objects(&release, &project);
+        let deployment = &awake.deployments[0];
+        assert_eq!(deployment.spec.replicas, None, "not declared at all");
+        let hpa = &awake.autoscalers[0];
+        assert_eq!(hpa.metadata.name, deployment.metadata.name);
+        assert_eq!(
+            hpa.spec.scale_target_ref.name,
+            deployment.metadata.name.clone().unwrap()
+        );
+        assert_eq!((hpa.spec.min_replicas, hpa.spec.max_replicas), (Some(2), 5));
+        let target = &hpa.spec.metrics.as_ref().unwrap()[0];
+        assert_eq!(
+            target.resource.as_ref().unwrap().target.average_utilization,
+            Some(80)
+        );
+
+        let asleep = build(&Release {
+            branch_release: &release,
+            project: &project,
+            name: naming::release_name(&release.spec.branch),
+            owner: owner(),
+            rendering: Rendering {
+                asleep: true,
+                routes_to_waker: true,
+            },
+        });
+        assert!(asleep.autoscalers.is_empty());
+        assert_eq!(asleep.deployments[0].spec.replicas, Some(0));
     }
 
     #[test]

@@ -255,6 +255,7 @@ pub fn decide(settings: &Settings, activity: &Activity, facts: &Facts) -> Decisi
             last_activity_source: activity.source.clone(),
             sleeps_at: sleeps_at.map(Time),
             expires_at: expires_at.map(Time),
+            history: previous.map(|p| p.history.clone()).unwrap_or_default(),
         },
         asleep,
         routes_to_waker: state != LifecycleState::Awake,
@@ -390,6 +391,7 @@ pub fn settle(
         });
     }
     status.replicas = Some(if asleep { 0 } else { 1 });
+    lifecycle.history = super::cost::record(&lifecycle.history, asleep, now);
     status.lifecycle = Some(lifecycle);
 }
 

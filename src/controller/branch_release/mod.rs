@@ -2,6 +2,7 @@
 
 pub mod build;
 mod claims;
+pub mod cost;
 pub mod diagnose;
 pub mod lifecycle;
 pub mod reconcile;

@@ -207,16 +207,22 @@ async fn reconcile_release(release: Arc<BranchRelease>, ctx: &Context) -> Result
                     belongs(o.namespace(), o.labels())
                 })
                 .err_into::<Error>(),
+            applier
+                .sync(&stores.autoscalers, objects.autoscalers, |o| {
+                    belongs(o.namespace(), o.labels())
+                })
+                .err_into::<Error>(),
         )
     };
     // Falling asleep, the routes lead to the waker before the workloads stop: no request meets
     // a branch with nothing behind its URL.
-    let ((ingress, http_route), (claims, deployments, services)) = if rendering.routes_to_waker {
-        let routes = routes.await?;
-        (routes, workloads.await?)
-    } else {
-        tokio::try_join!(routes, workloads)?
-    };
+    let ((ingress, http_route), (claims, deployments, services, autoscalers)) =
+        if rendering.routes_to_waker {
+            let routes = routes.await?;
+            (routes, workloads.await?)
+        } else {
+            tokio::try_join!(routes, workloads)?
+        };
     let detached =
         claims::detach_undeclared(ctx, &applier, &release, &namespace, &release_name).await?;
     let refusals: Vec<Refusal> = deployments
@@ -224,6 +230,7 @@ async fn reconcile_release(release: Arc<BranchRelease>, ctx: &Context) -> Result
         .filter_map(|d| d.as_ref().err().cloned())
         .chain(services.iter().filter_map(|s| s.as_ref().err().cloned()))
         .chain(ingress.iter().filter_map(|i| i.as_ref().err().cloned()))
+        .chain(autoscalers.iter().filter_map(|a| a.as_ref().err().cloned()))
         .chain(http_route.iter().filter_map(|r| match r {
             Err(refusal) => Some(refusal.clone()),
             Ok(route) => route.refused_by().map(|message| Refusal {
@@ -266,7 +273,7 @@ async fn reconcile_release(release: Arc<BranchRelease>, ctx: &Context) -> Result
             .zip(problems)
             .map(|((component, deployment), problem)| ComponentObservation {
                 name: component.name.clone(),
-                replicas: rendering.replicas(component),
+                replicas: wanted_replicas(rendering, component, deployment.as_deref()),
                 images: component
                     .containers
                     .iter()
@@ -292,6 +299,15 @@ async fn reconcile_release(release: Arc<BranchRelease>, ctx: &Context) -> Result
     };
     let refused = !observation.refusals.is_empty();
     let mut new_status = status::observed(&release, &observation, Timestamp::now());
+    new_status.requested = Some(super::cost::requested(
+        spec.components
+            .iter()
+            .zip(&deployments)
+            .filter_map(|(component, deployment)| {
+                let deployment = deployment.as_deref()?;
+                Some((deployment, awake_replicas(component, deployment)))
+            }),
+    ));
     let previous_conditions = release
         .status
         .as_ref()
@@ -328,6 +344,32 @@ async fn reconcile_release(release: Arc<BranchRelease>, ctx: &Context) -> Result
     });
     // A held progress report is written once its window has passed.
     Ok(Action::requeue(held.map_or(next, |wait| wait.min(next))))
+}
+
+/// The pods a component should run now: what Oksa renders, or, where its autoscaler decides,
+/// what the autoscaler last set on the Deployment.
+fn wanted_replicas(
+    rendering: Rendering,
+    component: &crate::api::Component,
+    deployment: Option<&Deployment>,
+) -> i32 {
+    rendering
+        .replicas(component)
+        .or_else(|| deployment.and_then(|d| d.spec.replicas))
+        .unwrap_or(1)
+}
+
+/// The pods a component runs while awake: its `replicas`, or for an autoscaled one what its
+/// autoscaler last chose (its minimum while asleep).
+fn awake_replicas(component: &crate::api::Component, deployment: &Deployment) -> i32 {
+    match &component.autoscaling {
+        Some(autoscaling) => deployment
+            .spec
+            .replicas
+            .filter(|r| *r > 0)
+            .unwrap_or(autoscaling.min_replicas),
+        None => component.replicas.unwrap_or(1),
+    }
 }
 
 /// Deletes a BranchRelease that expired and that no GitOps tool manages, with a Warning event
@@ -393,7 +435,9 @@ async fn diagnose_unready(
         .iter()
         .enumerate()
         .filter_map(|(i, d)| d.as_deref().map(|d| (i, d)))
-        .filter(|(i, d)| !status::component_ready(d, rendering.replicas(&spec.components[*i])))
+        .filter(|(i, d)| {
+            !status::component_ready(d, wanted_replicas(rendering, &spec.components[*i], Some(d)))
+        })
         .collect();
     if unready.is_empty() {
         return Ok((problems, false));

@@ -365,7 +365,8 @@ pub fn observed(
         },
         progressing_since,
         seconds_to_ready,
-        // Set by the lifecycle (see `lifecycle::settle`).
+        // Set by the reconcile (see `cost`) and the lifecycle (see `lifecycle::settle`).
+        requested: previous.requested,
         replicas: previous.replicas,
         lifecycle: previous.lifecycle,
     }

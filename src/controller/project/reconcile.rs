@@ -19,8 +19,8 @@ use super::build::{self, ProjectObjects};
 use super::status::{self, Outcome};
 use super::validate::{self, NamespaceVerdict};
 use super::waker_objects;
+use crate::api::Project;
 use crate::api::conditions::{self, READY};
-use crate::api::{Phase, Project};
 use crate::apply::{Applier, Owner, Refusal, Tally};
 use crate::controller::context::Context;
 use crate::controller::error::{Error, Result};
@@ -264,11 +264,7 @@ fn count_branches(ctx: &Context, namespace: &str) -> crate::api::BranchCounts {
         .into_iter()
         .filter(|r| r.namespace().as_deref() == Some(namespace))
         .collect();
-    let ready = releases
-        .iter()
-        .filter(|r| r.status.as_ref().and_then(|s| s.phase) == Some(Phase::Ready))
-        .count();
-    status::branch_counts(releases.len() as i32, ready as i32)
+    status::count(&releases)
 }
 
 /// Writes the status only when it changed, and records an event when the Ready condition flips

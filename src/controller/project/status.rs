@@ -41,7 +41,43 @@ pub fn branch_counts(total: i32, ready: i32) -> BranchCounts {
         total,
         ready,
         summary: format!("{ready}/{total}"),
+        ..BranchCounts::default()
     }
+}
+
+/// The counts of a project's branches, and the CPU and memory they request, all and awake.
+pub fn count(releases: &[std::sync::Arc<crate::api::BranchRelease>]) -> BranchCounts {
+    use crate::api::Phase;
+    use crate::quantity::{Quantity, format_cpu, format_memory};
+    let phase = |r: &crate::api::BranchRelease| r.status.as_ref().and_then(|s| s.phase);
+    let asleep =
+        |r: &crate::api::BranchRelease| matches!(phase(r), Some(Phase::Sleeping | Phase::Expired));
+    let ready = releases
+        .iter()
+        .filter(|r| matches!(phase(r), Some(Phase::Ready)) || asleep(r))
+        .count() as i32;
+    let sleeping = releases.iter().filter(|r| asleep(r)).count() as i32;
+    let sum = |only_awake: bool| {
+        let (mut cpu, mut memory) = (0i128, 0i128);
+        for release in releases.iter().filter(|r| !(only_awake && asleep(r))) {
+            if let Some(requested) = release.status.as_ref().and_then(|s| s.requested.as_ref()) {
+                cpu += Quantity::parse(&requested.cpu).map_or(0, Quantity::milli);
+                memory += Quantity::parse(&requested.memory).map_or(0, Quantity::milli);
+            }
+        }
+        crate::api::Requested {
+            cpu: format_cpu(cpu),
+            memory: format_memory(memory),
+        }
+    };
+    let mut counts = branch_counts(releases.len() as i32, ready);
+    if sleeping > 0 {
+        counts.asleep = sleeping;
+        counts.summary = format!("{ready}/{} ({sleeping} asleep)", releases.len());
+    }
+    counts.requested = Some(sum(false));
+    counts.running = Some(sum(true));
+    counts
 }
 
 /// Ready and the kstatus pair: a refusal needs a change (Stalled), the rest is waited out
