@@ -35,6 +35,15 @@ pub struct PhaseLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestedLabels {
+    pub project: String,
+    /// `cpu` (cores) or `memory` (bytes).
+    pub resource: &'static str,
+    /// `awake` (requested now) or `asleep` (not requested: what sleeping saves).
+    pub state: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct KindLabels {
     pub kind: &'static str,
 }
@@ -49,6 +58,7 @@ pub struct Metrics {
     pub writes: Family<WriteLabels, Counter>,
     pub branches: Family<PhaseLabels, Gauge>,
     pub managed: Family<KindLabels, Gauge>,
+    pub requested: Family<RequestedLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
 }
 
 impl Default for Metrics {
@@ -62,6 +72,7 @@ impl Default for Metrics {
         let writes = Family::default();
         let branches = Family::default();
         let managed = Family::default();
+        let requested = Family::default();
         let help = [
             ("reconciles", "Reconciles run, by controller"),
             (
@@ -85,6 +96,11 @@ impl Default for Metrics {
         registry.register(help[3].0, help[3].1, Family::clone(&writes));
         registry.register(help[4].0, help[4].1, Family::clone(&branches));
         registry.register(help[5].0, help[5].1, Family::clone(&managed));
+        registry.register(
+            "requested",
+            "CPU cores and memory bytes the branches of a project request while awake, by whether they are awake now (asleep: what sleeping saves)",
+            Family::clone(&requested),
+        );
         Metrics {
             registry: Arc::new(registry),
             reconciles,
@@ -93,6 +109,7 @@ impl Default for Metrics {
             writes,
             branches,
             managed,
+            requested,
         }
     }
 }

@@ -7,7 +7,7 @@ use crate::api::BranchRelease;
 
 /// Renders branches as an aligned text table, sorted by branch.
 pub fn render(releases: &[BranchRelease], now: Timestamp) -> String {
-    let mut rows: Vec<[String; 6]> = releases
+    let mut rows: Vec<[String; 9]> = releases
         .iter()
         .map(|r| {
             let status = r.status.clone().unwrap_or_default();
@@ -17,11 +17,21 @@ pub fn render(releases: &[BranchRelease], now: Timestamp) -> String {
                     .phase
                     .map(|p| format!("{p:?}"))
                     .unwrap_or_else(|| "Unknown".into()),
-                status.ready_components.unwrap_or_else(|| "-".into()),
-                status.url.unwrap_or_else(|| "-".into()),
+                status
+                    .ready_components
+                    .clone()
+                    .unwrap_or_else(|| "-".into()),
+                status.url.clone().unwrap_or_else(|| "-".into()),
                 r.creation_timestamp()
                     .map(|t| age(now, t.0))
                     .unwrap_or_else(|| "-".into()),
+                status
+                    .requested
+                    .as_ref()
+                    .map(|q| format!("{} / {}", q.cpu, q.memory))
+                    .unwrap_or_else(|| "-".into()),
+                awake_bar(&status, now),
+                saved(&status, now),
                 status
                     .deployed_commit
                     .or_else(|| r.spec.commit.clone())
@@ -30,7 +40,18 @@ pub fn render(releases: &[BranchRelease], now: Timestamp) -> String {
         })
         .collect();
     rows.sort();
-    let header = ["BRANCH", "PHASE", "READY", "URL", "AGE", "COMMIT"].map(String::from);
+    let header = [
+        "BRANCH",
+        "PHASE",
+        "READY",
+        "URL",
+        "AGE",
+        "REQUESTED",
+        "AWAKE (7D)",
+        "SAVED (7D)",
+        "COMMIT",
+    ]
+    .map(String::from);
     let mut widths = header.clone().map(|h| h.chars().count());
     for row in &rows {
         for (width, cell) in widths.iter_mut().zip(row) {
@@ -49,6 +70,38 @@ pub fn render(releases: &[BranchRelease], now: Timestamp) -> String {
         })
         .collect::<Vec<_>>()
         .join("\n")
+}
+
+/// The share of the last week the branch was awake, as a bar a person reads at a glance:
+/// `███░░░░░░░  30%`.
+fn awake_bar(status: &crate::api::BranchReleaseStatus, now: Timestamp) -> String {
+    let Some(lifecycle) = status.lifecycle.as_ref() else {
+        return "-".into();
+    };
+    let (awake, asleep) = crate::controller::branch_release::cost::week(&lifecycle.history, now);
+    if awake + asleep <= 0.0 {
+        return "-".into();
+    }
+    let share = awake / (awake + asleep);
+    let filled = (share * 10.0).round() as usize;
+    format!(
+        "{}{} {:>3.0}%",
+        "█".repeat(filled),
+        "░".repeat(10 - filled),
+        share * 100.0
+    )
+}
+
+/// CPU-hours not requested over the last week because the branch slept.
+fn saved(status: &crate::api::BranchReleaseStatus, now: Timestamp) -> String {
+    let (Some(lifecycle), Some(requested)) = (status.lifecycle.as_ref(), status.requested.as_ref())
+    else {
+        return "-".into();
+    };
+    let (_, asleep) = crate::controller::branch_release::cost::week(&lifecycle.history, now);
+    let cores =
+        crate::quantity::Quantity::parse(&requested.cpu).map_or(0.0, |q| q.milli() as f64 / 1000.0);
+    format!("{:.1} CPU·h", cores * asleep / 3600.0)
 }
 
 /// Why each branch that is not Ready is not, one line each (for failures and timeouts).
@@ -103,6 +156,46 @@ mod tests {
                 && lines[2].ends_with("abc"),
             "{table}"
         );
+    }
+
+    #[test]
+    fn requested_awake_share_and_savings_read_at_a_glance() {
+        use crate::api::{LifecycleState, LifecycleStatus, Requested, SleepTransition};
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+        let t = |s: i64| Time(Timestamp::from_second(1_800_000_000 + s).unwrap());
+        let mut release = release_from_yaml("spec: {project: p, branch: main, components: []}");
+        release.status = Some(crate::api::BranchReleaseStatus {
+            requested: Some(Requested {
+                cpu: "500m".into(),
+                memory: "256Mi".into(),
+            }),
+            lifecycle: Some(LifecycleStatus {
+                state: LifecycleState::Sleeping,
+                reason: None,
+                since: t(0),
+                last_activity: t(0),
+                last_activity_source: "Deploy".into(),
+                sleeps_at: None,
+                expires_at: None,
+                // Awake 3 h, then asleep 7 h.
+                history: vec![
+                    SleepTransition {
+                        asleep: false,
+                        at: t(0),
+                    },
+                    SleepTransition {
+                        asleep: true,
+                        at: t(3 * 3600),
+                    },
+                ],
+            }),
+            ..Default::default()
+        });
+        let table = render(&[release], t(10 * 3600).0);
+        let line = table.lines().nth(1).unwrap();
+        assert!(line.contains("500m / 256Mi"), "{table}");
+        assert!(line.contains("███░░░░░░░  30%"), "{table}");
+        assert!(line.contains("3.5 CPU·h"), "{table}");
     }
 
     #[test]

@@ -691,3 +691,100 @@ async fn an_autoscaled_component_sleeps_without_its_autoscaler_and_wakes_with_it
     }
     project.cleanup().await;
 }
+
+#[tokio::test]
+async fn requested_resources_match_what_is_rendered_and_sleeping_shows_what_it_saves() {
+    let project = create_project("cost", lifecycle(json!({"sleepAfter": "8s"}))).await;
+    let mut web = web_component("web", "nginx:1.27");
+    web["replicas"] = json!(2);
+    web["containers"][0]["resources"] = json!({"requests": {"cpu": "100m", "memory": "128Mi"}});
+    let mut worker = web_component("worker", "busybox");
+    worker["containers"][0]["resources"] = json!({"requests": {"cpu": "0.5", "memory": "1Gi"}});
+    let created = project
+        .create_ready(
+            "main",
+            json!({"branch": "main", "components": [web, worker]}),
+        )
+        .await;
+    let requested = created.status.unwrap().requested.unwrap();
+    // 2 × (100m, 128Mi) + 1 × (500m, 1Gi)
+    assert_eq!(
+        (requested.cpu.as_str(), requested.memory.as_str()),
+        ("700m", "1280Mi")
+    );
+    let awake = project
+        .wait_status("the project's sums", |s| {
+            s.branches
+                .as_ref()
+                .and_then(|b| b.running.as_ref())
+                .is_some_and(|r| r.cpu == "700m")
+        })
+        .await;
+    assert_eq!(
+        awake
+            .status
+            .unwrap()
+            .branches
+            .unwrap()
+            .requested
+            .unwrap()
+            .memory,
+        "1280Mi"
+    );
+
+    until_state(&project, "main", LifecycleState::Sleeping).await;
+    let asleep = project
+        .wait_status("nothing running", |s| {
+            s.branches
+                .as_ref()
+                .and_then(|b| b.running.as_ref())
+                .is_some_and(|r| r.cpu == "0")
+        })
+        .await;
+    let branches = asleep.status.unwrap().branches.unwrap();
+    assert_eq!(
+        branches.requested.unwrap().cpu,
+        "700m",
+        "still what it asks for awake"
+    );
+    assert_eq!(branches.summary, "1/1 (1 asleep)");
+    let history = project
+        .releases()
+        .get("main")
+        .await
+        .unwrap()
+        .status
+        .unwrap()
+        .lifecycle
+        .unwrap()
+        .history;
+    assert_eq!(
+        history.iter().map(|t| t.asleep).collect::<Vec<_>>(),
+        [false, true]
+    );
+    // Prometheus sees the same: 0.7 cores asleep.
+    if support::operator::metrics_text().is_some() {
+        let line = format!(
+            "oksa_requested{{project=\"{}\",resource=\"cpu\",state=\"asleep\"}} 0.7",
+            project.name
+        );
+        eventually(Duration::from_secs(15), "the metric", || async {
+            support::operator::metrics_text()?
+                .contains(&line)
+                .then_some(())
+        })
+        .await;
+    }
+    // `oksa status` shows it.
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_oksa"))
+        .args(["status", &project.name])
+        .env("KUBECONFIG", support::kubeconfig_path())
+        .output()
+        .unwrap();
+    let table = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        table.contains("700m / 1280Mi") && table.contains("CPU·h"),
+        "{table}"
+    );
+    project.cleanup().await;
+}

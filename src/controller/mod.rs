@@ -441,6 +441,8 @@ fn update_gauges(ctx: &Context) {
         "Ready",
         "Degraded",
         "Invalid",
+        "Sleeping",
+        "Expired",
         "Unknown",
     ] {
         by_phase.insert(phase.to_string(), 0);
@@ -451,6 +453,51 @@ fn update_gauges(ctx: &Context) {
             .map(|p| format!("{p:?}"))
             .unwrap_or_else(|| "Unknown".into());
         *by_phase.entry(phase).or_default() += 1;
+    }
+    // What each project's branches request, awake and asleep.
+    let mut requested =
+        std::collections::BTreeMap::<(String, &'static str, &'static str), f64>::new();
+    for project in stores.projects.state() {
+        for resource in ["cpu", "memory"] {
+            for state in ["awake", "asleep"] {
+                requested.insert((project.name_any(), resource, state), 0.0);
+            }
+        }
+    }
+    for release in stores.releases.state() {
+        let Some(status) = release.status.as_ref() else {
+            continue;
+        };
+        let Some(figures) = status.requested.as_ref() else {
+            continue;
+        };
+        let state = match status.phase {
+            Some(crate::api::Phase::Sleeping | crate::api::Phase::Expired) => "asleep",
+            _ => "awake",
+        };
+        let value = |text: &str| {
+            crate::quantity::Quantity::parse(text).map_or(0.0, |q| q.milli() as f64 / 1000.0)
+        };
+        for (resource, amount) in [
+            ("cpu", value(&figures.cpu)),
+            ("memory", value(&figures.memory)),
+        ] {
+            *requested
+                .entry((release.spec.project.clone(), resource, state))
+                .or_default() += amount;
+        }
+    }
+    // Series of deleted projects go with them.
+    metrics.requested.clear();
+    for ((project, resource, state), amount) in requested {
+        metrics
+            .requested
+            .get_or_create(&crate::metrics::RequestedLabels {
+                project,
+                resource,
+                state,
+            })
+            .set(amount);
     }
     for (phase, count) in by_phase {
         metrics
