@@ -23,6 +23,7 @@ pub mod server;
 pub mod status;
 pub mod table;
 pub mod telemetry;
+pub mod usage;
 pub mod waker;
 
 #[cfg(test)]

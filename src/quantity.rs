@@ -77,6 +77,9 @@ fn multiplier(suffix: &str) -> Option<(i128, i128)> {
     let decimal = |power: u32| Some((10i128.pow(3 * power), 1));
     match suffix {
         "" => Some((1, 1)),
+        // metrics-server reports CPU in nanocores.
+        "n" => Some((1, 1_000_000_000)),
+        "u" => Some((1, 1_000_000)),
         "m" => Some((1, 1000)),
         "k" => decimal(1),
         "M" => decimal(2),

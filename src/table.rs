@@ -5,9 +5,36 @@ use kube::ResourceExt;
 
 use crate::api::BranchRelease;
 
+/// What the pods of each branch use: (CPU millicores, memory millibytes) by (namespace, release
+/// name), from `metrics.k8s.io`.
+pub type Usage = std::collections::BTreeMap<(String, String), (i128, i128)>;
+
 /// Renders branches as an aligned text table, sorted by branch.
 pub fn render(releases: &[BranchRelease], now: Timestamp) -> String {
-    let mut rows: Vec<[String; 9]> = releases
+    render_with_usage(releases, now, None)
+}
+
+/// `render`, with what the branches use where it is known.
+pub fn render_with_usage(
+    releases: &[BranchRelease],
+    now: Timestamp,
+    usage: Option<&Usage>,
+) -> String {
+    let used = |r: &BranchRelease| -> String {
+        let key = (
+            r.namespace().unwrap_or_default(),
+            crate::naming::release_name(&r.spec.branch),
+        );
+        match usage.and_then(|u| u.get(&key)) {
+            Some((cpu, memory)) => format!(
+                "{} / {}",
+                crate::quantity::format_cpu(*cpu),
+                crate::quantity::format_memory(*memory)
+            ),
+            None => "-".into(),
+        }
+    };
+    let mut rows: Vec<[String; 10]> = releases
         .iter()
         .map(|r| {
             let status = r.status.clone().unwrap_or_default();
@@ -30,6 +57,7 @@ pub fn render(releases: &[BranchRelease], now: Timestamp) -> String {
                     .as_ref()
                     .map(|q| format!("{} / {}", q.cpu, q.memory))
                     .unwrap_or_else(|| "-".into()),
+                used(r),
                 awake_bar(&status, now),
                 saved(&status, now),
                 status
@@ -47,6 +75,7 @@ pub fn render(releases: &[BranchRelease], now: Timestamp) -> String {
         "URL",
         "AGE",
         "REQUESTED",
+        "USED",
         "AWAKE (7D)",
         "SAVED (7D)",
         "COMMIT",
@@ -191,8 +220,14 @@ mod tests {
             }),
             ..Default::default()
         });
-        let table = render(&[release], t(10 * 3600).0);
+        release.metadata.namespace = Some("shop".into());
+        let usage = Usage::from([(
+            ("shop".to_string(), "main".to_string()),
+            (12, 30 * 1024 * 1024 * 1000),
+        )]);
+        let table = render_with_usage(&[release], t(10 * 3600).0, Some(&usage));
         let line = table.lines().nth(1).unwrap();
+        assert!(line.contains("12m / 30Mi"), "{table}");
         assert!(line.contains("500m / 256Mi"), "{table}");
         assert!(line.contains("███░░░░░░░  30%"), "{table}");
         assert!(line.contains("3.5 CPU·h"), "{table}");

@@ -786,5 +786,25 @@ async fn requested_resources_match_what_is_rendered_and_sleeping_shows_what_it_s
         table.contains("700m / 1280Mi") && table.contains("CPU·h"),
         "{table}"
     );
+    // The local plane has no metrics-server: said, not guessed.
+    if support::plane().state.is_some() {
+        assert!(table.contains("install metrics-server"), "{table}");
+        let project_status = project
+            .api()
+            .get(&project.name)
+            .await
+            .unwrap()
+            .status
+            .unwrap();
+        let usage = project_status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "UsageMeasured")
+            .unwrap();
+        assert_eq!(
+            (usage.status.as_str(), usage.reason.as_str()),
+            ("False", "MetricsAPIUnavailable")
+        );
+    }
     project.cleanup().await;
 }

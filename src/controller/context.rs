@@ -79,6 +79,8 @@ pub struct Context {
     pub release_progress: super::coalesce::Coalescer,
     /// Where the waker answers, as the routes of sleeping branches reach it; None: no waker.
     pub waker_address: Option<std::net::SocketAddr>,
+    /// Whether the cluster serves `metrics.k8s.io` (checked at start-up).
+    pub metrics_api: bool,
 }
 
 /// BranchRelease reconciles running at once: enough to keep the API server busy.
@@ -177,6 +179,7 @@ impl Context {
             project_summaries: Default::default(),
             release_progress: Default::default(),
             waker_address,
+            metrics_api: false,
         }
     }
 }

@@ -87,7 +87,8 @@ pub async fn run(
     };
     let (caches_ready_tx, caches_ready) = tokio::sync::watch::channel(false);
     let gateway_api = gateway_api_installed(&client).await;
-    let ctx = Arc::new(Context::new(
+    let metrics_api = crate::usage::served(&client).await;
+    let mut ctx = Context::new(
         client.clone(),
         stores.clone(),
         metrics,
@@ -95,7 +96,9 @@ pub async fn run(
         policy,
         gateway_api,
         waker.as_ref().map(|w| w.address),
-    ));
+    );
+    ctx.metrics_api = metrics_api;
+    let ctx = Arc::new(ctx);
     let shutdown = shutdown.shared();
     let waker_shutdown = shutdown.clone();
 

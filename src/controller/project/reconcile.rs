@@ -281,13 +281,24 @@ async fn write_status(
         .quotas
         .get(&ObjectRef::new(build::QUOTA_NAME).within(namespace))
         .and_then(|cached| cached.object().ok());
-    let new_status = status::compute(
+    let mut new_status = status::compute(
         project,
         outcome,
         count_branches(ctx, namespace),
         quota.as_ref(),
         Timestamp::now(),
     );
+    let previous_conditions = project
+        .status
+        .as_ref()
+        .map(|s| s.conditions.clone())
+        .unwrap_or_default();
+    new_status.conditions.extend(conditions::merge(
+        &previous_conditions,
+        &[status::usage_condition(ctx.metrics_api)],
+        new_status.observed_generation,
+        Timestamp::now(),
+    ));
     let old_status = project.status.clone().unwrap_or_default();
     if old_status == new_status {
         return Ok(None);

@@ -105,6 +105,30 @@ fn kstatus(outcome: &Outcome, ready: Desired) -> [Desired; 3] {
     ]
 }
 
+/// Whether what the branches use can be known (`oksa status` shows it, read from
+/// `metrics.k8s.io`): said once per Project, since it is the cluster's property.
+pub fn usage_condition(metrics_api: bool) -> Desired {
+    if metrics_api {
+        Desired::new(
+            USAGE_MEASURED,
+            true,
+            "MetricsAPIServed",
+            "used CPU and memory come from metrics.k8s.io (oksa status shows them)",
+        )
+    } else {
+        Desired::new(
+            USAGE_MEASURED,
+            false,
+            "MetricsAPIUnavailable",
+            "this cluster does not serve metrics.k8s.io (install metrics-server): only requested \
+             CPU and memory are known",
+        )
+    }
+}
+
+/// The condition of `usage_condition`.
+pub const USAGE_MEASURED: &str = "UsageMeasured";
+
 pub fn compute(
     project: &Project,
     outcome: &Outcome,
