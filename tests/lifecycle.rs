@@ -808,3 +808,48 @@ async fn requested_resources_match_what_is_rendered_and_sleeping_shows_what_it_s
     }
     project.cleanup().await;
 }
+
+#[tokio::test]
+async fn outside_its_awake_hours_a_branch_sleeps_and_a_bad_time_zone_is_refused() {
+    // Awake hours that close 20 to 80 s from now (UTC, to the minute), today.
+    let now = k8s_openapi::jiff::Timestamp::now();
+    let close = now + k8s_openapi::jiff::SignedDuration::from_secs(80);
+    let close_text =
+        if close.strftime("%Y-%m-%d").to_string() != now.strftime("%Y-%m-%d").to_string() {
+            "24:00".to_string()
+        } else {
+            close.strftime("%H:%M").to_string()
+        };
+    let today = now.strftime("%A").to_string();
+    let project = create_project("hours", json!({})).await;
+    let mut branch = web_branch("main", "nginx:1.27");
+    branch["lifecycle"] = json!({"awakeSchedule": {
+        "days": [today], "from": "00:00", "to": close_text, "timeZone": "UTC"}});
+    let created = project.create_ready("main", branch).await;
+    let lifecycle = created.status.unwrap().lifecycle.unwrap();
+    assert_eq!(lifecycle.state, LifecycleState::Awake);
+    let sleeps_at = lifecycle.sleeps_at.expect("when the hours close");
+    assert_eq!(
+        sleeps_at.0.strftime("%H:%M").to_string(),
+        close_text.replace("24:00", "00:00")
+    );
+
+    let asleep = until_state(&project, "main", LifecycleState::Sleeping).await;
+    let status = asleep.status.unwrap();
+    assert_eq!(reason(&status).as_deref(), Some("Schedule"));
+    let (_, _, message) = support::fixtures::condition(&status, "Asleep").unwrap();
+    assert!(message.contains("awake hours"), "{message}");
+
+    let mut bad = web_branch("mars", "nginx:1.27");
+    bad["lifecycle"] =
+        json!({"awakeSchedule": {"from": "08:00", "to": "18:00", "timeZone": "Mars/Olympus"}});
+    project.create_release("mars", bad).await;
+    let refused = project
+        .wait_release("mars", "Invalid", |s| s.phase == Some(Phase::Invalid))
+        .await;
+    let (_, reason, message) =
+        support::fixtures::condition(refused.status.as_ref().unwrap(), "Ready").unwrap();
+    assert_eq!(reason, "ScheduleInvalid");
+    assert!(message.contains("Mars/Olympus"), "{message}");
+    project.cleanup().await;
+}

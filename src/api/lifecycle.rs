@@ -3,6 +3,7 @@
 //! `controller::branch_release::lifecycle`.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::KubeSchema;
 use serde::{Deserialize, Serialize};
 
 /// Sleep and expiry settings. Durations are a number and a unit: `90s`, `30m`, `8h`, `7d`. On a Project (`spec.defaults.lifecycle`) they are the defaults of
@@ -42,11 +43,49 @@ pub struct Lifecycle {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pinned_until: Option<Time>,
 
+    /// Hours the branch is kept awake (office hours, say). Outside them it sleeps, reason
+    /// `Schedule`, until a request or another activity wakes it; then `sleepAfter` applies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub awake_schedule: Option<AwakeSchedule>,
+
     /// How long a wake may take before it is given up (default `5m`): the branch goes back to
     /// sleep and its status names the component that did not start.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = r"^[0-9]{1,6}[smhd]$"))]
     pub wake_timeout: Option<String>,
+}
+
+/// Days and hours of the day a branch is kept awake, in a time zone.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("self.from < self.to")
+    .message("from must come before to (a window within one day)"))]
+pub struct AwakeSchedule {
+    /// Days of the week (default Monday to Friday).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 7))]
+    pub days: Vec<Weekday>,
+    /// Start of the awake hours, `HH:MM`.
+    #[schemars(regex(pattern = r"^([01][0-9]|2[0-3]):[0-5][0-9]$"))]
+    pub from: String,
+    /// End of the awake hours, `HH:MM` (up to `24:00`).
+    #[schemars(regex(pattern = r"^(([01][0-9]|2[0-3]):[0-5][0-9]|24:00)$"))]
+    pub to: String,
+    /// IANA time zone, e.g. `Europe/Helsinki` (default `UTC`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 64))]
+    pub time_zone: Option<String>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, schemars::JsonSchema)]
+pub enum Weekday {
+    Monday,
+    Tuesday,
+    Wednesday,
+    Thursday,
+    Friday,
+    Saturday,
+    Sunday,
 }
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, schemars::JsonSchema)]
@@ -78,6 +117,8 @@ pub mod sleep_reason {
     pub const WAKE_FAILED: &str = "WakeFailed";
     /// Unused for `expireAfter`, or older than `maxAge`.
     pub const EXPIRED: &str = "Expired";
+    /// Outside its `awakeSchedule`.
+    pub const SCHEDULE: &str = "Schedule";
 }
 
 /// What started the last activity.

@@ -26,6 +26,9 @@ pub const LAST_ACTIVITY: &str = "oksa.dev/last-activity";
 pub const LAST_ACTIVITY_SOURCE: &str = "oksa.dev/last-activity-source";
 
 const DEFAULT_WAKE_TIMEOUT: Duration = Duration::from_secs(300);
+/// How long a branch woken outside its awake hours stays up without activity, when it has no
+/// `sleepAfter` of its own.
+const DEFAULT_OFF_HOURS_IDLE: Duration = Duration::from_secs(3600);
 
 /// Parses `90s`, `30m`, `8h`, `7d` (the CRD's pattern); None for anything else.
 pub fn parse_duration(text: &str) -> Option<Duration> {
@@ -58,6 +61,8 @@ pub struct Settings {
     pub on_expiry: ExpiryAction,
     pub pinned_until: Option<Timestamp>,
     pub wake_timeout: Duration,
+    /// Awake hours (already checked by `validate`: one that does not parse is dropped here).
+    pub schedule: Option<super::schedule::Schedule>,
 }
 
 impl Settings {
@@ -93,6 +98,11 @@ impl Settings {
                 .or(defaults.pinned_until.clone())
                 .map(|t| t.0),
             wake_timeout: pick(|l| l.wake_timeout.as_ref()).unwrap_or(DEFAULT_WAKE_TIMEOUT),
+            schedule: own
+                .awake_schedule
+                .as_ref()
+                .or(defaults.awake_schedule.as_ref())
+                .and_then(|s| super::schedule::Schedule::parse(s).ok()),
         }
     }
 }
@@ -180,10 +190,24 @@ fn after(at: Timestamp, duration: Duration) -> Timestamp {
 pub fn decide(settings: &Settings, activity: &Activity, facts: &Facts) -> Decision {
     let now = whole_seconds(facts.now);
     let last = whole_seconds(activity.at);
-    let sleeps_at = settings
-        .sleep_after
-        .filter(|_| !settings.never_sleep)
-        .map(|d| after(last, d));
+    // Awake hours: inside them the branch stays awake; outside, it sleeps unless something
+    // happened since they closed, and then idles out after `sleepAfter` (an hour by default).
+    let schedule = settings.schedule.as_ref().filter(|_| !settings.never_sleep);
+    let in_hours = schedule.is_some_and(|s| s.contains(now));
+    let off_hours_sleep = schedule.filter(|_| !in_hours).and_then(|s| {
+        s.last_close(now)
+            .filter(|closed| last <= *closed)
+            .map(|_| ())
+    });
+    let sleeps_at = if in_hours {
+        schedule.and_then(|s| s.next_change(now))
+    } else {
+        settings
+            .sleep_after
+            .or(schedule.map(|_| DEFAULT_OFF_HOURS_IDLE))
+            .filter(|_| !settings.never_sleep)
+            .map(|d| after(last, d))
+    };
     let expires_at = [
         settings.expire_after.map(|d| after(last, d)),
         settings.max_age.map(|d| after(facts.created, d)),
@@ -201,7 +225,9 @@ pub fn decide(settings: &Settings, activity: &Activity, facts: &Facts) -> Decisi
         (LifecycleState::Sleeping, Some(sleep_reason::MANUAL))
     } else if expired {
         (LifecycleState::Expired, Some(sleep_reason::EXPIRED))
-    } else if sleeps_at.is_some_and(|at| at <= now) {
+    } else if off_hours_sleep.is_some() {
+        (LifecycleState::Sleeping, Some(sleep_reason::SCHEDULE))
+    } else if !in_hours && sleeps_at.is_some_and(|at| at <= now) {
         (LifecycleState::Sleeping, Some(sleep_reason::IDLE))
     } else {
         match previous {
@@ -240,11 +266,18 @@ pub fn decide(settings: &Settings, activity: &Activity, facts: &Facts) -> Decisi
     };
     let wake_deadline =
         (state == LifecycleState::Waking).then(|| after(since, settings.wake_timeout));
-    let next_change = [sleeps_at, expires_at, warn_from, wake_deadline]
-        .into_iter()
-        .flatten()
-        .filter(|at| *at > now)
-        .min();
+    let schedule_change = schedule.and_then(|s| s.next_change(now));
+    let next_change = [
+        sleeps_at,
+        expires_at,
+        warn_from,
+        wake_deadline,
+        schedule_change,
+    ]
+    .into_iter()
+    .flatten()
+    .filter(|at| *at > now)
+    .min();
     let asleep = matches!(state, LifecycleState::Sleeping | LifecycleState::Expired);
     Decision {
         status: LifecycleStatus {
@@ -339,6 +372,9 @@ pub fn settle(
                     sleep_reason::EXPIRED => {
                         "expired: unused too long; a deploy or a request wakes it".into()
                     }
+                    sleep_reason::SCHEDULE => {
+                        "outside its awake hours; the first request wakes it".into()
+                    }
                     sleep_reason::WAKE_FAILED => previous_conditions
                         .iter()
                         .find(|c| c.type_ == ASLEEP)
@@ -412,6 +448,7 @@ mod tests {
             on_expiry: ExpiryAction::Delete,
             pinned_until: None,
             wake_timeout: Duration::from_secs(30),
+            schedule: None,
         }
     }
 
@@ -454,6 +491,59 @@ mod tests {
             .unwrap();
         let again = decide(&settings(), &fine, &later);
         assert_eq!(again.status, stored);
+    }
+
+    #[test]
+    fn awake_hours_hold_it_awake_and_outside_them_it_sleeps_until_used() {
+        let mut office = settings();
+        office.sleep_after = None;
+        office.expire_after = None;
+        office.schedule = Some(
+            super::super::schedule::Schedule::parse(&crate::api::AwakeSchedule {
+                days: Vec::new(),
+                from: "08:00".into(),
+                to: "18:00".into(),
+                time_zone: None,
+            })
+            .unwrap(),
+        );
+        let utc = |text: &str| text.parse::<Timestamp>().unwrap();
+        let clock = |now: &str| Facts {
+            scaled_to_zero: false,
+            gitops_managed: false,
+            created: utc("2026-11-30T00:00:00Z"),
+            previous: None,
+            now: utc(now),
+        };
+        let deployed = Activity {
+            at: utc("2026-11-30T07:00:00Z"),
+            source: activity_source::DEPLOY.into(),
+        };
+        // Monday 09:00: awake, sleeping at 18:00.
+        let monday = decide(&office, &deployed, &clock("2026-11-30T09:00:00Z"));
+        assert!(!monday.asleep);
+        assert_eq!(
+            monday.status.sleeps_at,
+            Some(Time(utc("2026-11-30T18:00:00Z")))
+        );
+        // Monday 20:00, nothing since 18:00: asleep, reason Schedule; looks again at 08:00.
+        let evening = decide(&office, &deployed, &clock("2026-11-30T20:00:00Z"));
+        assert_eq!(
+            evening.status.reason.as_deref(),
+            Some(sleep_reason::SCHEDULE)
+        );
+        assert_eq!(evening.next_change, Some(utc("2026-12-01T08:00:00Z")));
+        // A request at 21:00 wakes it; an hour later it sleeps again, for being idle.
+        let request = Activity {
+            at: utc("2026-11-30T21:00:00Z"),
+            source: activity_source::REQUEST.into(),
+        };
+        let woken = decide(&office, &request, &clock("2026-11-30T21:00:05Z"));
+        assert!(!woken.asleep);
+        let idle = decide(&office, &request, &clock("2026-11-30T22:00:00Z"));
+        assert_eq!(idle.status.reason.as_deref(), Some(sleep_reason::IDLE));
+        // Tuesday 08:00: awake again.
+        assert!(!decide(&office, &request, &clock("2026-12-01T08:00:00Z")).asleep);
     }
 
     #[test]

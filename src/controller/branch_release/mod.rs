@@ -6,6 +6,7 @@ pub mod cost;
 pub mod diagnose;
 pub mod lifecycle;
 pub mod reconcile;
+pub mod schedule;
 pub mod status;
 pub mod validate;
 pub mod volumes;

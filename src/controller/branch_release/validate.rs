@@ -92,6 +92,22 @@ pub fn check<'a>(
         ));
     }
     check_spec(release)?;
+    // Awake hours the branch would follow (its own, else its Project's): a time zone CEL cannot
+    // check.
+    let schedule = spec
+        .lifecycle
+        .as_ref()
+        .and_then(|l| l.awake_schedule.as_ref())
+        .or(project
+            .spec
+            .defaults
+            .as_ref()
+            .and_then(|d| d.lifecycle.as_ref())
+            .and_then(|l| l.awake_schedule.as_ref()));
+    if let Some(schedule) = schedule {
+        super::schedule::Schedule::parse(schedule)
+            .map_err(|message| invalid("ScheduleInvalid", message))?;
+    }
 
     let domain = &project.spec.domain;
     let is_production = project.spec.production_branch.as_deref() == Some(spec.branch.as_str());
