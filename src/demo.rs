@@ -120,6 +120,73 @@ pub fn ensure_cluster(repo: &Path) -> Result<Option<PathBuf>, DemoError> {
     Ok(tools.map(PathBuf::from))
 }
 
+/// Scales a branch to zero and back, as `kubectl scale branchrelease NAME --replicas=0` does, and
+/// shows it asleep (workloads at zero, routes on the waker, volumes kept) and awake again.
+async fn sleep_and_wake(
+    client: &Client,
+    branch: &BranchRelease,
+    timeout: Duration,
+) -> Result<(), DemoError> {
+    let namespace = branch.namespace().unwrap_or_default();
+    let name = branch.name_any();
+    let api = Api::<BranchRelease>::namespaced(client.clone(), &namespace);
+    let show = |release: &BranchRelease| {
+        println!(
+            "{}
+",
+            crate::table::render(std::slice::from_ref(release), Timestamp::now())
+        )
+    };
+    let until = |wanted: Phase, state: crate::api::LifecycleState| {
+        let api = api.clone();
+        let name = name.clone();
+        async move {
+            let started = Instant::now();
+            loop {
+                let release = api.get(&name).await?;
+                let reached = release.status.as_ref().is_some_and(|s| {
+                    s.phase == Some(wanted)
+                        && s.observed_generation == release.metadata.generation
+                        && s.lifecycle.as_ref().map(|l| l.state) == Some(state)
+                });
+                if reached {
+                    return Ok::<_, DemoError>((release, started.elapsed()));
+                }
+                if started.elapsed() > timeout {
+                    return Err(DemoError::Timeout(
+                        timeout,
+                        crate::table::reasons(&[release]).join("\n"),
+                    ));
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    };
+    let scale = |replicas: i32| {
+        let api = api.clone();
+        let name = name.clone();
+        async move {
+            let patch = Patch::Merge(serde_json::json!({"spec": {"replicas": replicas}}));
+            api.patch_scale(&name, &PatchParams::default(), &patch)
+                .await
+        }
+    };
+    println!(
+        "\nSleep: kubectl scale branchrelease -n {namespace} {name} --replicas=0 \
+         (workloads to zero, routes to the waker, volumes kept)"
+    );
+    scale(0).await?;
+    let (asleep, took) = until(Phase::Sleeping, crate::api::LifecycleState::Sleeping).await?;
+    println!("asleep after {:.1}s:", took.as_secs_f64());
+    show(&asleep);
+    println!("Wake: kubectl scale branchrelease -n {namespace} {name} --replicas=1");
+    scale(1).await?;
+    let (awake, took) = until(Phase::Ready, crate::api::LifecycleState::Awake).await?;
+    println!("awake and Ready again after {:.1}s:", took.as_secs_f64());
+    show(&awake);
+    Ok(())
+}
+
 pub async fn run(repo: &Path, exit_when_ready: bool, timeout: Duration) -> Result<(), DemoError> {
     ensure_cluster(repo)?;
     let client = Client::try_default().await.map_err(DemoError::Connect)?;
@@ -213,6 +280,10 @@ pub async fn run(repo: &Path, exit_when_ready: bool, timeout: Duration) -> Resul
                     .and_then(|s| s.url.clone())
                     .unwrap_or_default();
                 println!("  {:<24} {url}", release.spec.branch);
+            }
+            // Sleep and wake one branch, as a person would with kubectl.
+            if let Some(branch) = current.last() {
+                sleep_and_wake(&client, branch, timeout).await?;
             }
             break;
         }

@@ -20,4 +20,8 @@ fn the_demo_brings_every_example_branch_to_ready() {
     assert!(stdout.contains("Every branch is Ready"), "{stdout}");
     assert!(stdout.contains("http://main.shop.example.com"), "{stdout}");
     assert!(stdout.contains("feature/New_Checkout"), "{stdout}");
+    // A branch falls asleep and wakes.
+    assert!(stdout.contains("asleep after"), "{stdout}");
+    assert!(stdout.contains("Sleeping"), "{stdout}");
+    assert!(stdout.contains("awake and Ready again after"), "{stdout}");
 }
