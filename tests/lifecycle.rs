@@ -853,3 +853,104 @@ async fn outside_its_awake_hours_a_branch_sleeps_and_a_bad_time_zone_is_refused(
     assert!(message.contains("Mars/Olympus"), "{message}");
     project.cleanup().await;
 }
+
+#[tokio::test]
+async fn in_a_real_browser_the_waiting_page_shows_progress_and_reloads_into_the_branch() {
+    let Some(state_dir) = support::plane().state.clone() else {
+        eprintln!("not run: it needs the local plane's Traefik (KUBECONFIG names another cluster)");
+        return;
+    };
+    let gateway = std::fs::read_to_string(state_dir.join("gateway-url")).unwrap();
+    let gateway_port = gateway.trim().rsplit(':').next().unwrap().to_string();
+    // Long enough for the whole wake to be watched before it idles out again.
+    let mut spec = lifecycle(json!({"sleepAfter": "15s"}));
+    spec["gateway"] = json!({"name": "shared", "namespace": "gateway-system"});
+    let project = create_project("browser", spec).await;
+    // Its pods never turn Ready: the wake stays in progress until the test deploys a good image.
+    project
+        .create_release("main", web_branch("main", "fault.oksa.test/not-ready:1"))
+        .await;
+    let port = serve("main says hi").await;
+    project
+        .namespaced::<EndpointSlice>()
+        .create(
+            &PostParams::default(),
+            &endpoints("main-web", "port-8080", &machine_address().unwrap(), port),
+        )
+        .await
+        .unwrap();
+    until_state(&project, "main", LifecycleState::Sleeping).await;
+    let host = format!("main.{}", project.domain);
+    let gateway_address = format!("127.0.0.1:{gateway_port}");
+    eventually(LONG, "Traefik to reach the waker", || async {
+        let answer = request(
+            &gateway_address,
+            "HEAD",
+            &host,
+            "/",
+            &[("User-Agent", FIREFOX)],
+        )
+        .await;
+        answer.header("x-robots-tag").is_some().then_some(())
+    })
+    .await;
+
+    let browser = support::browser::Browser::start("127.0.0.1").await;
+    let url = format!("http://{host}:{gateway_port}/");
+    browser.client.goto(&url).await.unwrap();
+    let title = browser.client.title().await.unwrap();
+    assert_eq!(title, "main is waking up");
+    // The page polls the waker and shows each component's progress.
+    let component = eventually(LONG, "the web component's progress", || async {
+        let element = browser
+            .client
+            .find(fantoccini::Locator::Css("[data-component=web]"))
+            .await
+            .ok()?;
+        let text = element.text().await.ok()?;
+        text.contains("web: 0/1 ready").then_some(text)
+    })
+    .await;
+    let shot = browser.screenshot("waiting-page").await;
+    println!("waiting page ({component:?}): {}", shot.display());
+    assert_eq!(
+        state(
+            project
+                .releases()
+                .get("main")
+                .await
+                .unwrap()
+                .status
+                .as_ref()
+                .unwrap()
+        ),
+        Some(LifecycleState::Waking)
+    );
+
+    // A good image: the branch becomes Ready, the route switches back, and the page reloads
+    // into the branch by itself.
+    project
+        .apply_release("main", web_branch("main", "nginx:1.27"))
+        .await
+        .unwrap();
+    eventually(LONG, "the page to reload by itself", || async {
+        let title = browser.client.title().await.ok()?;
+        (title != "main is waking up").then_some(())
+    })
+    .await;
+    // The Service also leads to the kwok pod, whose address leads nowhere useful: the test's
+    // server answers one request in a few.
+    eventually(LONG, "the branch's own answer", || async {
+        let source = browser.client.source().await.ok()?;
+        if source.contains("main says hi") {
+            return Some(());
+        }
+        browser.client.refresh().await.ok()?;
+        None
+    })
+    .await;
+    let shot = browser.screenshot("woken-branch").await;
+    println!("after the wake: {}", shot.display());
+    browser.close().await;
+    project.cleanup().await;
+}

@@ -6,6 +6,7 @@
 //! plane once for the whole run.
 #![allow(dead_code)] // each test binary uses its own subset
 
+pub mod browser;
 pub mod fixtures;
 pub mod identity;
 pub mod operator;
