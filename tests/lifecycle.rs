@@ -954,3 +954,49 @@ async fn in_a_real_browser_the_waiting_page_shows_progress_and_reloads_into_the_
     browser.close().await;
     project.cleanup().await;
 }
+
+#[tokio::test]
+async fn through_an_ingress_traefik_reaches_the_waker_and_then_the_woken_branch() {
+    let Some(state_dir) = support::plane().state.clone() else {
+        eprintln!("not run: it needs the local plane's Traefik (KUBECONFIG names another cluster)");
+        return;
+    };
+    let gateway = std::fs::read_to_string(state_dir.join("gateway-url")).unwrap();
+    let traefik = gateway.trim().trim_start_matches("http://").to_string();
+    // The default routing: an Ingress per branch, served by Traefik's Ingress provider.
+    let project = create_project("ingress", lifecycle(json!({"sleepAfter": "5s"}))).await;
+    project
+        .create_ready("main", web_branch("main", "nginx:1.27"))
+        .await;
+    let port = serve("main says hi").await;
+    project
+        .namespaced::<EndpointSlice>()
+        .create(
+            &PostParams::default(),
+            &endpoints("main-web", "port-8080", &machine_address().unwrap(), port),
+        )
+        .await
+        .unwrap();
+    until_state(&project, "main", LifecycleState::Sleeping).await;
+    let host = format!("main.{}", project.domain);
+    let page = eventually(LONG, "Traefik to lead the Ingress to the waker", || async {
+        let answer = request(
+            &traefik,
+            "GET",
+            &host,
+            "/",
+            &[("User-Agent", FIREFOX), ("Accept", HTML)],
+        )
+        .await;
+        answer.header("x-robots-tag").is_some().then_some(answer)
+    })
+    .await;
+    assert!(page.body.contains("is waking up"), "{}", page.body);
+    until_state(&project, "main", LifecycleState::Awake).await;
+    eventually(LONG, "the woken branch through the Ingress", || async {
+        let answer = request(&traefik, "GET", &host, "/", &[("User-Agent", FIREFOX)]).await;
+        (answer.body == "main says hi").then_some(())
+    })
+    .await;
+    project.cleanup().await;
+}
