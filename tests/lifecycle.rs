@@ -23,7 +23,7 @@ use oksa::api::{BranchRelease, BranchReleaseStatus, LifecycleState, Phase};
 use oksa::gateway_api::HTTPRoute;
 use serde_json::json;
 use support::eventually;
-use support::fixtures::{TestProject, web_branch, web_component};
+use support::fixtures::{TestProject, keepalive, web_branch, web_component};
 use support::web::{Answer, endpoints, machine_address, request, serve};
 
 const FIREFOX: &str = "Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0";
@@ -80,6 +80,20 @@ const WAKE_CAP: u32 = 2;
 async fn create_project(prefix: &str, spec: serde_json::Value) -> TestProject {
     support::operator::set_wake_cap(WAKE_CAP);
     TestProject::create(prefix, spec).await
+}
+
+/// Leads branch main's web Service also to a server of this test answering "main says hi" (its
+/// kwok pods lead nowhere): what Traefik reaches once the branch is awake.
+async fn answer_for_main_web(project: &TestProject) {
+    let port = serve("main says hi").await;
+    project
+        .namespaced::<EndpointSlice>()
+        .create(
+            &PostParams::default(),
+            &endpoints("main-web", "port-8080", &machine_address().unwrap(), port),
+        )
+        .await
+        .unwrap();
 }
 
 fn lifecycle(settings: serde_json::Value) -> serde_json::Value {
@@ -208,16 +222,7 @@ async fn a_request_through_traefik_wakes_a_sleeping_branch_and_bots_do_not() {
     project
         .create_ready("main", web_branch("main", "nginx:1.27"))
         .await;
-    // The component's Service also leads to a server of this test (its kwok pods lead nowhere).
-    let port = serve("main says hi").await;
-    project
-        .namespaced::<EndpointSlice>()
-        .create(
-            &PostParams::default(),
-            &endpoints("main-web", "port-8080", &machine_address().unwrap(), port),
-        )
-        .await
-        .unwrap();
+    answer_for_main_web(&project).await;
     until_state(&project, "main", LifecycleState::Sleeping).await;
     let routes = project.namespaced::<HTTPRoute>();
     let backend = |route: HTTPRoute| route.spec.rules[0].backend_refs[0].name.clone();
@@ -327,20 +332,6 @@ async fn a_request_through_traefik_wakes_a_sleeping_branch_and_bots_do_not() {
         served_after.as_secs_f64()
     );
     project.cleanup().await;
-}
-
-/// `oksa keepalive` as CI would run it.
-fn keepalive(project: &TestProject, branch: &str) {
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_oksa"))
-        .args(["keepalive", "--project", &project.name, "--branch", branch])
-        .env("KUBECONFIG", support::kubeconfig_path())
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
 }
 
 #[tokio::test]
@@ -870,15 +861,7 @@ async fn in_a_real_browser_the_waiting_page_shows_progress_and_reloads_into_the_
     project
         .create_release("main", web_branch("main", "fault.oksa.test/not-ready:1"))
         .await;
-    let port = serve("main says hi").await;
-    project
-        .namespaced::<EndpointSlice>()
-        .create(
-            &PostParams::default(),
-            &endpoints("main-web", "port-8080", &machine_address().unwrap(), port),
-        )
-        .await
-        .unwrap();
+    answer_for_main_web(&project).await;
     until_state(&project, "main", LifecycleState::Sleeping).await;
     let host = format!("main.{}", project.domain);
     let gateway_address = format!("127.0.0.1:{gateway_port}");
@@ -968,15 +951,7 @@ async fn through_an_ingress_traefik_reaches_the_waker_and_then_the_woken_branch(
     project
         .create_ready("main", web_branch("main", "nginx:1.27"))
         .await;
-    let port = serve("main says hi").await;
-    project
-        .namespaced::<EndpointSlice>()
-        .create(
-            &PostParams::default(),
-            &endpoints("main-web", "port-8080", &machine_address().unwrap(), port),
-        )
-        .await
-        .unwrap();
+    answer_for_main_web(&project).await;
     until_state(&project, "main", LifecycleState::Sleeping).await;
     let host = format!("main.{}", project.domain);
     let page = eventually(LONG, "Traefik to lead the Ingress to the waker", || async {

@@ -13,23 +13,10 @@ use k8s_openapi::api::networking::v1::Ingress;
 use oksa::api::LifecycleState;
 use serde_json::json;
 use support::eventually;
-use support::fixtures::{TestProject, web_branch};
+use support::fixtures::{TestProject, keepalive, web_branch};
 use support::process::OksaProcess;
 
 const LONG: Duration = Duration::from_secs(90);
-
-fn keepalive(project: &TestProject) {
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_oksa"))
-        .args(["keepalive", "--project", &project.name, "--branch", "main"])
-        .env("KUBECONFIG", support::kubeconfig_path())
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
 
 async fn lifecycle_state(project: &TestProject) -> Option<LifecycleState> {
     let release = project.releases().get("main").await.ok()?;
@@ -55,7 +42,7 @@ async fn killed_mid_wake_the_next_operator_finishes_the_wake() {
             (lifecycle_state(&project).await == Some(LifecycleState::Sleeping)).then_some(())
         })
         .await;
-        keepalive(&project);
+        keepalive(&project, "main");
         let started = Instant::now();
         while started.elapsed() < Duration::from_secs(10) {
             match lifecycle_state(&project).await {

@@ -234,10 +234,18 @@ fn waiting(release: &BranchRelease, browser: bool, headline: page::Headline) -> 
             ),
         )
     };
-    let mut response = (StatusCode::SERVICE_UNAVAILABLE, body).into_response();
+    let mut response = uncached(StatusCode::SERVICE_UNAVAILABLE, content_type, body);
+    response
+        .headers_mut()
+        .insert(RETRY_AFTER, HeaderValue::from_static("5"));
+    response
+}
+
+/// An answer of the waker's own (the page, the progress): never cached, never indexed.
+fn uncached(status: StatusCode, content_type: &'static str, body: String) -> Response {
+    let mut response = (status, body).into_response();
     let headers = response.headers_mut();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
-    headers.insert(RETRY_AFTER, HeaderValue::from_static("5"));
     headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     headers.insert(
         "x-robots-tag",
@@ -248,15 +256,7 @@ fn waiting(release: &BranchRelease, browser: bool, headline: page::Headline) -> 
 
 fn status(release: &BranchRelease) -> Response {
     let body = serde_json::to_string(&page::progress(release)).unwrap_or_default();
-    let mut response = (StatusCode::OK, body).into_response();
-    let headers = response.headers_mut();
-    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    headers.insert(
-        "x-robots-tag",
-        HeaderValue::from_static("noindex, nofollow"),
-    );
-    response
+    uncached(StatusCode::OK, "application/json", body)
 }
 
 fn robots() -> Response {

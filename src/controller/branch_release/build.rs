@@ -692,6 +692,19 @@ spec:
         )
     }
 
+    fn asleep_objects(release: &BranchRelease, project: &Project) -> ReleaseObjects {
+        build(&Release {
+            branch_release: release,
+            project,
+            name: naming::release_name(&release.spec.branch),
+            owner: owner(),
+            rendering: Rendering {
+                asleep: true,
+                routes_to_waker: true,
+            },
+        })
+    }
+
     fn objects(release: &BranchRelease, project: &Project) -> ReleaseObjects {
         let name = naming::release_name(&release.spec.branch);
         build(&Release {
@@ -819,16 +832,7 @@ spec:
         let release = drupal();
         let project = shop();
         let awake = objects(&release, &project);
-        let asleep = build(&Release {
-            branch_release: &release,
-            project: &project,
-            name: naming::release_name(&release.spec.branch),
-            owner: owner(),
-            rendering: Rendering {
-                asleep: true,
-                routes_to_waker: true,
-            },
-        });
+        let asleep = asleep_objects(&release, &project);
         assert!(
             asleep
                 .deployments
@@ -887,16 +891,7 @@ spec:
             Some(80)
         );
 
-        let asleep = build(&Release {
-            branch_release: &release,
-            project: &project,
-            name: naming::release_name(&release.spec.branch),
-            owner: owner(),
-            rendering: Rendering {
-                asleep: true,
-                routes_to_waker: true,
-            },
-        });
+        let asleep = asleep_objects(&release, &project);
         assert!(asleep.autoscalers.is_empty());
         assert_eq!(asleep.deployments[0].spec.replicas, Some(0));
     }
