@@ -4,10 +4,6 @@ use std::time::Duration;
 use clap::Parser;
 use oksa::cli::{Cli, Command};
 
-#[cfg(feature = "mimalloc")]
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() -> ExitCode {
     tune_malloc();
     tokio::runtime::Runtime::new()
@@ -20,9 +16,10 @@ fn main() -> ExitCode {
 /// 1,000 branches fell by a tenth at no measurable CPU cost (see BENCHMARKS.md). A fixed mmap
 /// threshold keeps large buffers (list responses) out of the heap, so freeing them returns the
 /// memory instead of leaving holes; glibc otherwise raises the threshold after the first one.
-/// Called before any thread starts. Other C libraries (musl in the image) have neither.
+/// Called before any thread starts. Only for a build without jemalloc (the default allocator,
+/// see lib.rs), with `--no-default-features`; other C libraries (musl) have neither setting.
 fn tune_malloc() {
-    #[cfg(all(target_env = "gnu", not(feature = "mimalloc")))]
+    #[cfg(all(target_env = "gnu", not(feature = "jemalloc")))]
     // SAFETY: mallopt only sets allocator parameters; no other thread exists yet.
     unsafe {
         libc::mallopt(libc::M_ARENA_MAX, 2);

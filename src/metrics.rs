@@ -59,6 +59,11 @@ pub struct Metrics {
     pub branches: Family<PhaseLabels, Gauge>,
     pub managed: Family<KindLabels, Gauge>,
     pub requested: Family<RequestedLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    /// Status updates held back by coalescing, not yet written, by kind.
+    pub held: Family<KindLabels, Gauge>,
+    /// The allocator's figures, refreshed at each scrape (see `heap`).
+    pub heap_allocated: Gauge,
+    pub heap_resident: Gauge,
 }
 
 impl Default for Metrics {
@@ -73,6 +78,8 @@ impl Default for Metrics {
         let branches = Family::default();
         let managed = Family::default();
         let requested = Family::default();
+        let held = Family::default();
+        let (heap_allocated, heap_resident) = (Gauge::default(), Gauge::default());
         let help = [
             ("reconciles", "Reconciles run, by controller"),
             (
@@ -101,6 +108,23 @@ impl Default for Metrics {
             "CPU cores and memory bytes the branches of a project request while awake, by whether they are awake now (asleep: what sleeping saves)",
             Family::clone(&requested),
         );
+        registry.register(
+            "status_updates_held",
+            "Status updates of progress held back to be written with later ones, by kind (0: every status is written)",
+            Family::clone(&held),
+        );
+        if crate::heap::stats().is_some() {
+            registry.register(
+                "heap_allocated_bytes",
+                "Bytes the operator holds on the heap, by the allocator's count",
+                heap_allocated.clone(),
+            );
+            registry.register(
+                "heap_resident_bytes",
+                "Bytes of the allocator's pages resident in memory (allocated plus kept for reuse)",
+                heap_resident.clone(),
+            );
+        }
         Metrics {
             registry: Arc::new(registry),
             reconciles,
@@ -110,6 +134,9 @@ impl Default for Metrics {
             branches,
             managed,
             requested,
+            held,
+            heap_allocated,
+            heap_resident,
         }
     }
 }
@@ -146,6 +173,10 @@ impl Metrics {
 
     /// The text exposition format.
     pub fn encode(&self) -> String {
+        if let Some(heap) = crate::heap::stats() {
+            self.heap_allocated.set(heap.allocated as i64);
+            self.heap_resident.set(heap.resident as i64);
+        }
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &self.registry)
             .expect("writing to a String");

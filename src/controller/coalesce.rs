@@ -3,35 +3,75 @@
 //! A Project's status counts its branches and copies its quota usage; a BranchRelease's counts
 //! its ready and updated replicas. While a thousand branches roll out, those change many thousand
 //! times, and writing each change competed with the cluster's own work. A change of nothing but
-//! those now waits until `WINDOW` has passed since the last write of that status, and is then
+//! those now waits until the window has passed since the last write of that status, and is then
 //! written with whatever else changed meanwhile. Anything else (a condition's verdict, the phase,
 //! a new generation) is written at once.
+//!
+//! The window grows with the number of objects holding an update: `WINDOW` times that number,
+//! up to `LONGEST_WINDOW`. So the progress of all rollouts together costs about one write every
+//! `WINDOW`, however many there are: a lone rollout (or a branch being woken, its waiting page
+//! watched live) shows its counts every few seconds, while in a burst of a thousand, whose status
+//! writes would compete with the cluster's own work, a rollout costs its milestones only (the
+//! first status of a generation, then Ready or a failure: two writes).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use kube::api::DynamicObject;
 use kube::runtime::reflector::ObjectRef;
+use prometheus_client::metrics::gauge::Gauge;
 
 /// Which object a status belongs to (keyed like the controllers' failure counts).
 pub type Key = ObjectRef<DynamicObject>;
 
-/// The shortest time between two summary-only writes of one status.
+/// The shortest time between two progress-only writes of one status while it alone holds one.
 pub const WINDOW: Duration = Duration::from_secs(5);
+
+/// The longest: progress is shown at least this often, however busy the operator is.
+pub const LONGEST_WINDOW: Duration = Duration::from_secs(300);
+
+/// The window when `holding` objects hold an update back.
+pub fn window(holding: usize) -> Duration {
+    WINDOW
+        .saturating_mul(u32::try_from(holding.max(1)).unwrap_or(u32::MAX))
+        .min(LONGEST_WINDOW)
+}
 
 #[derive(Default)]
 pub struct Coalescer {
     /// When each object's status was last written.
     last_write: Mutex<HashMap<Key, Instant>>,
+    /// Objects with an update held back, not yet written.
+    held: Mutex<HashSet<Key>>,
+    /// How many there are (`oksa_status_updates_held`): zero once everything is written, which
+    /// is how a benchmark or a test knows that status is final without waiting out a window.
+    held_gauge: Gauge,
 }
 
 impl Coalescer {
-    /// How long a summary-only write of `key`'s status must wait (None: write it now).
+    pub fn new(held_gauge: Gauge) -> Self {
+        Coalescer {
+            held_gauge,
+            ..Default::default()
+        }
+    }
+
+    /// How long a summary-only write of `key`'s status must wait (None: write it now): the
+    /// window for as many holders as there are with this one, since its last write. A wait
+    /// counts the update as held.
     pub fn wait_before(&self, key: &Key, now: Instant) -> Option<Duration> {
         let last = *self.last_write.lock().expect("coalescer").get(key)?;
         let since = now.saturating_duration_since(last);
-        (since < WINDOW).then(|| WINDOW - since)
+        let mut held = self.held.lock().expect("coalescer");
+        let holding = held.len() + usize::from(!held.contains(key));
+        let wait = window(holding)
+            .checked_sub(since)
+            .filter(|w| !w.is_zero())?;
+        if held.insert(key.clone()) {
+            self.held_gauge.inc();
+        }
+        Some(wait)
     }
 
     /// `key`'s status was written at `now`.
@@ -40,11 +80,20 @@ impl Coalescer {
             .lock()
             .expect("coalescer")
             .insert(key.clone(), now);
+        self.settled(key);
+    }
+
+    /// `key`'s status needs no write (any held update became moot).
+    pub fn settled(&self, key: &Key) {
+        if self.held.lock().expect("coalescer").remove(key) {
+            self.held_gauge.dec();
+        }
     }
 
     /// The object is gone.
     pub fn forget(&self, key: &Key) {
         self.last_write.lock().expect("coalescer").remove(key);
+        self.settled(key);
     }
 }
 
@@ -52,21 +101,77 @@ impl Coalescer {
 mod tests {
     use super::*;
 
+    fn key(name: &str) -> Key {
+        ObjectRef::<crate::api::Project>::new(name).erase()
+    }
+
     #[test]
     fn a_summary_waits_out_the_window_since_the_last_write_only() {
         let coalescer = Coalescer::default();
         let start = Instant::now();
-        let key = |name: &str| ObjectRef::<crate::api::Project>::new(name).erase();
         let (shop, other) = (key("shop"), key("other"));
         assert_eq!(coalescer.wait_before(&shop, start), None, "never written");
         coalescer.wrote(&shop, start);
         assert_eq!(
             coalescer.wait_before(&shop, start + Duration::from_millis(500)),
-            Some(Duration::from_millis(4500))
+            Some(WINDOW - Duration::from_millis(500))
         );
         assert_eq!(coalescer.wait_before(&shop, start + WINDOW), None);
         assert_eq!(coalescer.wait_before(&other, start), None);
         coalescer.forget(&shop);
         assert_eq!(coalescer.wait_before(&shop, start), None);
+    }
+
+    #[test]
+    fn the_window_grows_with_the_objects_holding_an_update_up_to_the_longest() {
+        assert_eq!(window(0), WINDOW);
+        assert_eq!(window(1), WINDOW);
+        assert_eq!(window(3), WINDOW * 3);
+        assert_eq!(window(1_000), LONGEST_WINDOW);
+        // A burst: a thousand rollouts each wrote their first status, then report progress.
+        let coalescer = Coalescer::default();
+        let start = Instant::now();
+        let keys: Vec<Key> = (0..1_000).map(|i| key(&format!("b-{i}"))).collect();
+        keys.iter().for_each(|k| coalescer.wrote(k, start));
+        let later = start + Duration::from_secs(1);
+        let waits: Vec<_> = keys
+            .iter()
+            .map(|k| coalescer.wait_before(k, later))
+            .collect();
+        assert_eq!(
+            waits[0],
+            Some(WINDOW - Duration::from_secs(1)),
+            "alone so far"
+        );
+        assert_eq!(
+            waits[999],
+            Some(LONGEST_WINDOW - Duration::from_secs(1)),
+            "one of a thousand"
+        );
+        // A minute on, the first one's wait has grown with the others: it is not written yet.
+        let minute = start + Duration::from_secs(60);
+        assert!(coalescer.wait_before(&keys[0], minute).is_some());
+    }
+
+    #[test]
+    fn held_updates_are_counted_until_written_settled_or_forgotten() {
+        let coalescer = Coalescer::default();
+        let start = Instant::now();
+        let (a, b) = (key("a"), key("b"));
+        let soon = start + Duration::from_millis(10);
+        coalescer.wrote(&a, start);
+        coalescer.wrote(&b, start);
+        coalescer.wait_before(&a, soon);
+        coalescer.wait_before(&a, soon);
+        coalescer.wait_before(&b, soon);
+        assert_eq!(coalescer.held_gauge.get(), 2, "a held twice counts once");
+        coalescer.wrote(&a, soon);
+        assert_eq!(coalescer.held_gauge.get(), 1);
+        coalescer.settled(&b);
+        coalescer.settled(&b);
+        assert_eq!(coalescer.held_gauge.get(), 0);
+        coalescer.wait_before(&b, soon);
+        coalescer.forget(&b);
+        assert_eq!(coalescer.held_gauge.get(), 0);
     }
 }

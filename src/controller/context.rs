@@ -20,12 +20,13 @@ use kube::api::DynamicObject;
 use kube::core::PartialObjectMeta;
 use kube::runtime::reflector::{ObjectRef, Store};
 
+use super::coalesce::Coalescer;
 use super::turns::FairTurns;
 use crate::api::{BranchRelease, Project};
 use crate::compact::Compact;
 use crate::gateway_api::HTTPRoute;
 use crate::labels::FIELD_MANAGER;
-use crate::metrics::Metrics;
+use crate::metrics::{KindLabels, Metrics};
 use crate::policy::Policy;
 use crate::readiness::Readiness;
 
@@ -74,9 +75,9 @@ pub struct Context {
     /// Whether the cluster serves Gateway API's HTTPRoutes (checked at start-up).
     pub gateway_api: bool,
     /// When each Project's status was last written (see `coalesce`).
-    pub project_summaries: super::coalesce::Coalescer,
+    pub project_summaries: Coalescer,
     /// When each BranchRelease's status was last written (see `coalesce`).
-    pub release_progress: super::coalesce::Coalescer,
+    pub release_progress: Coalescer,
     /// Where the waker answers, as the routes of sleeping branches reach it; None: no waker.
     pub waker_address: Option<std::net::SocketAddr>,
     /// Whether the cluster serves `metrics.k8s.io` (checked at start-up).
@@ -164,6 +165,11 @@ impl Context {
             instance: std::env::var("POD_NAME").ok(),
         };
         let recorder = Recorder::new(client.clone(), reporter);
+        let held = |kind| metrics.held.get_or_create(&KindLabels { kind }).clone();
+        let (project_summaries, release_progress) = (
+            Coalescer::new(held("Project")),
+            Coalescer::new(held("BranchRelease")),
+        );
         Context {
             client,
             stores,
@@ -176,8 +182,8 @@ impl Context {
             stopping: AtomicBool::new(false),
             policy,
             gateway_api,
-            project_summaries: Default::default(),
-            release_progress: Default::default(),
+            project_summaries,
+            release_progress,
             waker_address,
             metrics_api: false,
         }

@@ -298,7 +298,10 @@ async fn reconcile_release(release: Arc<BranchRelease>, ctx: &Context) -> Result
         detached_volumes: detached,
     };
     let refused = !observation.refusals.is_empty();
-    let mut new_status = status::observed(&release, &observation, Timestamp::now());
+    // The same instant the lifecycle decided with: a new generation's `progressingSince` is the
+    // deploy's activity, and two clocks a second apart would make the next reconcile see a newer
+    // deploy and rewrite the status at once instead of coalescing it.
+    let mut new_status = status::observed(&release, &observation, now);
     new_status.requested = Some(super::cost::requested(
         spec.components
             .iter()
@@ -500,10 +503,11 @@ async fn write_status(
     new_status: BranchReleaseStatus,
 ) -> Result<Option<Duration>> {
     let old_status = release.status.clone().unwrap_or_default();
+    let key = ObjectRef::from_obj(release).erase();
     if old_status == new_status {
+        ctx.release_progress.settled(&key);
         return Ok(None);
     }
-    let key = ObjectRef::from_obj(release).erase();
     if status::only_progress_changed(&old_status, &new_status)
         && let Some(wait) = ctx.release_progress.wait_before(&key, Instant::now())
     {

@@ -300,10 +300,11 @@ async fn write_status(
         Timestamp::now(),
     ));
     let old_status = project.status.clone().unwrap_or_default();
+    let key = ObjectRef::from_obj(project).erase();
     if old_status == new_status {
+        ctx.project_summaries.settled(&key);
         return Ok(None);
     }
-    let key = ObjectRef::from_obj(project).erase();
     if status::only_summaries_changed(&old_status, &new_status)
         && let Some(wait) = ctx.project_summaries.wait_before(&key, Instant::now())
     {
