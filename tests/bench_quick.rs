@@ -45,7 +45,12 @@ fn the_quick_benchmark_completes_and_reports() {
         "Oksa: apply → Ready",
         "helm upgrade --install --wait",
         "limit: direct creates",
+        "limit: direct creates → Ready",
+        "to all Ready, Oksa/limit",
         "another project's branch during it",
+        "a new image for existing branches",
+        "helm upgrade --wait (2 branches)",
+        "redeploy at once",
         "forced resync",
     ] {
         assert!(stdout.contains(line), "missing {line:?} in:\n{stdout}");
@@ -61,6 +66,23 @@ fn the_quick_benchmark_completes_and_reports() {
     assert!(report["oksa"]["fairness_ms"][1].as_f64().unwrap() > 0.0);
     assert_eq!(report["helm"]["per_branch"]["count"], 2);
     assert_eq!(report["limit"]["per_branch"]["count"], 5);
+    assert_eq!(
+        report["limit"]["apply_to_ready"]["count"], 5,
+        "every directly created environment was timed to Ready"
+    );
+    // A new image for existing branches: the solo ones one at a time, the burst's at once, the
+    // same with helm and directly.
+    assert_eq!(report["oksa"]["redeploy"]["solo"]["count"], 2);
+    assert_eq!(report["oksa"]["redeploy"]["to_ready"]["count"], 5);
+    assert_eq!(report["helm"]["redeploy_per_branch"]["count"], 2);
+    assert_eq!(report["limit"]["redeploy_to_ready"]["count"], 5);
+    assert!(
+        report["oksa"]["redeploy"]["writes_per_branch"]["apply"]
+            .as_f64()
+            .unwrap()
+            >= 1.0,
+        "each redeploy applied the new image:\n{stdout}"
+    );
     assert!(report["oksa"]["operator_peak_rss_mib"].as_f64().unwrap() > 0.0);
     // The operator's own counters: a restarted operator that finds everything in place writes
     // nothing at all (no apply, status, finalizer or delete).

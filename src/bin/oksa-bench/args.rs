@@ -17,6 +17,9 @@ pub struct Args {
     /// Branches created one at a time before the burst (the low-load latency).
     #[arg(long, default_value_t = 50)]
     pub solo_branches: usize,
+    /// Branches of the burst (and of the limit) given a new image at once, after the resync.
+    #[arg(long, default_value_t = 1000)]
+    pub redeploy_branches: usize,
     /// Branches deployed by the helm baseline (one `helm upgrade --install --wait` each).
     #[arg(long, default_value_t = 50)]
     pub helm_branches: usize,

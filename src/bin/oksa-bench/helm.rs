@@ -17,6 +17,9 @@ pub struct HelmResult {
     pub branches: usize,
     pub per_branch: Summary,
     pub wall_s: f64,
+    /// The same releases upgraded one by one with a new image (`helm upgrade --wait`).
+    pub redeploy_per_branch: Summary,
+    pub redeploy_wall_s: f64,
 }
 
 const RELEASE: &str = "zzreleasezz";
@@ -29,6 +32,10 @@ pub fn write_chart(folder: &Path) -> std::io::Result<()> {
     std::fs::write(
         folder.join("Chart.yaml"),
         "apiVersion: v2\nname: branch\nversion: 0.1.0\n",
+    )?;
+    std::fs::write(
+        folder.join("values.yaml"),
+        format!("apiImage: {}\n", workload::API_IMAGE),
     )?;
     let objects = workload::children(NAMESPACE, RELEASE);
     let mut documents = Vec::new();
@@ -54,6 +61,7 @@ pub fn write_chart(folder: &Path) -> std::io::Result<()> {
         .join("---\n")
         .replace(RELEASE, "{{ .Values.release }}")
         .replace(NAMESPACE, "{{ .Release.Namespace }}")
+        .replace(workload::API_IMAGE, "{{ .Values.apiImage }}")
         // Not Oksa's: keep the operator's watches (if one runs) out of it.
         .replace(
             "app.kubernetes.io/managed-by: oksa",
@@ -73,10 +81,7 @@ pub async fn run(
     let namespace = format!("bench-{run_id}-helm");
     let namespaces = workload::create_namespace(client, &namespace).await?;
 
-    let kubeconfig = std::env::var("KUBECONFIG").unwrap_or_default();
-    let mut durations = Vec::with_capacity(branches);
-    let started = Instant::now();
-    for i in 0..branches {
+    let install = |i: usize, api_image: &str| -> Result<f64, String> {
         let t0 = Instant::now();
         let output = Command::new(helm)
             .args([
@@ -87,14 +92,13 @@ pub async fn run(
                 "--namespace",
                 &namespace,
             ])
-            .args([
-                "--set",
-                &format!("release=hb-{i}"),
-                "--wait",
-                "--timeout",
-                "5m",
-            ])
-            .env("KUBECONFIG", &kubeconfig)
+            .args(["--set", &format!("release=hb-{i}")])
+            .args(["--set", &format!("apiImage={api_image}")])
+            .args(["--wait", "--timeout", "5m"])
+            .env(
+                "KUBECONFIG",
+                std::env::var("KUBECONFIG").unwrap_or_default(),
+            )
             .output()
             .map_err(|e| format!("running {}: {e}", helm.display()))?;
         if !output.status.success() {
@@ -103,17 +107,28 @@ pub async fn run(
                 String::from_utf8_lossy(&output.stderr)
             ));
         }
-        durations.push(t0.elapsed().as_secs_f64() * 1000.0);
-    }
-    let wall_s = started.elapsed().as_secs_f64();
+        Ok(t0.elapsed().as_secs_f64() * 1000.0)
+    };
+    // One release after the other, as a CI job per branch runs them.
+    let sequentially = |api_image: &str| -> Result<(Summary, f64), String> {
+        let started = Instant::now();
+        let durations = (0..branches)
+            .map(|i| install(i, api_image))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok((summarize(durations), started.elapsed().as_secs_f64()))
+    };
+    let (per_branch, wall_s) = sequentially(workload::API_IMAGE)?;
+    let (redeploy_per_branch, redeploy_wall_s) = sequentially(workload::REDEPLOYED_API_IMAGE)?;
     let _ = namespaces
         .delete(&namespace, &DeleteParams::background())
         .await;
     tokio::time::sleep(Duration::from_millis(100)).await;
     Ok(HelmResult {
         branches,
-        per_branch: summarize(durations),
+        per_branch,
         wall_s,
+        redeploy_per_branch,
+        redeploy_wall_s,
     })
 }
 
@@ -127,6 +142,7 @@ mod tests {
         assert_eq!(text.matches("kind: Deployment").count(), 2);
         assert!(text.contains("name: {{ .Values.release }}-web"), "{text}");
         assert!(!text.contains(super::NAMESPACE) && !text.contains(super::RELEASE));
+        assert!(text.contains("image: {{ .Values.apiImage }}"), "{text}");
         std::fs::remove_dir_all(folder).unwrap();
     }
 }

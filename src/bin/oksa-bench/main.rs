@@ -7,8 +7,10 @@ mod helm;
 mod limit;
 mod oksa_phase;
 mod operator;
+mod readiness;
 mod report;
 mod stats;
+mod wait;
 mod workload;
 
 use std::process::ExitCode;
@@ -76,7 +78,15 @@ async fn run(args: Args) -> Result<(), String> {
         eprintln!("helm baseline: {} branches...", args.helm_branches);
         let helm = helm::run(&client, &helm, args.helm_branches, &run_id).await?;
         eprintln!("limit: {total} branches of objects created directly...");
-        let limit = limit::run(&client, total, args.concurrency, &run_id).await?;
+        let limit = limit::run(
+            &client,
+            total,
+            args.redeploy_branches,
+            args.concurrency,
+            &run_id,
+            std::time::Duration::from_secs(args.timeout),
+        )
+        .await?;
         (helm, limit)
     };
 

@@ -9,13 +9,14 @@ use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Namespace, PersistentVolumeClaim, Service};
 use k8s_openapi::api::networking::v1::Ingress;
-use kube::api::{DeleteParams, ListParams, PostParams};
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde::Serialize;
 
-use super::operator::{OperatorProcess, sum};
+use super::operator::{MemoryPeaks, OperatorProcess, sum};
 use super::stats::{Summary, summarize};
+use super::wait;
 use super::workload::{self, CHILDREN_PER_BRANCH};
 use oksa::api::{BranchRelease, Phase, Project};
 use oksa::labels;
@@ -39,6 +40,8 @@ pub struct OksaResult {
     pub wall_to_all_ready_s: f64,
     pub operator_cpu_s: f64,
     pub operator_peak_rss_mib: f64,
+    /// Sampled through the burst: the moment of most resident memory, and the heap's own peak.
+    pub burst_memory: MemoryPeaks,
     /// Requests the operator sent to write children and status, by verb.
     pub writes: BTreeMap<String, f64>,
     /// Status writes per branch (the burst, the solo ones, the quiet project's one), from creation to
@@ -50,15 +53,117 @@ pub struct OksaResult {
     pub resync_peak_rss_mib: f64,
     /// The operator's log line for each write of the resync (empty when it met its goal of 0).
     pub resync_write_log: Vec<String>,
+    pub redeploy: RedeployResult,
     pub cleanup_s: f64,
 }
 
-/// First time each branch (namespace, release) was seen with all children and as Ready.
+/// A new image for branches that exist: the most common CI action.
+#[derive(Debug, Default, Serialize)]
+pub struct RedeployResult {
+    /// The solo branches again, one at a time: patch → Ready at the new generation.
+    pub solo: Summary,
+    /// Burst branches patched at once (32 in flight).
+    pub branches: usize,
+    pub to_ready: Summary,
+    pub wall_s: f64,
+    pub operator_cpu_s: f64,
+    /// The operator's writes for the burst's redeploy, by verb, per branch.
+    pub writes_per_branch: BTreeMap<String, f64>,
+}
+
+struct Redeploys<'a> {
+    solo: (&'a str, usize),
+    burst: Vec<Key>,
+    concurrency: usize,
+    timeout: Duration,
+}
+
+/// Applies the workload with the redeployed image to one branch; returns the new generation.
+async fn apply_new_image(client: &Client, (namespace, name): &Key) -> Result<i64, String> {
+    let spec = workload::branch_spec_with(namespace, name, workload::REDEPLOYED_API_IMAGE);
+    let patched = Api::<BranchRelease>::namespaced(client.clone(), namespace)
+        .patch(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({ "spec": spec })),
+        )
+        .await
+        .map_err(|e| format!("redeploying {namespace}/{name}: {e}"))?;
+    Ok(patched.metadata.generation.unwrap_or(0))
+}
+
+async fn redeploy(
+    client: &Client,
+    seen: &Arc<Mutex<Seen>>,
+    operator: &OperatorProcess,
+    plan: Redeploys<'_>,
+) -> Result<RedeployResult, String> {
+    let ready_at = |key: &(Key, i64)| seen.lock().unwrap().ready.get(key).copied();
+    let mut solo = Vec::new();
+    let (project, count) = plan.solo;
+    for i in 0..count {
+        let key = (project.to_string(), format!("solo-{i}"));
+        let t0 = Instant::now();
+        let generation = apply_new_image(client, &key).await?;
+        let written = HashMap::from([((key, generation), t0)]);
+        solo.push(wait::all("redeployed", &written, ready_at, t0, plan.timeout).await?);
+    }
+    let metrics_before = operator.metrics().await;
+    let cpu_before = operator.cpu_seconds();
+    let written: Arc<Mutex<HashMap<(Key, i64), Instant>>> = Arc::default();
+    let started = Instant::now();
+    let results: Vec<Result<(), String>> = futures::stream::iter(plan.burst.iter())
+        .map(|key| {
+            let written = written.clone();
+            async move {
+                let t0 = Instant::now();
+                let generation = apply_new_image(client, key).await?;
+                written
+                    .lock()
+                    .unwrap()
+                    .insert((key.clone(), generation), t0);
+                Ok(())
+            }
+        })
+        .buffer_unordered(plan.concurrency)
+        .collect()
+        .await;
+    results.into_iter().collect::<Result<Vec<_>, _>>()?;
+    let written = std::mem::take(&mut *written.lock().unwrap());
+    let burst = wait::all("redeployed", &written, ready_at, started, plan.timeout).await?;
+    wait_until_quiet(operator, QUIET, QUIET_LIMIT).await;
+    let (before, after) = (
+        writes_by_verb(&metrics_before),
+        writes_by_verb(&operator.metrics().await),
+    );
+    let branches = plan.burst.len();
+    Ok(RedeployResult {
+        solo: summarize(solo.iter().map(|t| t.per_branch.max_ms).collect()),
+        branches,
+        to_ready: burst.per_branch,
+        wall_s: burst.wall_s,
+        operator_cpu_s: operator.cpu_seconds() - cpu_before,
+        writes_per_branch: after
+            .iter()
+            .map(|(verb, n)| (verb.clone(), (n - before[verb]) / branches.max(1) as f64))
+            .collect(),
+    })
+}
+
+/// How long the operator must have written nothing, with no status update held, to be done; and
+/// how long to wait for that at most (a held update waits up to `coalesce::LONGEST_WINDOW`).
+const QUIET: Duration = Duration::from_secs(3);
+const QUIET_LIMIT: Duration = Duration::from_secs(360);
+
+/// A BranchRelease: (namespace, name).
+type Key = (String, String);
+
+/// First time each branch was seen with all children, and as Ready at each generation.
 #[derive(Default)]
 struct Seen {
-    children: HashMap<(String, String), HashSet<String>>,
-    children_complete: HashMap<(String, String), Instant>,
-    ready: HashMap<(String, String), Instant>,
+    children: HashMap<Key, HashSet<String>>,
+    children_complete: HashMap<Key, Instant>,
+    ready: HashMap<(Key, i64), Instant>,
 }
 
 fn watch_children<K>(client: &Client, seen: Arc<Mutex<Seen>>)
@@ -110,10 +215,11 @@ fn watch_releases(client: &Client, seen: Arc<Mutex<Seen>>) {
             });
             if ready {
                 let key = (release.namespace().unwrap_or_default(), release.name_any());
+                let generation = release.metadata.generation.unwrap_or(0);
                 seen.lock()
                     .unwrap()
                     .ready
-                    .entry(key)
+                    .entry((key, generation))
                     .or_insert_with(Instant::now);
             }
         }
@@ -136,7 +242,8 @@ fn writes_by_verb(metrics: &str) -> BTreeMap<String, f64> {
         .collect()
 }
 
-/// Waits until the operator has written nothing (apart from skips) for `quiet`, or `limit` passed.
+/// Waits until the operator holds no status update back (see `coalesce`) and has written nothing
+/// (apart from skips) for `quiet`, or `limit` passed.
 async fn wait_until_quiet(operator: &OperatorProcess, quiet: Duration, limit: Duration) {
     let writes = |metrics: &str| {
         sum(metrics, "oksa_child_writes_total", &[])
@@ -145,12 +252,16 @@ async fn wait_until_quiet(operator: &OperatorProcess, quiet: Duration, limit: Du
     let deadline = Instant::now() + limit;
     let mut last = writes(&operator.metrics().await);
     let mut since = Instant::now();
-    while Instant::now() < deadline && since.elapsed() < quiet {
+    while Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(250)).await;
-        let now = writes(&operator.metrics().await);
+        let metrics = operator.metrics().await;
+        let now = writes(&metrics);
         if now != last {
             last = now;
             since = Instant::now();
+        }
+        if since.elapsed() >= quiet && sum(&metrics, "oksa_status_updates_held", &[]) == 0.0 {
+            return;
         }
     }
 }
@@ -182,7 +293,7 @@ async fn solo_branches(
                 seen.children_complete
                     .get(&key)
                     .copied()
-                    .zip(seen.ready.get(&key).copied())
+                    .zip(seen.ready.get(&(key.clone(), 1)).copied())
             };
             if let Some((children, ready)) = milestones {
                 let ms = |t: Instant| t.duration_since(t0).as_secs_f64() * 1000.0;
@@ -259,7 +370,8 @@ pub async fn run(
     result.solo_ms = solo;
 
     let total = args.projects * args.branches;
-    let applied: Arc<Mutex<HashMap<(String, String), Instant>>> = Arc::default();
+    let applied: Arc<Mutex<HashMap<Key, Instant>>> = Arc::default();
+    let memory = operator.sample_memory();
     let jobs = projects
         .iter()
         .flat_map(|p| (0..args.branches).map(move |b| (p.clone(), format!("b-{b}"))));
@@ -297,68 +409,30 @@ pub async fn run(
         "  meanwhile, another project's branch: Ready in {:.0} ms",
         result.fairness_ms.1
     );
-    let mut progress = tokio::time::interval(Duration::from_secs(30));
-    progress.tick().await;
-
     // Only this run's branches count: the cluster may hold others.
-    loop {
-        let ready = {
-            let seen = seen.lock().unwrap();
-            applied
-                .lock()
-                .unwrap()
-                .keys()
-                .filter(|key| seen.ready.contains_key(*key))
-                .count()
-        };
-        if ready >= total {
-            break;
-        }
-        if started.elapsed() > timeout {
-            return Err(format!(
-                "only {ready}/{total} branches Ready after {timeout:?}"
-            ));
-        }
-        tokio::select! {
-            _ = progress.tick() => eprintln!(
-                "  {ready}/{total} Ready after {:.0}s",
-                started.elapsed().as_secs_f64()
-            ),
-            _ = tokio::time::sleep(Duration::from_millis(200)) => {}
-        }
-    }
-
+    let applied = std::mem::take(&mut *applied.lock().unwrap());
+    let ready = wait::all(
+        "Ready",
+        &applied,
+        |key| seen.lock().unwrap().ready.get(&(key.clone(), 1)).copied(),
+        started,
+        timeout,
+    )
+    .await?;
     result.branches = total;
-    {
-        let seen = seen.lock().unwrap();
-        let applied = applied.lock().unwrap();
-        let since = |at: &HashMap<(String, String), Instant>| -> Vec<f64> {
-            applied
-                .iter()
-                .filter_map(|(key, t0)| {
-                    at.get(key)
-                        .map(|t| t.duration_since(*t0).as_secs_f64() * 1000.0)
-                })
-                .collect()
-        };
-        result.apply_to_children = summarize(since(&seen.children_complete));
-        result.apply_to_ready = summarize(since(&seen.ready));
-        let last = |at: &HashMap<(String, String), Instant>| {
-            applied
-                .keys()
-                .filter_map(|key| at.get(key))
-                .max()
-                .map(|t| t.duration_since(started).as_secs_f64())
-                .unwrap_or(0.0)
-        };
-        result.wall_to_all_children_s = last(&seen.children_complete);
-        result.wall_to_all_ready_s = last(&seen.ready);
-    }
+    result.apply_to_ready = ready.per_branch;
+    result.wall_to_all_ready_s = ready.wall_s;
+    let children = wait::timed(
+        &applied,
+        |key| seen.lock().unwrap().children_complete.get(key).copied(),
+        started,
+    );
+    result.apply_to_children = children.per_branch;
+    result.wall_to_all_children_s = children.wall_s;
     // Let the last status writes land before reading the counters (and before the resync, which
     // must find nothing left to do).
-    // Quiet for longer than a held status update may wait (see `coalesce`).
-    let quiet = oksa::controller::coalesce::WINDOW + Duration::from_secs(1);
-    wait_until_quiet(&operator, quiet, Duration::from_secs(60)).await;
+    wait_until_quiet(&operator, QUIET, QUIET_LIMIT).await;
+    result.burst_memory = memory.finish().await;
     result.operator_cpu_s = operator.cpu_seconds();
     result.operator_peak_rss_mib = operator.peak_rss_mib();
     let metrics = operator.metrics().await;
@@ -421,6 +495,23 @@ pub async fn run(
         .filter(|line| line.contains("oksa::writes"))
         .map(str::to_string)
         .collect();
+
+    result.redeploy = redeploy(
+        client,
+        &seen,
+        &operator,
+        Redeploys {
+            solo: (&projects[0], args.solo_branches),
+            burst: applied
+                .keys()
+                .take(args.redeploy_branches)
+                .cloned()
+                .collect(),
+            concurrency: args.concurrency,
+            timeout,
+        },
+    )
+    .await?;
 
     if args.keep {
         operator.stop();

@@ -5,6 +5,8 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use serde::Serialize;
+
 pub struct OperatorProcess {
     child: Child,
     pub port: u16,
@@ -62,14 +64,32 @@ impl OperatorProcess {
 
     /// Peak resident memory in MiB (VmHWM).
     pub fn peak_rss_mib(&self) -> f64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .unwrap_or_default();
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmHWM:"))
-            .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
-            .map(|kib| kib / 1024.0)
-            .unwrap_or(0.0)
+        proc_status_mib(self.child.id(), "VmHWM:")
+    }
+
+    /// Samples the operator's memory every half second until the returned sampler is finished:
+    /// where the peak of resident memory is, and what the allocator counted then.
+    pub fn sample_memory(&self) -> MemorySampler {
+        let (pid, port) = (self.child.id(), self.port);
+        let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let mut peaks = MemoryPeaks::default();
+            loop {
+                let metrics = get(port, "/metrics").await.unwrap_or_default();
+                let mib = |name: &str| sum(&metrics, name, &[]) / (1024.0 * 1024.0);
+                let sample = MemorySample {
+                    rss_mib: proc_status_mib(pid, "VmRSS:"),
+                    heap_allocated_mib: mib("oksa_heap_allocated_bytes"),
+                    heap_resident_mib: mib("oksa_heap_resident_bytes"),
+                };
+                peaks.record(sample);
+                tokio::select! {
+                    _ = &mut stopped => return peaks,
+                    _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                }
+            }
+        });
+        MemorySampler { stop, task }
     }
 
     pub async fn metrics(&self) -> String {
@@ -88,6 +108,56 @@ impl OperatorProcess {
             std::thread::sleep(Duration::from_millis(50));
         }
         let _ = self.child.kill();
+    }
+}
+
+/// A field of /proc/PID/status given in kB, in MiB (0 when unreadable).
+fn proc_status_mib(pid: u32, field: &str) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
+        .map(|kib| kib / 1024.0)
+        .unwrap_or(0.0)
+}
+
+/// The operator's memory at one moment. The heap figures are the allocator's own (jemalloc):
+/// 0 for a build whose allocator keeps none.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Serialize)]
+pub struct MemorySample {
+    pub rss_mib: f64,
+    /// What the program holds.
+    pub heap_allocated_mib: f64,
+    /// The allocator's resident pages: what it holds plus what it keeps for reuse.
+    pub heap_resident_mib: f64,
+}
+
+/// The sample with the most resident memory, and the most the heap held at any sample.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Serialize)]
+pub struct MemoryPeaks {
+    pub at_peak_rss: MemorySample,
+    pub max_heap_allocated_mib: f64,
+}
+
+impl MemoryPeaks {
+    fn record(&mut self, sample: MemorySample) {
+        if sample.rss_mib > self.at_peak_rss.rss_mib {
+            self.at_peak_rss = sample;
+        }
+        self.max_heap_allocated_mib = self.max_heap_allocated_mib.max(sample.heap_allocated_mib);
+    }
+}
+
+pub struct MemorySampler {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<MemoryPeaks>,
+}
+
+impl MemorySampler {
+    pub async fn finish(self) -> MemoryPeaks {
+        let _ = self.stop.send(());
+        self.task.await.unwrap_or_default()
     }
 }
 
@@ -127,6 +197,23 @@ pub fn sum(metrics: &str, name: &str, labels: &[&str]) -> f64 {
 
 #[cfg(test)]
 mod tests {
+    use super::{MemoryPeaks, MemorySample};
+
+    #[test]
+    fn the_peak_keeps_what_the_heap_held_at_that_moment() {
+        let sample = |rss_mib, heap_allocated_mib| MemorySample {
+            rss_mib,
+            heap_allocated_mib,
+            heap_resident_mib: 0.0,
+        };
+        let mut peaks = MemoryPeaks::default();
+        for s in [sample(40.0, 20.0), sample(60.0, 25.0), sample(50.0, 30.0)] {
+            peaks.record(s);
+        }
+        assert_eq!(peaks.at_peak_rss, sample(60.0, 25.0));
+        assert_eq!(peaks.max_heap_allocated_mib, 30.0);
+    }
+
     #[test]
     fn sums_matching_series() {
         let text = "# HELP x\noksa_child_writes_total{kind=\"Service\",verb=\"apply\"} 3\noksa_child_writes_total{kind=\"Deployment\",verb=\"apply\"} 4\noksa_child_writes_total{kind=\"Deployment\",verb=\"skipped\"} 9\noksa_child_writes_total_other 5\n";

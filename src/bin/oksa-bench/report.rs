@@ -5,6 +5,7 @@ use serde::Serialize;
 use super::helm::HelmResult;
 use super::limit::LimitResult;
 use super::oksa_phase::OksaResult;
+use super::stats::Summary;
 
 #[derive(Debug, Serialize)]
 pub struct Report {
@@ -22,6 +23,12 @@ pub struct Report {
     pub ratio_oksa_over_helm_throughput: f64,
     /// Oksa's wall time to all children created, over the limit's wall time for the same objects.
     pub ratio_oksa_over_limit: f64,
+    /// Oksa's wall time to all Ready, over the limit's wall time to all Ready.
+    pub ratio_oksa_over_limit_ready: f64,
+    /// A new image for many branches at once, to all rolled out and Ready: Oksa over the limit.
+    pub ratio_redeploy_oksa_over_limit: f64,
+    /// A new image for one branch: Oksa's median (one at a time) over `helm upgrade --wait`'s.
+    pub ratio_redeploy_oksa_over_helm: f64,
 }
 
 impl Report {
@@ -47,6 +54,12 @@ impl Report {
                 helm.per_branch.median_ms,
             ),
             ratio_oksa_over_limit: ratio(oksa.wall_to_all_children_s, limit.wall_s),
+            ratio_oksa_over_limit_ready: ratio(oksa.wall_to_all_ready_s, limit.wall_to_all_ready_s),
+            ratio_redeploy_oksa_over_limit: ratio(oksa.redeploy.wall_s, limit.redeploy_wall_s),
+            ratio_redeploy_oksa_over_helm: ratio(
+                oksa.redeploy.solo.median_ms,
+                helm.redeploy_per_branch.median_ms,
+            ),
             oksa,
             helm,
             limit,
@@ -55,6 +68,13 @@ impl Report {
 
     pub fn table(&self) -> String {
         let o = &self.oksa;
+        let row = |label: String, s: &Summary, wall: Option<f64>| match wall {
+            Some(wall) => format!(
+                "{label:<44} {:>8.0}ms {:>8.0}ms {wall:>9.1}s",
+                s.median_ms, s.p99_ms
+            ),
+            None => format!("{label:<44} {:>8.0}ms {:>8.0}ms", s.median_ms, s.p99_ms),
+        };
         let mut lines = vec![
             format!(
                 "{} branches ({} projects × {}), {}",
@@ -116,6 +136,39 @@ impl Report {
                 self.limit.per_branch.p99_ms,
                 self.limit.wall_s
             ),
+            row(
+                "limit: direct creates → Ready".into(),
+                &self.limit.apply_to_ready,
+                Some(self.limit.wall_to_all_ready_s),
+            ),
+            String::new(),
+            "a new image for existing branches:".into(),
+            row(
+                format!(
+                    "Oksa, one at a time ({}): apply → Ready",
+                    o.redeploy.solo.count
+                ),
+                &o.redeploy.solo,
+                None,
+            ),
+            row(
+                format!("Oksa, {} at once: apply → Ready", o.redeploy.branches),
+                &o.redeploy.to_ready,
+                Some(o.redeploy.wall_s),
+            ),
+            row(
+                format!("helm upgrade --wait ({} branches)", self.helm.branches),
+                &self.helm.redeploy_per_branch,
+                Some(self.helm.redeploy_wall_s),
+            ),
+            row(
+                format!(
+                    "limit: Deployments patched ({}) → rolled out",
+                    self.limit.redeploy_branches
+                ),
+                &self.limit.redeploy_to_ready,
+                Some(self.limit.redeploy_wall_s),
+            ),
             String::new(),
             format!(
                 "one environment, Oksa/helm (median to Ready):   {:.3}  ({:.1}× faster)",
@@ -132,8 +185,28 @@ impl Report {
                 self.ratio_oksa_over_limit
             ),
             format!(
+                "to all Ready, Oksa/limit (wall):                 {:.2}",
+                self.ratio_oksa_over_limit_ready
+            ),
+            format!(
+                "redeploy, one branch, Oksa/helm (median):       {:.3}  ({:.1}× faster)",
+                self.ratio_redeploy_oksa_over_helm,
+                1.0 / self.ratio_redeploy_oksa_over_helm.max(0.001)
+            ),
+            format!(
+                "redeploy, all at once, Oksa/limit (wall):        {:.2}",
+                self.ratio_redeploy_oksa_over_limit
+            ),
+            format!(
                 "operator CPU {:.1}s, peak RSS {:.1} MiB",
                 o.operator_cpu_s, o.operator_peak_rss_mib
+            ),
+            format!(
+                "at the burst's sampled RSS peak {:.1} MiB: heap allocated {:.1} MiB, allocator resident {:.1} MiB; heap's own peak {:.1} MiB",
+                o.burst_memory.at_peak_rss.rss_mib,
+                o.burst_memory.at_peak_rss.heap_allocated_mib,
+                o.burst_memory.at_peak_rss.heap_resident_mib,
+                o.burst_memory.max_heap_allocated_mib
             ),
             format!(
                 "operator writes: {}",
@@ -146,6 +219,17 @@ impl Report {
             format!(
                 "status writes per branch: {:.2} of BranchReleases, {:.2} of Projects",
                 o.status_writes_per_branch.0, o.status_writes_per_branch.1
+            ),
+            format!(
+                "redeploy at once: operator CPU {:.1}s; writes per branch: {}",
+                o.redeploy.operator_cpu_s,
+                o.redeploy
+                    .writes_per_branch
+                    .iter()
+                    .filter(|(verb, _)| verb.as_str() != "skipped")
+                    .map(|(k, v)| format!("{k} {v:.2}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
             format!(
                 "forced resync: {} reconciles, {} writes (goal 0), peak RSS {:.1} MiB",

@@ -11,7 +11,17 @@ use oksa::controller::branch_release::build::{self, ReleaseObjects};
 
 pub const CHILDREN_PER_BRANCH: usize = 6;
 
+/// The image of the `api` component when a branch is created, and the one a redeploy brings.
+pub const API_IMAGE: &str = "shop/api:1";
+pub const REDEPLOYED_API_IMAGE: &str = "shop/api:2";
+
 pub fn branch_spec(project: &str, branch: &str) -> BranchReleaseSpec {
+    branch_spec_with(project, branch, API_IMAGE)
+}
+
+/// The branch's spec with `api_image` as the `api` component's image: what a CI job that built
+/// a new commit applies.
+pub fn branch_spec_with(project: &str, branch: &str, api_image: &str) -> BranchReleaseSpec {
     serde_json::from_value(json!({
         "project": project,
         "branch": branch,
@@ -19,7 +29,7 @@ pub fn branch_spec(project: &str, branch: &str) -> BranchReleaseSpec {
         "components": [
             {"name": "web", "containers": [{"name": "web", "image": "nginx:1.27", "ports": [{"containerPort": 8080}],
                 "volumeMounts": [{"volume": "data", "mountPath": "/data"}]}]},
-            {"name": "api", "containers": [{"name": "api", "image": "shop/api:1", "ports": [{"containerPort": 9090}]}]},
+            {"name": "api", "containers": [{"name": "api", "image": api_image, "ports": [{"containerPort": 9090}]}]},
         ],
         "routes": [{"path": "/", "component": "web"}, {"path": "/api", "component": "api"}],
         "volumes": [{"name": "data", "size": "1Gi"}],
@@ -38,8 +48,13 @@ pub fn project(name: &str) -> Project {
 
 /// The six children of a branch, without owner (for the limit and helm phases).
 pub fn children(namespace: &str, branch: &str) -> ReleaseObjects {
+    children_with(namespace, branch, API_IMAGE)
+}
+
+/// The six children of a branch whose `api` component runs `api_image`.
+pub fn children_with(namespace: &str, branch: &str, api_image: &str) -> ReleaseObjects {
     let project = project("bench");
-    let mut release = BranchRelease::new("bench", branch_spec("bench", branch));
+    let mut release = BranchRelease::new("bench", branch_spec_with("bench", branch, api_image));
     release.metadata.namespace = Some(namespace.to_string());
     let name = oksa::naming::release_name(branch);
     let owner = OwnerReference::default();
