@@ -187,16 +187,22 @@ pub async fn run(
         }
     };
     // Pods belong to a ReplicaSet, not to the BranchRelease: their labels name the release.
+    // Usually the BranchRelease has the release's name (a lookup); else every one is searched,
+    // which at thousands of branches and every pod event would cost more than the reconcile.
     let release_of_pod = {
         let releases = stores.releases.clone();
         move |pod: Compact<Pod>| -> Option<ObjectRef<BranchRelease>> {
             let namespace = pod.namespace()?;
             let release_name = pod.labels().get(labels::RELEASE)?;
+            let is_its = |r: &BranchRelease| {
+                r.namespace().as_deref() == Some(namespace.as_str())
+                    && naming::release_name(&r.spec.branch) == *release_name
+            };
+            let named_alike = ObjectRef::new(release_name).within(&namespace);
             releases
-                .find(|r| {
-                    r.namespace().as_deref() == Some(namespace.as_str())
-                        && naming::release_name(&r.spec.branch) == *release_name
-                })
+                .get(&named_alike)
+                .filter(|r| is_its(r))
+                .or_else(|| releases.find(|r| is_its(r)))
                 .map(|r| ObjectRef::from_obj(r.as_ref()))
         }
     };

@@ -14,7 +14,7 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde::Serialize;
 
-use super::operator::{MemoryPeaks, OperatorProcess, sum};
+use super::operator::{MemoryPeaks, MemorySample, OperatorProcess, sum};
 use super::stats::{Summary, summarize};
 use super::wait;
 use super::workload::{self, CHILDREN_PER_BRANCH};
@@ -51,6 +51,8 @@ pub struct OksaResult {
     /// Writes of a restarted operator that found everything as declared (goal: 0).
     pub resync_writes: f64,
     pub resync_peak_rss_mib: f64,
+    /// The resynced operator's memory at rest, every branch reconciled.
+    pub at_rest: MemorySample,
     /// The operator's log line for each write of the resync (empty when it met its goal of 0).
     pub resync_write_log: Vec<String>,
     pub redeploy: RedeployResult,
@@ -488,6 +490,7 @@ pub async fn run(
     // Every write, whatever its verb: only "skipped" is not one.
     result.resync_writes = sum(&metrics, "oksa_child_writes_total", &[]) - resync["skipped"];
     result.resync_peak_rss_mib = operator.peak_rss_mib();
+    result.at_rest = operator.memory().await;
     // Each write of the resync names its object, so that a failed "goal 0" says what was written.
     result.resync_write_log = std::fs::read_to_string(resync_log)
         .unwrap_or_default()

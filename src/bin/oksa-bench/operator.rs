@@ -75,14 +75,7 @@ impl OperatorProcess {
         let task = tokio::spawn(async move {
             let mut peaks = MemoryPeaks::default();
             loop {
-                let metrics = get(port, "/metrics").await.unwrap_or_default();
-                let mib = |name: &str| sum(&metrics, name, &[]) / (1024.0 * 1024.0);
-                let sample = MemorySample {
-                    rss_mib: proc_status_mib(pid, "VmRSS:"),
-                    heap_allocated_mib: mib("oksa_heap_allocated_bytes"),
-                    heap_resident_mib: mib("oksa_heap_resident_bytes"),
-                };
-                peaks.record(sample);
+                peaks.record(memory(pid, port).await);
                 tokio::select! {
                     _ = &mut stopped => return peaks,
                     _ = tokio::time::sleep(Duration::from_millis(500)) => {}
@@ -90,6 +83,11 @@ impl OperatorProcess {
             }
         });
         MemorySampler { stop, task }
+    }
+
+    /// The operator's memory now.
+    pub async fn memory(&self) -> MemorySample {
+        memory(self.child.id(), self.port).await
     }
 
     pub async fn metrics(&self) -> String {
@@ -108,6 +106,16 @@ impl OperatorProcess {
             std::thread::sleep(Duration::from_millis(50));
         }
         let _ = self.child.kill();
+    }
+}
+
+async fn memory(pid: u32, port: u16) -> MemorySample {
+    let metrics = get(port, "/metrics").await.unwrap_or_default();
+    let mib = |name: &str| sum(&metrics, name, &[]) / (1024.0 * 1024.0);
+    MemorySample {
+        rss_mib: proc_status_mib(pid, "VmRSS:"),
+        heap_allocated_mib: mib("oksa_heap_allocated_bytes"),
+        heap_resident_mib: mib("oksa_heap_resident_bytes"),
     }
 }
 

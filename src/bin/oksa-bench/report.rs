@@ -238,6 +238,12 @@ impl Report {
                 o.resync_peak_rss_mib
             ),
             format!(
+                "at rest after it: RSS {:.1} MiB, heap allocated {:.1} MiB ({:.1} KiB per branch)",
+                o.at_rest.rss_mib,
+                o.at_rest.heap_allocated_mib,
+                o.at_rest.heap_allocated_mib * 1024.0 / (o.branches + o.solo_branches + 1) as f64
+            ),
+            format!(
                 "cleanup (delete the projects → namespaces gone): {:.1}s",
                 o.cleanup_s
             ),
