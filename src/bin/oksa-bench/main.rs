@@ -11,6 +11,7 @@ mod readiness;
 mod report;
 mod stats;
 mod wait;
+mod watch;
 mod workload;
 
 use std::process::ExitCode;

@@ -5,19 +5,19 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use futures::{StreamExt, TryStreamExt};
+use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Namespace, PersistentVolumeClaim, Service};
 use k8s_openapi::api::networking::v1::Ingress;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::runtime::watcher;
 use kube::{Api, Client, Resource, ResourceExt};
 use serde::Serialize;
 
 use super::operator::{MemoryPeaks, MemorySample, OperatorProcess, sum};
 use super::stats::{Summary, summarize};
-use super::wait;
 use super::workload::{self, CHILDREN_PER_BRANCH};
+use super::{wait, watch};
 use oksa::api::{BranchRelease, Phase, Project};
 use oksa::labels;
 
@@ -179,51 +179,36 @@ where
         + 'static,
 {
     let config = watcher::Config::default().labels(labels::MANAGED_SELECTOR);
-    let stream = watcher(Api::<K>::all(client.clone()), config)
-        .default_backoff()
-        .applied_objects();
-    tokio::spawn(async move {
-        let mut stream = std::pin::pin!(stream);
-        while let Ok(Some(object)) = stream.try_next().await {
-            let Some(release) = object.labels().get(labels::RELEASE).cloned() else {
-                continue;
-            };
-            let key = (object.namespace().unwrap_or_default(), release);
-            let mut seen = seen.lock().unwrap();
-            let kinds = seen.children.entry(key.clone()).or_default();
-            kinds.insert(format!("{}/{}", K::kind(&()), object.name_any()));
-            if kinds.len() >= CHILDREN_PER_BRANCH {
-                seen.children_complete
-                    .entry(key)
-                    .or_insert_with(Instant::now);
-            }
+    watch::each(Api::<K>::all(client.clone()), config, move |object: K| {
+        let Some(release) = object.labels().get(labels::RELEASE).cloned() else {
+            return;
+        };
+        let key = (object.namespace().unwrap_or_default(), release);
+        let mut seen = seen.lock().unwrap();
+        let kinds = seen.children.entry(key.clone()).or_default();
+        kinds.insert(format!("{}/{}", K::kind(&()), object.name_any()));
+        if kinds.len() >= CHILDREN_PER_BRANCH {
+            seen.children_complete
+                .entry(key)
+                .or_insert_with(Instant::now);
         }
     });
 }
 
 fn watch_releases(client: &Client, seen: Arc<Mutex<Seen>>) {
-    let stream = watcher(
-        Api::<BranchRelease>::all(client.clone()),
-        watcher::Config::default(),
-    )
-    .default_backoff()
-    .applied_objects();
-    tokio::spawn(async move {
-        let mut stream = std::pin::pin!(stream);
-        while let Ok(Some(release)) = stream.try_next().await {
-            let ready = release.status.as_ref().is_some_and(|s| {
-                s.phase == Some(Phase::Ready)
-                    && s.observed_generation == release.metadata.generation
-            });
-            if ready {
-                let key = (release.namespace().unwrap_or_default(), release.name_any());
-                let generation = release.metadata.generation.unwrap_or(0);
-                seen.lock()
-                    .unwrap()
-                    .ready
-                    .entry((key, generation))
-                    .or_insert_with(Instant::now);
-            }
+    let api = Api::<BranchRelease>::all(client.clone());
+    watch::each(api, watcher::Config::default(), move |release| {
+        let ready = release.status.as_ref().is_some_and(|s| {
+            s.phase == Some(Phase::Ready) && s.observed_generation == release.metadata.generation
+        });
+        if ready {
+            let key = (release.namespace().unwrap_or_default(), release.name_any());
+            let generation = release.metadata.generation.unwrap_or(0);
+            seen.lock()
+                .unwrap()
+                .ready
+                .entry((key, generation))
+                .or_insert_with(Instant::now);
         }
     });
 }

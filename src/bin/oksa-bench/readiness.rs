@@ -7,12 +7,12 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use futures::TryStreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::PersistentVolumeClaim;
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::runtime::watcher;
 use kube::{Api, Client, ResourceExt};
 
+use super::watch;
 use oksa::controller::branch_release::status::component_ready;
 use oksa::labels;
 
@@ -83,55 +83,39 @@ impl Readiness {
         };
         let config = || watcher::Config::default().labels(labels::MANAGED_SELECTOR);
         let state = readiness.state.clone();
-        let deployments = watcher(
-            Api::<Deployment>::namespaced(client.clone(), namespace),
-            config(),
-        )
-        .default_backoff()
-        .applied_objects();
-        tokio::spawn(async move {
-            let mut stream = std::pin::pin!(deployments);
-            while let Ok(Some(deployment)) = stream.try_next().await {
-                let Some(release) = deployment.labels().get(labels::RELEASE).cloned() else {
-                    continue;
-                };
-                let replicas = deployment.spec.replicas.unwrap_or(1);
-                let mut state = state.lock().unwrap();
-                state.deployments.insert(
-                    deployment.name_any(),
-                    DeploymentState {
-                        release: release.clone(),
-                        generation: deployment.metadata.generation.unwrap_or(0),
-                        ready: component_ready(&deployment, replicas),
-                    },
-                );
-                state.update(&release, expect);
-            }
+        let deployments = Api::<Deployment>::namespaced(client.clone(), namespace);
+        watch::each(deployments, config(), move |deployment: Deployment| {
+            let Some(release) = deployment.labels().get(labels::RELEASE).cloned() else {
+                return;
+            };
+            let replicas = deployment.spec.replicas.unwrap_or(1);
+            let mut state = state.lock().unwrap();
+            state.deployments.insert(
+                deployment.name_any(),
+                DeploymentState {
+                    release: release.clone(),
+                    generation: deployment.metadata.generation.unwrap_or(0),
+                    ready: component_ready(&deployment, replicas),
+                },
+            );
+            state.update(&release, expect);
         });
         let state = readiness.state.clone();
-        let claims = watcher(
-            Api::<PersistentVolumeClaim>::namespaced(client.clone(), namespace),
-            config(),
-        )
-        .default_backoff()
-        .applied_objects();
-        tokio::spawn(async move {
-            let mut stream = std::pin::pin!(claims);
-            while let Ok(Some(claim)) = stream.try_next().await {
-                let Some(release) = claim.labels().get(labels::RELEASE).cloned() else {
-                    continue;
-                };
-                let bound = claim
-                    .status
-                    .as_ref()
-                    .and_then(|s| s.phase.as_deref())
-                    .is_some_and(|phase| phase == "Bound");
-                let mut state = state.lock().unwrap();
-                state
-                    .claims
-                    .insert(claim.name_any(), (release.clone(), bound));
-                state.update(&release, expect);
-            }
+        let claims = Api::<PersistentVolumeClaim>::namespaced(client.clone(), namespace);
+        watch::each(claims, config(), move |claim: PersistentVolumeClaim| {
+            let Some(release) = claim.labels().get(labels::RELEASE).cloned() else {
+                return;
+            };
+            let bound = claim
+                .status
+                .as_ref()
+                .and_then(|s| s.phase.as_deref())
+                .is_some_and(|phase| phase == "Bound");
+            let mut state = state.lock().unwrap();
+            state
+                .claims
+                .insert(claim.name_any(), (release.clone(), bound));
+            state.update(&release, expect);
         });
         readiness
     }

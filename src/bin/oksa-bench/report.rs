@@ -82,34 +82,28 @@ impl Report {
             ),
             String::new(),
             format!("{:<44} {:>10} {:>10} {:>10}", "", "median", "p99", "wall"),
-            format!(
-                "{:<44} {:>8.0}ms {:>8.0}ms",
+            row(
                 format!(
                     "Oksa, one at a time ({}): apply → children",
                     o.solo_branches
                 ),
-                o.solo_apply_to_children.median_ms,
-                o.solo_apply_to_children.p99_ms,
+                &o.solo_apply_to_children,
+                None,
             ),
-            format!(
-                "{:<44} {:>8.0}ms {:>8.0}ms",
-                "Oksa, one at a time: apply → Ready",
-                o.solo_apply_to_ready.median_ms,
-                o.solo_apply_to_ready.p99_ms,
+            row(
+                "Oksa, one at a time: apply → Ready".into(),
+                &o.solo_apply_to_ready,
+                None,
             ),
-            format!(
-                "{:<44} {:>8.0}ms {:>8.0}ms {:>9.1}s",
-                "Oksa: apply → all children created",
-                o.apply_to_children.median_ms,
-                o.apply_to_children.p99_ms,
-                o.wall_to_all_children_s
+            row(
+                "Oksa: apply → all children created".into(),
+                &o.apply_to_children,
+                Some(o.wall_to_all_children_s),
             ),
-            format!(
-                "{:<44} {:>8.0}ms {:>8.0}ms {:>9.1}s",
-                "Oksa: apply → Ready",
-                o.apply_to_ready.median_ms,
-                o.apply_to_ready.p99_ms,
-                o.wall_to_all_ready_s
+            row(
+                "Oksa: apply → Ready".into(),
+                &o.apply_to_ready,
+                Some(o.wall_to_all_ready_s),
             ),
             format!(
                 "{:<44} {:>8.0}ms",
@@ -119,22 +113,18 @@ impl Report {
                 "{:<44} {:>8.0}ms",
                 "another project's branch during it → Ready", o.fairness_ms.1,
             ),
-            format!(
-                "{:<44} {:>8.0}ms {:>8.0}ms {:>9.1}s",
+            row(
                 format!(
                     "helm upgrade --install --wait ({} branches)",
                     self.helm.branches
                 ),
-                self.helm.per_branch.median_ms,
-                self.helm.per_branch.p99_ms,
-                self.helm.wall_s
+                &self.helm.per_branch,
+                Some(self.helm.wall_s),
             ),
-            format!(
-                "{:<44} {:>8.0}ms {:>8.0}ms {:>9.1}s",
+            row(
                 format!("limit: direct creates ({} branches)", self.limit.branches),
-                self.limit.per_branch.median_ms,
-                self.limit.per_branch.p99_ms,
-                self.limit.wall_s
+                &self.limit.per_branch,
+                Some(self.limit.wall_s),
             ),
             row(
                 "limit: direct creates → Ready".into(),
