@@ -26,3 +26,38 @@ pub fn stats() -> Option<HeapStats> {
 pub fn stats() -> Option<HeapStats> {
     None
 }
+
+/// `f`'s result, and the bytes the calling thread holds more after `f` than before: what `f`
+/// left allocated (by size class, as the allocator hands it out). None without jemalloc.
+#[cfg(feature = "jemalloc")]
+pub fn retained_by<T>(f: impl FnOnce() -> T) -> (T, Option<i64>) {
+    use tikv_jemalloc_ctl::thread::{allocatedp, deallocatedp};
+    let counters = allocatedp::read().and_then(|a| Ok((a, deallocatedp::read()?)));
+    let Ok((allocated, deallocated)) = counters else {
+        return (f(), None);
+    };
+    let held = || allocated.get() as i64 - deallocated.get() as i64;
+    let before = held();
+    let value = f();
+    (value, Some(held() - before))
+}
+
+#[cfg(not(feature = "jemalloc"))]
+pub fn retained_by<T>(f: impl FnOnce() -> T) -> (T, Option<i64>) {
+    (f(), None)
+}
+
+#[cfg(all(test, feature = "jemalloc"))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retained_counts_what_stays_allocated_only() {
+        let (kept, bytes) = retained_by(|| {
+            let _scratch = vec![0u8; 100_000];
+            vec![0u8; 4_096]
+        });
+        assert_eq!(kept.len(), 4_096);
+        assert_eq!(bytes, Some(4_096));
+    }
+}

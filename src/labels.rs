@@ -10,6 +10,15 @@ pub const MANAGED_BY_VALUE: &str = "oksa";
 /// Selects every object Oksa manages; its watches are restricted to it.
 pub const MANAGED_SELECTOR: &str = "app.kubernetes.io/managed-by=oksa";
 
+/// Marks an EndpointSlice whose endpoints Oksa writes itself (the waker's): the EndpointSlice
+/// controller leaves it alone.
+pub const ENDPOINT_SLICE_MANAGER: &str = "endpointslice.kubernetes.io/managed-by";
+pub const ENDPOINT_SLICE_MANAGER_VALUE: &str = "oksa.dev";
+/// Selects the EndpointSlices Oksa writes, and not those the EndpointSlice controller makes for
+/// a branch's Services: it copies a Service's labels, Oksa's `managed-by` included, onto them.
+pub const OWN_ENDPOINT_SLICES_SELECTOR: &str =
+    "app.kubernetes.io/managed-by=oksa,endpointslice.kubernetes.io/managed-by=oksa.dev";
+
 pub const PROJECT: &str = "oksa.dev/project";
 pub const RELEASE: &str = "oksa.dev/release";
 pub const COMPONENT: &str = "oksa.dev/component";

@@ -198,17 +198,19 @@ pub struct Container {
     #[x_kube(merge_strategy = ListMerge::Map(vec!["name".into()]))]
     pub env: Vec<EnvVar>,
 
+    // Boxed, here and in the probes: every cached BranchRelease holds its containers, and
+    // inline an absent probe would still take its full size (~330 bytes) in each.
     /// CPU and memory requests and limits (default: the Project's `defaults.resources`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub resources: Option<ResourceRequirements>,
+    pub resources: Option<Box<ResourceRequirements>>,
 
     /// Readiness probe. Default: a TCP check of the first port, when the container has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub readiness_probe: Option<Probe>,
+    pub readiness_probe: Option<Box<Probe>>,
 
     /// Liveness probe.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub liveness_probe: Option<Probe>,
+    pub liveness_probe: Option<Box<Probe>>,
 
     /// Volumes of the BranchRelease mounted into this container, each path once.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

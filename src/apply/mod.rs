@@ -234,7 +234,7 @@ impl<'a> Applier<'a> {
             .state()
             .into_iter()
             .filter(|o| belongs(o) && !wanted.contains(&(o.namespace(), o.name_any())))
-            .filter(|o| self.owner.belonging(o.meta()) == Belonging::Ours)
+            .filter(|o| self.owner.belonging(&o.full_meta()) == Belonging::Ours)
             .collect();
         for object in stale {
             self.delete::<K>(&object.namespace().unwrap_or_default(), object.meta())

@@ -7,6 +7,8 @@
 //! Reconciles only need a few objects at a time, so they are turned back into `K` (or into JSON
 //! for the no-op comparison) when read, which costs microseconds.
 
+mod labels;
+
 use std::fmt;
 use std::marker::PhantomData;
 
@@ -16,8 +18,13 @@ use serde::de::{DeserializeOwned, Error as _};
 use serde::{Deserialize, Deserializer};
 use serde_json::{Map, Value};
 
+pub use labels::Labels;
+
+/// `meta()` has no labels and no annotations: read the labels with `labels()` (which shadows
+/// `ResourceExt::labels`) or `full_meta()`.
 pub struct Compact<K> {
     metadata: ObjectMeta,
+    labels: Labels,
     /// The object's other top-level fields (spec, status…) as JSON, without `apiVersion`/`kind`.
     body: Box<str>,
     kind: PhantomData<fn() -> K>,
@@ -52,6 +59,11 @@ impl<K: Resource<DynamicType = ()>> Compact<K> {
             .transpose()?
             .unwrap_or_default();
         metadata.managed_fields = None;
+        let labels = metadata
+            .labels
+            .take()
+            .map(|labels| Labels::from_map(&labels))
+            .unwrap_or_default();
         // Annotations are only ever compared, never looked up: as text they cost a few bytes
         // instead of a map node (~700 bytes) per object.
         if let Some(annotations) = metadata.annotations.take() {
@@ -64,6 +76,7 @@ impl<K: Resource<DynamicType = ()>> Compact<K> {
         }
         Ok(Compact {
             metadata,
+            labels,
             body: serde_json::to_string(&fields)?.into_boxed_str(),
             kind: PhantomData,
         })
@@ -72,7 +85,7 @@ impl<K: Resource<DynamicType = ()>> Compact<K> {
     /// The object as JSON, as the API server would return it (minus what was dropped).
     pub fn json(&self) -> Result<Value, serde_json::Error> {
         let mut fields: Map<String, Value> = serde_json::from_str(&self.body)?;
-        let mut metadata = serde_json::to_value(&self.metadata)?;
+        let mut metadata = serde_json::to_value(self.full_meta())?;
         if let Some(annotations) = fields.remove(ANNOTATIONS) {
             metadata["annotations"] = annotations;
         }
@@ -80,6 +93,20 @@ impl<K: Resource<DynamicType = ()>> Compact<K> {
         fields.insert("kind".into(), K::kind(&()).into());
         fields.insert("metadata".into(), metadata);
         Ok(Value::Object(fields))
+    }
+
+    /// The object's labels.
+    pub fn labels(&self) -> &Labels {
+        &self.labels
+    }
+
+    /// The object's metadata with its labels (not its annotations): for what judges an object
+    /// by its metadata, as `apply::Owner::belonging` does.
+    pub fn full_meta(&self) -> ObjectMeta {
+        ObjectMeta {
+            labels: (!self.labels.is_empty()).then(|| self.labels.to_map()),
+            ..self.metadata.clone()
+        }
     }
 
     /// The object itself. Fails only when the API server sent an object its own schema does
@@ -96,6 +123,7 @@ impl<K> Clone for Compact<K> {
     fn clone(&self) -> Self {
         Compact {
             metadata: self.metadata.clone(),
+            labels: self.labels.clone(),
             body: self.body.clone(),
             kind: PhantomData,
         }
@@ -106,6 +134,7 @@ impl<K: Resource<DynamicType = ()>> fmt::Debug for Compact<K> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct(&format!("Compact<{}>", K::kind(&())))
             .field("metadata", &self.metadata)
+            .field("labels", &self.labels)
             .field("body", &self.body)
             .finish()
     }
@@ -170,7 +199,8 @@ mod tests {
     fn round_trips_everything_but_managed_fields() {
         let cached: Compact<Deployment> = serde_json::from_value(deployment()).unwrap();
         assert_eq!(cached.name_any(), "main-web");
-        assert_eq!(cached.labels()["app"], "web");
+        assert_eq!(cached.labels().get("app"), Some("web"));
+        assert_eq!(cached.meta().labels, None, "kept as text");
         assert!(cached.annotations().is_empty(), "kept in the body");
         let mut expected = deployment();
         expected["metadata"]

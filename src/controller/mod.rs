@@ -3,6 +3,8 @@
 //! BranchReleases; a BranchRelease's change updates its Project's counts).
 
 pub mod branch_release;
+#[cfg(all(test, feature = "jemalloc"))]
+mod cache_cost;
 pub mod coalesce;
 mod context;
 mod error;
@@ -32,7 +34,7 @@ pub use context::{Context, Stores};
 pub use error::Error;
 
 use crate::api::{BranchRelease, Project};
-use crate::compact::Compact;
+use crate::compact::{Compact, Labels};
 use crate::labels::{self, MANAGED_SELECTOR};
 use crate::metrics::Metrics;
 use crate::naming;
@@ -104,8 +106,9 @@ pub async fn run(
 
     // A project's namespaced children carry the project's name as a label; the owner reference
     // alone would not do, because the Project is cluster-scoped and they are not.
-    let by_project_label = |labels: &std::collections::BTreeMap<String, String>| {
-        labels
+    let by_project_label = |labels: &Labels| labels.get(labels::PROJECT).map(ObjectRef::new);
+    let namespace_project = |ns: PartialObjectMeta<Namespace>| {
+        ns.labels()
             .get(labels::PROJECT)
             .map(|name| ObjectRef::<Project>::new(name))
     };
@@ -148,7 +151,7 @@ pub async fn run(
             .concurrency(0)
             .debounce(Duration::from_millis(500)),
     )
-    .watches_stream(managed_namespaces, move |ns| by_project_label(ns.labels()))
+    .watches_stream(managed_namespaces, namespace_project)
     .watches_stream(watch::managed(&client, role_bindings_writer), move |o| {
         by_project_label(o.labels())
     })
@@ -161,9 +164,17 @@ pub async fn run(
     .watches_stream(watch::managed(&client, network_policies_writer), move |o| {
         by_project_label(o.labels())
     })
-    .watches_stream(watch::managed(&client, endpoint_slices_writer), move |o| {
-        by_project_label(o.labels())
-    })
+    // Only the waker's: the EndpointSlice controller copies a Service's labels onto the slices
+    // it makes, so a selector on `managed-by` alone would cache two per branch and recount a
+    // project at every pod's readiness.
+    .watches_stream(
+        watch::selected(
+            &client,
+            endpoint_slices_writer,
+            labels::OWN_ENDPOINT_SLICES_SELECTOR,
+        ),
+        move |o| by_project_label(o.labels()),
+    )
     // Branch counts: any BranchRelease change recounts the project of its namespace (sent by
     // the BranchRelease watch below).
     .reconcile_on(project_triggers_rx)
@@ -239,7 +250,8 @@ pub async fn run(
         .owns_stream(watch::managed(&client, claims_writer))
         .owns_stream(watch::managed(&client, autoscalers_writer))
         // A pod's change (pulled, crashed, ready) is how a component's progress or failure shows.
-        .watches_stream(watch::pods(&client, pods_writer), release_of_pod)
+        // Cached with their labels and status only (`Compact` drops a pod's spec).
+        .watches_stream(watch::managed(&client, pods_writer), release_of_pod)
         // A Project's change reconciles its branches. This watch also fills the Project cache.
         .watches_stream(
             {

@@ -3,7 +3,6 @@
 use std::fmt::Debug;
 
 use futures::{Stream, StreamExt, TryStreamExt};
-use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::runtime::reflector::store::Writer;
 use kube::runtime::{WatchStreamExt, watcher};
@@ -12,6 +11,7 @@ use serde::de::DeserializeOwned;
 
 use super::lenient::{Lenient, Placeholder};
 use crate::compact::Compact;
+use crate::labels::MANAGED_SELECTOR;
 
 /// Objects per page of a watch's list. Each page's body is held whole while it is parsed, and at
 /// start-up every watch lists at once: at kube's default of 500 the bodies were the operator's
@@ -22,7 +22,6 @@ const LIST_PAGE_SIZE: u32 = 100;
 pub fn config() -> watcher::Config {
     watcher::Config::default().page_size(LIST_PAGE_SIZE)
 }
-use crate::labels::MANAGED_SELECTOR;
 
 /// Watches every object of kind K that Oksa manages (by label, in all namespaces), caches it
 /// compacted, and yields each object that changed or was deleted.
@@ -33,21 +32,20 @@ pub fn managed<K>(
 where
     K: Resource<DynamicType = ()> + Send + Sync + 'static,
 {
-    let config = config().labels(MANAGED_SELECTOR).any_semantic();
-    watcher(Api::<Compact<K>>::all(client.clone()), config)
-        .default_backoff()
-        .reflect(writer)
-        .touched_objects()
+    selected(client, writer, MANAGED_SELECTOR)
 }
 
-/// Watches the pods of Oksa's components for what diagnosing them needs: their labels (to find
-/// their component) and status (`Compact` drops the rest).
-pub fn pods(
+/// Like `managed`, for the objects of kind K that `selector` picks out of those.
+pub fn selected<K>(
     client: &Client,
-    writer: Writer<Compact<Pod>>,
-) -> impl Stream<Item = Result<Compact<Pod>, watcher::Error>> + Send + 'static {
-    let config = config().labels(MANAGED_SELECTOR).any_semantic();
-    watcher(Api::<Compact<Pod>>::all(client.clone()), config)
+    writer: Writer<Compact<K>>,
+    selector: &str,
+) -> impl Stream<Item = Result<Compact<K>, watcher::Error>> + Send + 'static
+where
+    K: Resource<DynamicType = ()> + Send + Sync + 'static,
+{
+    let config = config().labels(selector).any_semantic();
+    watcher(Api::<Compact<K>>::all(client.clone()), config)
         .default_backoff()
         .reflect(writer)
         .touched_objects()

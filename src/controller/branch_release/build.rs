@@ -347,7 +347,7 @@ fn container(
     defaults: &crate::api::BranchDefaults,
     restricted: bool,
 ) -> PodContainer {
-    let readiness_probe = container.readiness_probe.clone().or_else(|| {
+    let readiness_probe = container.readiness_probe.as_deref().cloned().or_else(|| {
         container.ports.first().map(|port| Probe {
             tcp_socket: Some(TCPSocketAction {
                 port: IntOrString::Int(port.container_port),
@@ -377,10 +377,11 @@ fn container(
         env: (!container.env.is_empty()).then(|| container.env.clone()),
         resources: container
             .resources
-            .clone()
+            .as_deref()
+            .cloned()
             .or_else(|| defaults.resources.clone()),
         readiness_probe,
-        liveness_probe: container.liveness_probe.clone(),
+        liveness_probe: container.liveness_probe.as_deref().cloned(),
         security_context: restricted.then(|| SecurityContext {
             allow_privilege_escalation: Some(false),
             capabilities: Some(Capabilities {

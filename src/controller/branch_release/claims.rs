@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::PersistentVolumeClaim;
 use kube::api::{Patch, PatchParams};
-use kube::{Api, Resource, ResourceExt};
+use kube::{Api, ResourceExt};
 use serde_json::json;
 
 use super::volumes::{self, ClaimPlan};
@@ -90,12 +90,12 @@ pub async fn detach_undeclared(
     for cached in ctx.stores.claims.state() {
         let name = cached.name_any();
         if cached.namespace().as_deref() != Some(namespace)
-            || cached.labels().get(labels::RELEASE).map(String::as_str) != Some(release_name)
+            || cached.labels().get(labels::RELEASE) != Some(release_name)
             || wanted.contains(&name)
         {
             continue;
         }
-        match applier.owner().belonging(cached.meta()) {
+        match applier.owner().belonging(&cached.full_meta()) {
             Belonging::Ours => {
                 let claim = cached.object().map_err(kube::Error::SerdeError)?;
                 set_detached(ctx, &claim, true).await?;

@@ -4,8 +4,6 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use std::collections::BTreeMap;
-
 use futures::TryFutureExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Event, Pod};
@@ -26,6 +24,7 @@ use super::validate;
 use crate::api::conditions::{self, DEGRADED, READY};
 use crate::api::{BranchRelease, BranchReleaseStatus, Phase};
 use crate::apply::{Applier, Owner, Refusal, RefusalReason, Tally};
+use crate::compact::Labels;
 use crate::controller::context::Context;
 use crate::controller::error::{Error, Result};
 use crate::controller::{events, finalizer};
@@ -165,9 +164,9 @@ async fn reconcile_release(release: Arc<BranchRelease>, ctx: &Context) -> Result
     });
     let tally = Tally::new(&ctx.metrics);
     let applier = Applier::new(&ctx.client, &owner, &tally);
-    let belongs = |object_namespace: Option<String>, object_labels: &BTreeMap<String, String>| {
+    let belongs = |object_namespace: Option<String>, object_labels: &Labels| {
         object_namespace.as_deref() == Some(namespace.as_str())
-            && object_labels.get(labels::RELEASE) == Some(&release_name)
+            && object_labels.get(labels::RELEASE) == Some(release_name.as_str())
     };
 
     // The kinds are independent of each other (pods simply wait for their claims): write them
@@ -488,7 +487,7 @@ fn release_pods(ctx: &Context, namespace: &str, release_name: &str) -> Vec<Arc<P
         .into_iter()
         .filter(|p| {
             p.namespace().as_deref() == Some(namespace)
-                && p.labels().get(labels::RELEASE).map(String::as_str) == Some(release_name)
+                && p.labels().get(labels::RELEASE) == Some(release_name)
         })
         .filter_map(|p| p.object().ok().map(Arc::new))
         .collect()

@@ -4,8 +4,6 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use std::collections::BTreeMap;
-
 use k8s_openapi::api::core::v1::{Namespace, PersistentVolumeClaim};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{ListParams, Patch, PatchParams, PostParams};
@@ -22,6 +20,7 @@ use super::waker_objects;
 use crate::api::Project;
 use crate::api::conditions::{self, READY};
 use crate::apply::{Applier, Owner, Refusal, Tally};
+use crate::compact::Labels;
 use crate::controller::context::Context;
 use crate::controller::error::{Error, Result};
 use crate::controller::{events, finalizer};
@@ -201,29 +200,25 @@ async fn apply_namespace(
         }
     }
     let project = owner.labels[labels::PROJECT].clone();
-    let in_namespace = |object_namespace: Option<String>,
-                        object_labels: &BTreeMap<String, String>| {
+    let in_namespace = |object_namespace: Option<String>, object_labels: &Labels| {
         object_namespace.as_deref() == Some(name.as_str())
-            && object_labels.get(labels::PROJECT) == Some(&project)
+            && object_labels.get(labels::PROJECT) == Some(project.as_str())
     };
     let stores = &ctx.stores;
     let waker = waker_objects::build(&project, &name, &owner.reference, ctx.waker_address);
-    let is_waker = |object_namespace: Option<String>, object: &kube::api::ObjectMeta| {
+    let is_waker = |object_namespace: Option<String>, object_name: &str, object_labels: &Labels| {
         object_namespace.as_deref() == Some(name.as_str())
-            && waker_objects::is_waker_object(
-                object.name.as_deref().unwrap_or_default(),
-                object.labels.as_ref().unwrap_or(&BTreeMap::new()),
-            )
-            && object.labels.as_ref().and_then(|l| l.get(labels::PROJECT)) == Some(&project)
+            && waker_objects::is_waker_object(object_name, object_labels)
+            && object_labels.get(labels::PROJECT) == Some(project.as_str())
     };
     let (waker_service, waker_endpoints) = tokio::try_join!(
         applier.sync(&stores.services, vec![waker.service], |o| {
-            is_waker(o.namespace(), o.meta())
+            is_waker(o.namespace(), &o.name_any(), o.labels())
         }),
         applier.sync(
             &stores.endpoint_slices,
             waker.endpoints.into_iter().collect(),
-            |o| is_waker(o.namespace(), o.meta())
+            |o| is_waker(o.namespace(), &o.name_any(), o.labels())
         ),
     )?;
     let (role_bindings, quota, limit_range, network_policy) = tokio::try_join!(

@@ -4,7 +4,6 @@
 //! A Service without a selector and an EndpointSlice Oksa writes itself: the operator runs in
 //! another namespace, and a route may only name a Service of its own namespace.
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
 use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec};
@@ -12,6 +11,7 @@ use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions, EndpointPort
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
+use crate::compact::Labels;
 use crate::labels;
 use crate::naming::{WAKER_PORT, WAKER_SERVICE};
 
@@ -61,7 +61,10 @@ pub fn build(
             &[
                 ("kubernetes.io/service-name", WAKER_SERVICE),
                 // Keeps the EndpointSlice controller's hands off it.
-                ("endpointslice.kubernetes.io/managed-by", "oksa.dev"),
+                (
+                    labels::ENDPOINT_SLICE_MANAGER,
+                    labels::ENDPOINT_SLICE_MANAGER_VALUE,
+                ),
             ],
         ),
         address_type: if address.is_ipv4() { "IPv4" } else { "IPv6" }.into(),
@@ -85,7 +88,7 @@ pub fn build(
 
 /// True for the objects `build` makes (the waker's Service and EndpointSlice of a namespace),
 /// not a branch's.
-pub fn is_waker_object(name: &str, object_labels: &BTreeMap<String, String>) -> bool {
+pub fn is_waker_object(name: &str, object_labels: &Labels) -> bool {
     name == WAKER_SERVICE && !object_labels.contains_key(labels::RELEASE)
 }
 
