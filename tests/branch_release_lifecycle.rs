@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::Ingress;
 use kube::api::{DeleteParams, ListParams};
 use kube::{Api, ResourceExt};
@@ -117,6 +118,39 @@ async fn a_branch_gets_its_environment_and_becomes_ready() {
         .await
         .unwrap();
     assert_eq!(claim.owner_references()[0].name, "feature-login");
+
+    // The EndpointSlices of its Services carry Oksa's labels (the EndpointSlice controller copies
+    // a Service's), yet the operator does not cache them: only the waker's, one a namespace.
+    let slices = eventually(TIMEOUT, "the Services' EndpointSlices", || async {
+        let listed = project
+            .namespaced::<EndpointSlice>()
+            .list(&ListParams::default().labels(&format!("oksa.dev/release={release}")))
+            .await
+            .ok()?;
+        (listed.items.len() == 2).then_some(listed.items)
+    })
+    .await;
+    assert_eq!(slices[0].labels()["app.kubernetes.io/managed-by"], "oksa");
+    if support::operator::metrics_text().is_some() {
+        let (cached_slices, namespaces) = eventually(
+            TIMEOUT,
+            "the gauges counting this branch's pods",
+            || async {
+                let text = support::operator::metrics_text()?;
+                let gauge = |kind: &str| {
+                    let series = format!("oksa_managed_objects{{kind=\"{kind}\"}} ");
+                    text.lines()
+                        .find_map(|l| l.strip_prefix(series.as_str())?.parse::<i64>().ok())
+                };
+                (gauge("Pod")? >= 3).then_some((gauge("EndpointSlice")?, gauge("Namespace")?))
+            },
+        )
+        .await;
+        assert!(
+            cached_slices <= namespaces,
+            "{cached_slices} EndpointSlices cached for {namespaces} namespaces"
+        );
+    }
 
     // Deleting the BranchRelease removes every child (the volume is not retained).
     project

@@ -230,10 +230,11 @@ impl<'a> Applier<'a> {
             .iter()
             .map(|o| (o.namespace(), o.name_any()))
             .collect();
+        // Filtered in place: the store holds every branch's children, this owner's are a few.
         let stale: Vec<_> = store
-            .state()
+            .state_filter(|o| belongs(o))
             .into_iter()
-            .filter(|o| belongs(o) && !wanted.contains(&(o.namespace(), o.name_any())))
+            .filter(|o| !wanted.contains(&(o.namespace(), o.name_any())))
             .filter(|o| self.owner.belonging(&o.full_meta()) == Belonging::Ours)
             .collect();
         for object in stale {

@@ -127,9 +127,8 @@ pub async fn run(
         let projects = stores.projects.clone();
         move |namespace: &str| -> Vec<ObjectRef<Project>> {
             projects
-                .state()
+                .state_filter(|p| p.namespace_name() == namespace)
                 .iter()
-                .filter(|p| p.namespace_name() == namespace)
                 .map(|p| ObjectRef::from_obj(p.as_ref()))
                 .collect()
         }
@@ -189,10 +188,10 @@ pub async fn run(
     let releases_of_project = {
         let releases = stores.releases.clone();
         move |project: Project| -> Vec<ObjectRef<BranchRelease>> {
+            let project = project.name_any();
             releases
-                .state()
+                .state_filter(|r| r.spec.project == project)
                 .iter()
-                .filter(|r| r.spec.project == project.name_any())
                 .map(|r| ObjectRef::from_obj(r.as_ref()))
                 .collect()
         }
@@ -406,15 +405,15 @@ fn blocked_by(
         return Vec::new();
     }
     releases
-        .state()
-        .iter()
-        .filter(|r| r.namespace() == release.namespace() && r.uid() != release.uid())
-        .filter(|r| {
-            matches!(
-                r.status.as_ref().and_then(|s| s.phase),
-                Some(crate::api::Phase::Pending | crate::api::Phase::Invalid)
-            )
+        .state_filter(|r| {
+            r.metadata.namespace == release.metadata.namespace
+                && r.metadata.uid != release.metadata.uid
+                && matches!(
+                    r.status.as_ref().and_then(|s| s.phase),
+                    Some(crate::api::Phase::Pending | crate::api::Phase::Invalid)
+                )
         })
+        .iter()
         .map(|r| ObjectRef::from_obj(r.as_ref()))
         .collect()
 }
@@ -527,19 +526,21 @@ fn update_gauges(ctx: &Context) {
             .set(count);
     }
     let sizes = [
-        ("Project", stores.projects.state().len()),
-        ("Namespace", stores.namespaces.state().len()),
-        ("BranchRelease", stores.releases.state().len()),
-        ("Deployment", stores.deployments.state().len()),
-        ("Service", stores.services.state().len()),
-        ("Ingress", stores.ingresses.state().len()),
-        ("HTTPRoute", stores.http_routes.state().len()),
-        ("PersistentVolumeClaim", stores.claims.state().len()),
-        ("Pod", stores.pods.state().len()),
-        ("RoleBinding", stores.role_bindings.state().len()),
-        ("ResourceQuota", stores.quotas.state().len()),
-        ("LimitRange", stores.limit_ranges.state().len()),
-        ("NetworkPolicy", stores.network_policies.state().len()),
+        ("Project", stores.projects.len()),
+        ("Namespace", stores.namespaces.len()),
+        ("BranchRelease", stores.releases.len()),
+        ("Deployment", stores.deployments.len()),
+        ("Service", stores.services.len()),
+        ("Ingress", stores.ingresses.len()),
+        ("HTTPRoute", stores.http_routes.len()),
+        ("PersistentVolumeClaim", stores.claims.len()),
+        ("Pod", stores.pods.len()),
+        ("RoleBinding", stores.role_bindings.len()),
+        ("ResourceQuota", stores.quotas.len()),
+        ("LimitRange", stores.limit_ranges.len()),
+        ("NetworkPolicy", stores.network_policies.len()),
+        ("EndpointSlice", stores.endpoint_slices.len()),
+        ("HorizontalPodAutoscaler", stores.autoscalers.len()),
     ];
     for (kind, size) in sizes {
         let kind_labels = crate::metrics::KindLabels { kind };

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::PersistentVolumeClaim;
 use kube::api::{Patch, PatchParams};
-use kube::{Api, ResourceExt};
+use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
 
 use super::volumes::{self, ClaimPlan};
@@ -87,12 +87,13 @@ pub async fn detach_undeclared(
         .map(|v| naming::volume_claim_name(release_name, &v.name))
         .collect();
     let mut detached = Vec::new();
-    for cached in ctx.stores.claims.state() {
+    let of_release = ctx.stores.claims.state_filter(|c| {
+        c.meta().namespace.as_deref() == Some(namespace)
+            && c.labels().get(labels::RELEASE) == Some(release_name)
+    });
+    for cached in of_release {
         let name = cached.name_any();
-        if cached.namespace().as_deref() != Some(namespace)
-            || cached.labels().get(labels::RELEASE) != Some(release_name)
-            || wanted.contains(&name)
-        {
+        if wanted.contains(&name) {
             continue;
         }
         match applier.owner().belonging(&cached.full_meta()) {

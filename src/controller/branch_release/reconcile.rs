@@ -88,13 +88,10 @@ async fn reconcile_release(release: Arc<BranchRelease>, ctx: &Context) -> Result
         .stores
         .projects
         .get(&ObjectRef::new(&release.spec.project));
-    let siblings: Vec<_> = ctx
+    let siblings = ctx
         .stores
         .releases
-        .state()
-        .into_iter()
-        .filter(|r| r.namespace().as_deref() == Some(namespace.as_str()))
-        .collect();
+        .state_filter(|r| r.metadata.namespace.as_deref() == Some(namespace.as_str()));
 
     let project = match validate::check(&release, project.as_deref(), &siblings) {
         Ok(project) => project,
@@ -483,12 +480,11 @@ async fn diagnose_unready(
 fn release_pods(ctx: &Context, namespace: &str, release_name: &str) -> Vec<Arc<Pod>> {
     ctx.stores
         .pods
-        .state()
-        .into_iter()
-        .filter(|p| {
-            p.namespace().as_deref() == Some(namespace)
+        .state_filter(|p| {
+            p.meta().namespace.as_deref() == Some(namespace)
                 && p.labels().get(labels::RELEASE) == Some(release_name)
         })
+        .into_iter()
         .filter_map(|p| p.object().ok().map(Arc::new))
         .collect()
 }

@@ -252,13 +252,10 @@ async fn apply_namespace(
 
 /// Branches of the project, from the BranchRelease cache.
 fn count_branches(ctx: &Context, namespace: &str) -> crate::api::BranchCounts {
-    let releases: Vec<_> = ctx
+    let releases = ctx
         .stores
         .releases
-        .state()
-        .into_iter()
-        .filter(|r| r.namespace().as_deref() == Some(namespace))
-        .collect();
+        .state_filter(|r| r.metadata.namespace.as_deref() == Some(namespace));
     status::count(&releases)
 }
 
