@@ -102,21 +102,13 @@ fn lifecycle(settings: serde_json::Value) -> serde_json::Value {
 
 /// `kubectl scale` of a BranchRelease: to 0 puts it to sleep by hand, to 1 or more wakes it.
 fn scale(project: &TestProject, branch: &str, replicas: &str) {
-    let output = support::tool("kubectl")
-        .args([
-            "scale",
-            "-n",
-            &project.namespace,
-            &format!("branchrelease/{branch}"),
-            &format!("--replicas={replicas}"),
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    support::succeed(support::tool("kubectl").args([
+        "scale",
+        "-n",
+        &project.namespace,
+        &format!("branchrelease/{branch}"),
+        &format!("--replicas={replicas}"),
+    ]));
 }
 
 /// A branch with a volume mounted by its web component.

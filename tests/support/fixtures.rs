@@ -188,14 +188,9 @@ pub fn web_component(name: &str, image: &str) -> Value {
 
 /// `oksa keepalive` for a branch of the project, as a CI job would run it.
 pub fn keepalive(project: &TestProject, branch: &str) {
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_oksa"))
-        .args(["keepalive", "--project", &project.name, "--branch", branch])
-        .env("KUBECONFIG", super::kubeconfig_path())
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
+    super::succeed(
+        std::process::Command::new(env!("CARGO_BIN_EXE_oksa"))
+            .args(["keepalive", "--project", &project.name, "--branch", branch])
+            .env("KUBECONFIG", super::kubeconfig_path()),
     );
 }

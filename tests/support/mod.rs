@@ -57,6 +57,19 @@ pub fn tool(name: &str) -> std::process::Command {
     command
 }
 
+/// Runs `command`, and fails the test with its stderr unless it succeeds.
+pub fn succeed(command: &mut std::process::Command) -> std::process::Output {
+    let output = command
+        .output()
+        .unwrap_or_else(|error| panic!("running {command:?}: {error}"));
+    assert!(
+        output.status.success(),
+        "{command:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
+
 pub fn plane() -> &'static Plane {
     static PLANE: OnceLock<Plane> = OnceLock::new();
     PLANE.get_or_init(|| {
