@@ -7,12 +7,15 @@
 //! written with whatever else changed meanwhile. Anything else (a condition's verdict, the phase,
 //! a new generation) is written at once.
 //!
-//! The window grows with the number of objects holding an update: `WINDOW` times that number,
-//! up to `LONGEST_WINDOW`. So the progress of all rollouts together costs about one write every
-//! `WINDOW`, however many there are: a lone rollout (or a branch being woken, its waiting page
-//! watched live) shows its counts every few seconds, while in a burst of a thousand, whose status
-//! writes would compete with the cluster's own work, a rollout costs its milestones only (the
-//! first status of a generation, then Ready or a failure: two writes).
+//! The window grows with the number of rollouts in flight (objects whose last written status says
+//! they are still rolling out, or that hold an update, whichever is more): `WINDOW` times that
+//! number, up to `LONGEST_WINDOW`. So the progress of all rollouts together costs about one write
+//! every `WINDOW`, however many there are: a lone rollout (or a branch being woken, its waiting
+//! page watched live) shows its counts every few seconds, while in a burst of a thousand, whose
+//! status writes would compete with the cluster's own work, a rollout costs its milestones only
+//! (the first status of a generation, then Ready or a failure: two writes). Counting only the
+//! objects that hold an update was not enough: few hold one at any moment even in a burst, so the
+//! window stayed short and a thousand redeploys at 5,000 branches cost three writes each.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
@@ -44,6 +47,8 @@ pub struct Coalescer {
     last_write: Mutex<HashMap<Key, Instant>>,
     /// Objects with an update held back, not yet written.
     held: Mutex<HashSet<Key>>,
+    /// Objects whose last written status says they are rolling out.
+    rolling_out: Mutex<HashSet<Key>>,
     /// How many there are (`oksa_status_updates_held`): zero once everything is written, which
     /// is how a benchmark or a test knows that status is final without waiting out a window.
     held_gauge: Gauge,
@@ -63,9 +68,10 @@ impl Coalescer {
     pub fn wait_before(&self, key: &Key, now: Instant) -> Option<Duration> {
         let last = *self.last_write.lock().expect("coalescer").get(key)?;
         let since = now.saturating_duration_since(last);
+        let rolling_out = self.rolling_out.lock().expect("coalescer").len();
         let mut held = self.held.lock().expect("coalescer");
         let holding = held.len() + usize::from(!held.contains(key));
-        let wait = window(holding)
+        let wait = window(holding.max(rolling_out))
             .checked_sub(since)
             .filter(|w| !w.is_zero())?;
         if held.insert(key.clone()) {
@@ -74,12 +80,20 @@ impl Coalescer {
         Some(wait)
     }
 
-    /// `key`'s status was written at `now`.
-    pub fn wrote(&self, key: &Key, now: Instant) {
+    /// `key`'s status was written at `now`; `rolling_out` when that status says a rollout is
+    /// still in flight.
+    pub fn wrote(&self, key: &Key, now: Instant, rolling_out: bool) {
         self.last_write
             .lock()
             .expect("coalescer")
             .insert(key.clone(), now);
+        let mut in_flight = self.rolling_out.lock().expect("coalescer");
+        if rolling_out {
+            in_flight.insert(key.clone());
+        } else {
+            in_flight.remove(key);
+        }
+        drop(in_flight);
         self.settled(key);
     }
 
@@ -93,6 +107,7 @@ impl Coalescer {
     /// The object is gone.
     pub fn forget(&self, key: &Key) {
         self.last_write.lock().expect("coalescer").remove(key);
+        self.rolling_out.lock().expect("coalescer").remove(key);
         self.settled(key);
     }
 }
@@ -111,7 +126,7 @@ mod tests {
         let start = Instant::now();
         let (shop, other) = (key("shop"), key("other"));
         assert_eq!(coalescer.wait_before(&shop, start), None, "never written");
-        coalescer.wrote(&shop, start);
+        coalescer.wrote(&shop, start, false);
         assert_eq!(
             coalescer.wait_before(&shop, start + Duration::from_millis(500)),
             Some(WINDOW - Duration::from_millis(500))
@@ -132,7 +147,7 @@ mod tests {
         let coalescer = Coalescer::default();
         let start = Instant::now();
         let keys: Vec<Key> = (0..1_000).map(|i| key(&format!("b-{i}"))).collect();
-        keys.iter().for_each(|k| coalescer.wrote(k, start));
+        keys.iter().for_each(|k| coalescer.wrote(k, start, false));
         let later = start + Duration::from_secs(1);
         let waits: Vec<_> = keys
             .iter()
@@ -154,18 +169,39 @@ mod tests {
     }
 
     #[test]
+    fn rollouts_in_flight_lengthen_the_window_though_few_hold_an_update() {
+        let coalescer = Coalescer::default();
+        let start = Instant::now();
+        let keys: Vec<Key> = (0..1_000).map(|i| key(&format!("b-{i}"))).collect();
+        keys.iter().for_each(|k| coalescer.wrote(k, start, true));
+        // A minute on, the first rollout to report progress is the only one holding an update.
+        let minute = start + Duration::from_secs(60);
+        assert_eq!(
+            coalescer.wait_before(&keys[0], minute),
+            Some(LONGEST_WINDOW - Duration::from_secs(60))
+        );
+        // Once the others are written Ready, it is alone again: its progress shows.
+        keys[1..]
+            .iter()
+            .for_each(|k| coalescer.wrote(k, minute, false));
+        assert_eq!(coalescer.wait_before(&keys[0], minute), None);
+        coalescer.forget(&keys[0]);
+        assert!(coalescer.rolling_out.lock().unwrap().is_empty());
+    }
+
+    #[test]
     fn held_updates_are_counted_until_written_settled_or_forgotten() {
         let coalescer = Coalescer::default();
         let start = Instant::now();
         let (a, b) = (key("a"), key("b"));
         let soon = start + Duration::from_millis(10);
-        coalescer.wrote(&a, start);
-        coalescer.wrote(&b, start);
+        coalescer.wrote(&a, start, false);
+        coalescer.wrote(&b, start, false);
         coalescer.wait_before(&a, soon);
         coalescer.wait_before(&a, soon);
         coalescer.wait_before(&b, soon);
         assert_eq!(coalescer.held_gauge.get(), 2, "a held twice counts once");
-        coalescer.wrote(&a, soon);
+        coalescer.wrote(&a, soon, false);
         assert_eq!(coalescer.held_gauge.get(), 1);
         coalescer.settled(&b);
         coalescer.settled(&b);

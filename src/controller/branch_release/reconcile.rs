@@ -522,7 +522,9 @@ async fn write_status(
     .await?;
     ctx.metrics
         .wrote("BranchRelease", &key.to_string(), "status");
-    ctx.release_progress.wrote(&key, Instant::now());
+    let rolling_out = new_status.phase == Some(Phase::Progressing);
+    ctx.release_progress
+        .wrote(&key, Instant::now(), rolling_out);
 
     for (note, warning, reason) in milestones(&old_status, &new_status) {
         events::publish(ctx, release, warning, &reason, note).await;

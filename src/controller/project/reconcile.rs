@@ -311,7 +311,8 @@ async fn write_status(
     )
     .await?;
     ctx.metrics.wrote("Project", &project.name_any(), "status");
-    ctx.project_summaries.wrote(&key, Instant::now());
+    // A Project's summaries do not roll out: only those holding an update set its window.
+    ctx.project_summaries.wrote(&key, Instant::now(), false);
 
     let old_ready = conditions::find(&old_status.conditions, READY);
     let new_ready = conditions::find(&new_status.conditions, READY);
