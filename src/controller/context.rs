@@ -8,7 +8,6 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, NetworkPolicy};
 use k8s_openapi::api::rbac::v1::RoleBinding;
-use kube::runtime::events::{Recorder, Reporter};
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::sync::atomic::AtomicBool;
@@ -21,6 +20,7 @@ use kube::core::PartialObjectMeta;
 use kube::runtime::reflector::{ObjectRef, Store};
 
 use super::coalesce::Coalescer;
+use super::recorder::Recorder;
 use super::turns::FairTurns;
 use crate::api::{BranchRelease, Project};
 use crate::compact::Compact;
@@ -59,7 +59,8 @@ pub struct Stores {
 pub struct Context {
     pub client: Client,
     pub stores: Stores,
-    pub recorder: Recorder,
+    /// Shared with the tasks that report unreadable objects.
+    pub recorder: std::sync::Arc<Recorder>,
     pub metrics: Metrics,
     /// Consecutive failed reconciles per object, for exponential backoff.
     pub failures: Mutex<HashMap<ObjectRef<DynamicObject>, u32>>,
@@ -160,11 +161,11 @@ impl Context {
         gateway_api: bool,
         waker_address: Option<std::net::SocketAddr>,
     ) -> Self {
-        let reporter = Reporter {
-            controller: FIELD_MANAGER.into(),
-            instance: std::env::var("POD_NAME").ok(),
-        };
-        let recorder = Recorder::new(client.clone(), reporter);
+        let recorder = std::sync::Arc::new(Recorder::new(
+            client.clone(),
+            FIELD_MANAGER,
+            std::env::var("POD_NAME").ok(),
+        ));
         let held = |kind| metrics.held.get_or_create(&KindLabels { kind }).clone();
         let (project_summaries, release_progress) = (
             Coalescer::new(held("Project")),

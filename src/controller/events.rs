@@ -2,9 +2,9 @@
 
 use k8s_openapi::api::core::v1::ObjectReference;
 use kube::Resource;
-use kube::runtime::events::{Event, EventType, Recorder};
 
 use super::context::Context;
+use super::recorder::Recorder;
 
 /// Records an event on `object`. An event that cannot be written is logged, never fatal: it
 /// is a courtesy to the user, not part of the declared state.
@@ -33,18 +33,10 @@ pub async fn publish_to(
     reason: &str,
     note: String,
 ) {
-    let event = Event {
-        type_: if warning {
-            EventType::Warning
-        } else {
-            EventType::Normal
-        },
-        reason: reason.to_string(),
-        note: Some(truncate(note, 1000)),
-        action: "Reconcile".to_string(),
-        secondary: None,
-    };
-    if let Err(error) = recorder.publish(&event, reference).await {
+    if let Err(error) = recorder
+        .publish(reference, warning, reason, truncate(note, 1000))
+        .await
+    {
         tracing::warn!(%error, reason, "could not record an event");
     }
 }

@@ -12,6 +12,7 @@ mod events;
 mod finalizer;
 mod lenient;
 pub mod project;
+mod recorder;
 mod turns;
 mod watch;
 
