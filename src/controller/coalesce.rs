@@ -43,8 +43,8 @@ pub fn window(holding: usize) -> Duration {
 
 #[derive(Default)]
 pub struct Coalescer {
-    /// When each object's status was last written.
-    last_write: Mutex<HashMap<Key, Instant>>,
+    /// When each object's status was last written (see `LastWrite`).
+    last_write: Mutex<HashMap<Key, LastWrite>>,
     /// Objects with an update held back, not yet written.
     held: Mutex<HashSet<Key>>,
     /// Objects whose last written status says they are rolling out.
@@ -52,6 +52,12 @@ pub struct Coalescer {
     /// How many there are (`oksa_status_updates_held`): zero once everything is written, which
     /// is how a benchmark or a test knows that status is final without waiting out a window.
     held_gauge: Gauge,
+}
+
+struct LastWrite {
+    at: Instant,
+    /// The object's version in the cache when the write changed it (see `behind_own_write`).
+    over: Option<String>,
 }
 
 impl Coalescer {
@@ -66,7 +72,7 @@ impl Coalescer {
     /// window for as many holders as there are with this one, since its last write. A wait
     /// counts the update as held.
     pub fn wait_before(&self, key: &Key, now: Instant) -> Option<Duration> {
-        let last = *self.last_write.lock().expect("coalescer").get(key)?;
+        let last = self.last_write.lock().expect("coalescer").get(key)?.at;
         let since = now.saturating_duration_since(last);
         let rolling_out = self.rolling_out.lock().expect("coalescer").len();
         let mut held = self.held.lock().expect("coalescer");
@@ -80,13 +86,34 @@ impl Coalescer {
         Some(wait)
     }
 
-    /// `key`'s status was written at `now`; `rolling_out` when that status says a rollout is
-    /// still in flight.
-    pub fn wrote(&self, key: &Key, now: Instant, rolling_out: bool) {
+    /// True while the cache still holds the version of `key` that its last status write changed:
+    /// a status computed from that version is older than the one written, and writing would
+    /// only repeat it (under load the watch lags behind the writes: at 1,000 branches a third of
+    /// the status writes were such repeats). The written version's watch event brings another
+    /// reconcile.
+    pub fn behind_own_write(&self, key: &Key, cached_version: Option<&str>) -> bool {
+        let last_write = self.last_write.lock().expect("coalescer");
+        let over = last_write.get(key).and_then(|w| w.over.as_deref());
+        over.is_some() && over == cached_version
+    }
+
+    /// `key`'s status was written at `now` over the cached version `cached`, giving version
+    /// `written`; `rolling_out` when that status says a rollout is still in flight.
+    pub fn wrote(
+        &self,
+        key: &Key,
+        now: Instant,
+        (cached, written): (Option<&str>, Option<&str>),
+        rolling_out: bool,
+    ) {
+        // A write that changed nothing leaves nothing for the cache to catch up with.
+        let over = cached
+            .filter(|cached| Some(*cached) != written)
+            .map(str::to_string);
         self.last_write
             .lock()
             .expect("coalescer")
-            .insert(key.clone(), now);
+            .insert(key.clone(), LastWrite { at: now, over });
         let mut in_flight = self.rolling_out.lock().expect("coalescer");
         if rolling_out {
             in_flight.insert(key.clone());
@@ -126,7 +153,7 @@ mod tests {
         let start = Instant::now();
         let (shop, other) = (key("shop"), key("other"));
         assert_eq!(coalescer.wait_before(&shop, start), None, "never written");
-        coalescer.wrote(&shop, start, false);
+        coalescer.wrote(&shop, start, (None, None), false);
         assert_eq!(
             coalescer.wait_before(&shop, start + Duration::from_millis(500)),
             Some(WINDOW - Duration::from_millis(500))
@@ -147,7 +174,8 @@ mod tests {
         let coalescer = Coalescer::default();
         let start = Instant::now();
         let keys: Vec<Key> = (0..1_000).map(|i| key(&format!("b-{i}"))).collect();
-        keys.iter().for_each(|k| coalescer.wrote(k, start, false));
+        keys.iter()
+            .for_each(|k| coalescer.wrote(k, start, (None, None), false));
         let later = start + Duration::from_secs(1);
         let waits: Vec<_> = keys
             .iter()
@@ -173,7 +201,8 @@ mod tests {
         let coalescer = Coalescer::default();
         let start = Instant::now();
         let keys: Vec<Key> = (0..1_000).map(|i| key(&format!("b-{i}"))).collect();
-        keys.iter().for_each(|k| coalescer.wrote(k, start, true));
+        keys.iter()
+            .for_each(|k| coalescer.wrote(k, start, (None, None), true));
         // A minute on, the first rollout to report progress is the only one holding an update.
         let minute = start + Duration::from_secs(60);
         assert_eq!(
@@ -183,10 +212,28 @@ mod tests {
         // Once the others are written Ready, it is alone again: its progress shows.
         keys[1..]
             .iter()
-            .for_each(|k| coalescer.wrote(k, minute, false));
+            .for_each(|k| coalescer.wrote(k, minute, (None, None), false));
         assert_eq!(coalescer.wait_before(&keys[0], minute), None);
         coalescer.forget(&keys[0]);
         assert!(coalescer.rolling_out.lock().unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_cache_that_has_not_seen_the_last_write_is_behind_it() {
+        let coalescer = Coalescer::default();
+        let shop = key("shop");
+        assert!(
+            !coalescer.behind_own_write(&shop, Some("7")),
+            "never written"
+        );
+        coalescer.wrote(&shop, Instant::now(), (Some("7"), Some("8")), true);
+        assert!(coalescer.behind_own_write(&shop, Some("7")));
+        assert!(!coalescer.behind_own_write(&shop, Some("9")), "caught up");
+        coalescer.wrote(&shop, Instant::now(), (Some("9"), Some("9")), true);
+        assert!(
+            !coalescer.behind_own_write(&shop, Some("9")),
+            "a write that changed nothing leaves nothing to wait for"
+        );
     }
 
     #[test]
@@ -195,13 +242,13 @@ mod tests {
         let start = Instant::now();
         let (a, b) = (key("a"), key("b"));
         let soon = start + Duration::from_millis(10);
-        coalescer.wrote(&a, start, false);
-        coalescer.wrote(&b, start, false);
+        coalescer.wrote(&a, start, (None, None), false);
+        coalescer.wrote(&b, start, (None, None), false);
         coalescer.wait_before(&a, soon);
         coalescer.wait_before(&a, soon);
         coalescer.wait_before(&b, soon);
         assert_eq!(coalescer.held_gauge.get(), 2, "a held twice counts once");
-        coalescer.wrote(&a, soon, false);
+        coalescer.wrote(&a, soon, (None, None), false);
         assert_eq!(coalescer.held_gauge.get(), 1);
         coalescer.settled(&b);
         coalescer.settled(&b);

@@ -497,8 +497,12 @@ async fn write_status(
     release: &BranchRelease,
     new_status: BranchReleaseStatus,
 ) -> Result<Option<Duration>> {
-    let old_status = release.status.clone().unwrap_or_default();
     let key = ObjectRef::from_obj(release).erase();
+    let cached_version = release.metadata.resource_version.as_deref();
+    if ctx.release_progress.behind_own_write(&key, cached_version) {
+        return Ok(None);
+    }
+    let old_status = release.status.clone().unwrap_or_default();
     if old_status == new_status {
         ctx.release_progress.settled(&key);
         return Ok(None);
@@ -514,17 +518,19 @@ async fn write_status(
     );
     let patch =
         json!({"apiVersion": "oksa.dev/v1alpha1", "kind": "BranchRelease", "status": new_status});
-    api.patch_status(
-        &release.name_any(),
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&patch),
-    )
-    .await?;
+    let written = api
+        .patch_status(
+            &release.name_any(),
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&patch),
+        )
+        .await?;
     ctx.metrics
         .wrote("BranchRelease", &key.to_string(), "status");
+    let versions = (cached_version, written.metadata.resource_version.as_deref());
     let rolling_out = new_status.phase == Some(Phase::Progressing);
     ctx.release_progress
-        .wrote(&key, Instant::now(), rolling_out);
+        .wrote(&key, Instant::now(), versions, rolling_out);
 
     for (note, warning, reason) in milestones(&old_status, &new_status) {
         events::publish(ctx, release, warning, &reason, note).await;

@@ -291,8 +291,12 @@ async fn write_status(
         new_status.observed_generation,
         Timestamp::now(),
     ));
-    let old_status = project.status.clone().unwrap_or_default();
     let key = ObjectRef::from_obj(project).erase();
+    let cached_version = project.metadata.resource_version.as_deref();
+    if ctx.project_summaries.behind_own_write(&key, cached_version) {
+        return Ok(None);
+    }
+    let old_status = project.status.clone().unwrap_or_default();
     if old_status == new_status {
         ctx.project_summaries.settled(&key);
         return Ok(None);
@@ -304,15 +308,18 @@ async fn write_status(
     }
     let api = Api::<Project>::all(ctx.client.clone());
     let patch = json!({"apiVersion": "oksa.dev/v1alpha1", "kind": "Project", "status": new_status});
-    api.patch_status(
-        &project.name_any(),
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&patch),
-    )
-    .await?;
+    let written = api
+        .patch_status(
+            &project.name_any(),
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&patch),
+        )
+        .await?;
     ctx.metrics.wrote("Project", &project.name_any(), "status");
+    let versions = (cached_version, written.metadata.resource_version.as_deref());
     // A Project's summaries do not roll out: only those holding an update set its window.
-    ctx.project_summaries.wrote(&key, Instant::now(), false);
+    ctx.project_summaries
+        .wrote(&key, Instant::now(), versions, false);
 
     let old_ready = conditions::find(&old_status.conditions, READY);
     let new_ready = conditions::find(&new_status.conditions, READY);
