@@ -43,7 +43,7 @@ impl Election {
             .with_identity(&self.identity)
             .with_duration(LEASE_SECONDS)
             .with_grace(RENEW_BEFORE_SECONDS)
-            .with_field_manager(crate::labels::FIELD_MANAGER)
+            .with_field_manager(lease_field_manager(&self.identity))
             .build()
             .await?;
         let (leading, task) = manager.watch().await;
@@ -54,6 +54,22 @@ impl Election {
     }
 }
 
+/// The field manager of one identity's Lease writes. It must be unique per identity: the Lease
+/// is taken with server-side apply, and two replicas applying under one manager name do not
+/// conflict, so two that found it free at the same moment would both believe they lead.
+pub fn lease_field_manager(identity: &str) -> String {
+    let name = format!("oksa-leader-{identity}");
+    // Field managers are at most 128 characters; a longer identity keeps a hash of the whole.
+    if name.len() <= 128 {
+        return name;
+    }
+    use sha2::{Digest, Sha256};
+    let hash = Sha256::digest(identity.as_bytes());
+    let hex: String = hash.iter().take(8).map(|b| format!("{b:02x}")).collect();
+    let head: String = name.chars().take(100).collect();
+    format!("{head}-{hex}")
+}
+
 impl Leadership {
     /// Completes once this process holds the Lease.
     pub async fn acquired(&mut self) {
@@ -62,10 +78,33 @@ impl Leadership {
         info!("holding the lease {LEASE_NAME}: reconciling");
     }
 
+    /// Whether this process holds the Lease now.
+    pub fn leading(&self) -> bool {
+        *self.leading.borrow()
+    }
+
     /// Completes when this process no longer holds the Lease (it could not renew it in time).
     pub async fn lost(&mut self) {
         let _ = self.leading.wait_for(|leading| !*leading).await;
         // Give a moment for the log line to be written before the process exits.
         tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_identity_has_a_field_manager_of_its_own_within_the_limit() {
+        assert_eq!(
+            lease_field_manager("oksa-7d9f-x2"),
+            "oksa-leader-oksa-7d9f-x2"
+        );
+        let long_a = format!("{}a", "p".repeat(200));
+        let long_b = format!("{}b", "p".repeat(200));
+        let (a, b) = (lease_field_manager(&long_a), lease_field_manager(&long_b));
+        assert_ne!(a, b);
+        assert!(a.len() <= 128, "{}", a.len());
     }
 }
