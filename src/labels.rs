@@ -33,6 +33,12 @@ pub const DETACHED: &str = "oksa.dev/detached";
 pub const VOLUMES_FINALIZER: &str = "oksa.dev/volumes";
 /// On a Project: its namespace is not deleted while it holds retained or detached volumes.
 pub const PROJECT_FINALIZER: &str = "oksa.dev/retained-volumes";
+/// Set, in the operator's memory only, on the stand-in of an object it could not read (see
+/// `controller::lenient`): never written to the cluster.
+pub const UNREADABLE: &str = "oksa.dev/unreadable";
+/// On a namespace Oksa created for a Project: that Project's UID, the proof that Oksa may act on
+/// it (it never adopts a namespace it did not create for that very Project).
+pub const PROJECT_UID: &str = "oksa.dev/project-uid";
 /// The raw git branch (any characters), as an annotation.
 pub const BRANCH_ANNOTATION: &str = "oksa.dev/branch";
 

@@ -10,7 +10,7 @@ mod support;
 
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Event;
+use k8s_openapi::api::core::v1::{Event, PersistentVolumeClaim};
 use kube::Api;
 use kube::api::{
     ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams,
@@ -63,9 +63,10 @@ async fn an_unreadable_branch_release_is_reported_and_the_others_are_reconciled(
     );
     let mut container = json!({"name": "web", "image": "nginx"});
     container["readinessProbe"] = json!({"tcpSocket": {"port": 4294967296u64}});
+    // It carries Oksa's volumes finalizer, as a BranchRelease with volumes does.
     let broken: DynamicObject = serde_json::from_value(json!({
         "apiVersion": "oksa.dev/v1alpha1", "kind": "BranchRelease",
-        "metadata": {"name": "broken"},
+        "metadata": {"name": "broken", "finalizers": ["oksa.dev/volumes"]},
         "spec": {"project": "nobody", "branch": "main",
             "components": [{"name": "web", "containers": [container]}]},
     }))
@@ -103,9 +104,43 @@ async fn an_unreadable_branch_release_is_reported_and_the_others_are_reconciled(
     let note = event.message.unwrap_or_default();
     assert!(note.contains("cannot read"), "{note}");
 
+    // Deleting it finishes: Oksa cannot read it, so it keeps every claim it owns, detached.
+    let stored = raw.get("broken").await.unwrap();
+    let claim: PersistentVolumeClaim = serde_json::from_value(json!({
+        "metadata": {"name": "broken-data",
+            "labels": {"app.kubernetes.io/managed-by": "oksa"},
+            "ownerReferences": [{"apiVersion": "oksa.dev/v1alpha1", "kind": "BranchRelease",
+                "name": "broken", "uid": stored.metadata.uid, "controller": true}]},
+        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
+    }))
+    .unwrap();
+    let claims = namespace.api::<PersistentVolumeClaim>();
+    claims.create(&PostParams::default(), &claim).await.unwrap();
     raw.delete("broken", &DeleteParams::default())
         .await
         .unwrap();
+    eventually(
+        Duration::from_secs(30),
+        "the unreadable object deleted",
+        || async { raw.get_opt("broken").await.ok()?.is_none().then_some(()) },
+    )
+    .await;
+    let kept = claims.get("broken-data").await.unwrap();
+    assert!(kept.metadata.deletion_timestamp.is_none());
+    assert!(
+        kept.metadata
+            .owner_references
+            .unwrap_or_default()
+            .is_empty()
+    );
+    assert_eq!(
+        kept.metadata
+            .labels
+            .unwrap()
+            .get("oksa.dev/detached")
+            .map(String::as_str),
+        Some("true")
+    );
     namespace.cleanup().await;
     project.cleanup().await;
 }

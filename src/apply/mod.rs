@@ -166,8 +166,13 @@ impl<'a> Applier<'a> {
         }
         let mut body = serde_json::to_value(declared).map_err(kube::Error::SerdeError)?;
         let hash = fingerprint::stamp(&mut body);
+        // A child declared without an owner reference (a retained claim) is the owner's by its
+        // labels alone.
+        let declared_unowned = declared.owner_references().is_empty();
+        let in_place = belonging == Some(Belonging::Ours)
+            || (declared_unowned && belonging == Some(Belonging::Adoptable));
         if let Some(live) = live
-            && belonging == Some(Belonging::Ours)
+            && in_place
             && fingerprint::on(live) == Some(hash.as_str())
             && drift::holds(&body, live)
         {

@@ -62,8 +62,15 @@ impl<K: Resource<DynamicType = ()>> Resource for Lenient<K> {
 
 /// An object that stands for one that could not be read: only its metadata is real. Used to drop
 /// a stale, readable version of it from a cache.
-pub trait Placeholder {
+pub trait Placeholder: Sized {
     fn placeholder(metadata: ObjectMeta) -> Self;
+
+    /// A stand-in that lets Oksa finish the deletion of an object it cannot read (its finalizer
+    /// would otherwise hold it for ever), when there is one to finish. Marked `UNREADABLE`, so
+    /// the finalizer acts only on what the metadata proves.
+    fn deletable_stand_in(_metadata: &ObjectMeta) -> Option<Self> {
+        None
+    }
 }
 
 impl Placeholder for crate::api::BranchRelease {
@@ -73,6 +80,23 @@ impl Placeholder for crate::api::BranchRelease {
             spec: Default::default(),
             status: None,
         }
+    }
+
+    fn deletable_stand_in(metadata: &ObjectMeta) -> Option<Self> {
+        let ours = metadata
+            .finalizers
+            .iter()
+            .flatten()
+            .any(|f| f == crate::labels::VOLUMES_FINALIZER);
+        if metadata.deletion_timestamp.is_none() || !ours {
+            return None;
+        }
+        let mut metadata = metadata.clone();
+        metadata
+            .annotations
+            .get_or_insert_default()
+            .insert(crate::labels::UNREADABLE.into(), "true".into());
+        Some(Self::placeholder(metadata))
     }
 }
 

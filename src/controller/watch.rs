@@ -3,7 +3,7 @@
 use std::fmt::Debug;
 
 use futures::{Stream, StreamExt, TryStreamExt};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ManagedFieldsEntry, ObjectMeta};
 use kube::runtime::reflector::store::Writer;
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource};
@@ -69,8 +69,10 @@ impl<K> OwnKind for K where
 {
 }
 
-/// Watches every object of kind K (Oksa's own resources), caching it without `managedFields`:
-/// kept as JSON trees, they are about 10 KB of every BranchRelease, and never read. An object
+/// Watches every object of kind K (Oksa's own resources), caching its `managedFields` as the
+/// managers' names alone: their field sets, kept as JSON trees, are about 10 KB of every
+/// BranchRelease and never read, while the names tell which tools apply it (expiry never
+/// deletes what a declarative tool manages). An object
 /// that cannot be read as a K is passed to `on_unreadable` and left out (see `Lenient`).
 pub fn all<K>(
     client: &Client,
@@ -101,7 +103,7 @@ where
     )
     .default_backoff()
     .try_filter_map(move |event| futures::future::ready(Ok(readable(event, &on_unreadable))))
-    .modify(|object| object.meta_mut().managed_fields = None)
+    .modify(|object| managers_only(object.meta_mut()))
     .reflect(writer)
     .inspect(move |event| match event {
         Ok(watcher::Event::InitDone) => on_listed(),
@@ -115,6 +117,25 @@ where
     .applied_objects()
 }
 
+/// Keeps of `managedFields` only each manager's name, once.
+fn managers_only(meta: &mut ObjectMeta) {
+    let Some(entries) = meta.managed_fields.take() else {
+        return;
+    };
+    let mut names: Vec<String> = entries.into_iter().filter_map(|e| e.manager).collect();
+    names.sort();
+    names.dedup();
+    meta.managed_fields = Some(
+        names
+            .into_iter()
+            .map(|manager| ManagedFieldsEntry {
+                manager: Some(manager),
+                ..ManagedFieldsEntry::default()
+            })
+            .collect(),
+    );
+}
+
 /// The event as it concerns the readable objects. An object that cannot be read is reported,
 /// and becomes the deletion of a placeholder: whatever readable version of it was cached goes,
 /// so no reconcile acts on a spec that is no longer the object's. In a (re)list it is left out.
@@ -122,11 +143,13 @@ fn readable<K: Placeholder>(
     event: watcher::Event<Lenient<K>>,
     on_unreadable: &impl Fn(&ObjectMeta, &str),
 ) -> Option<watcher::Event<K>> {
+    // Err: a placeholder to drop from the cache; Ok: a readable object, or the stand-in of an
+    // unreadable one whose deletion Oksa must finish (see `Placeholder::deletable_stand_in`).
     let take = |lenient: Lenient<K>| match lenient.object {
         Ok(object) => Ok(object),
         Err(reason) => {
             on_unreadable(&lenient.metadata, &reason);
-            Err(K::placeholder(lenient.metadata))
+            K::deletable_stand_in(&lenient.metadata).ok_or_else(|| K::placeholder(lenient.metadata))
         }
     };
     Some(match event {

@@ -608,9 +608,10 @@ fn claim(release: &Release, volume: &Volume) -> PersistentVolumeClaim {
             .and_then(|d| d.storage_class_name.clone())
     });
     PersistentVolumeClaim {
-        // Owned even when retained: the BranchRelease's finalizer detaches a retained claim
-        // from its owner before garbage collection could take it (see `claims::finalize`).
-        metadata: release.meta(name, labels, true),
+        // A retained claim has no owner reference at all: no way of deleting the BranchRelease
+        // (foreground, background, orphan, with Oksa running or not) lets the garbage collector
+        // reach it. Its labels say whose it is (see `apply::Owner`).
+        metadata: release.meta(name, labels, !volume.retain),
         spec: Some(PersistentVolumeClaimSpec {
             access_modes: Some(vec![
                 volume
@@ -1009,7 +1010,10 @@ spec:
             panic!("two claims")
         };
         assert!(files.metadata.owner_references.is_some());
-        assert!(cache.metadata.owner_references.is_some());
+        assert!(
+            cache.metadata.owner_references.is_none(),
+            "no garbage collection can reach a retained claim"
+        );
         assert!(!files.labels().contains_key(labels::RETAIN));
         assert_eq!(
             cache.metadata.labels.as_ref().unwrap()[labels::RETAIN],

@@ -5,8 +5,9 @@
 //! Data is never lost by an update: a volume that leaves the spec (removed or renamed) has its
 //! claim *detached* (no owner, labelled `oksa.dev/detached`) instead of deleted, and reported in
 //! status until a person deletes it; a volume declared again under the same name takes it back.
-//! On deletion of the BranchRelease its finalizer detaches the `retain: true` claims before
-//! garbage collection can reach them, from the spec as it was when it was deleted.
+//! A `retain: true` claim carries no owner reference, so no deletion of its BranchRelease lets
+//! garbage collection reach it; on deletion the finalizer labels it detached, from the spec as
+//! it was when it was deleted.
 
 use std::sync::Arc;
 
@@ -114,6 +115,15 @@ pub async fn detach_undeclared(
             Belonging::Adoptable if cached.labels().contains_key(labels::DETACHED) => {
                 detached.push(name)
             }
+            // A retained claim (no owner reference) whose volume left the spec.
+            Belonging::Adoptable => {
+                let claim = cached.object().map_err(kube::Error::SerdeError)?;
+                set_detached(ctx, &claim, true).await?;
+                applier
+                    .tally()
+                    .wrote("PersistentVolumeClaim", &claim.name_any(), "detach");
+                detached.push(name);
+            }
             _ => {}
         }
     }
@@ -121,31 +131,72 @@ pub async fn detach_undeclared(
     Ok(detached)
 }
 
-/// Before a BranchRelease with volumes goes: detaches its claims of `retain: true` volumes, so
-/// that garbage collection leaves them (and their data) behind. The rest go with it.
-pub async fn finalize(ctx: &Context, release: &BranchRelease, namespace: &str) -> Result<()> {
-    let release_name = naming::release_name(&release.spec.branch);
+/// Before a BranchRelease with volumes goes: labels its claims of `retain: true` volumes (of the
+/// final spec) detached, so they are listed as kept until a person deletes them. Retained claims
+/// carry no owner reference, so garbage collection never reaches them; one still owned (created
+/// before its volume was marked `retain`) loses its owner here, before garbage collection could
+/// take it. A BranchRelease Oksa cannot read (`unreadable`) keeps every claim it owns: what
+/// cannot be read cannot prove that a claim may go.
+pub async fn finalize(
+    ctx: &Context,
+    release: &BranchRelease,
+    namespace: &str,
+    unreadable: bool,
+) -> Result<()> {
     let api = Api::<PersistentVolumeClaim>::namespaced(ctx.client.clone(), namespace);
-    for volume in release.spec.volumes.iter().filter(|v| v.retain) {
-        let name = naming::volume_claim_name(&release_name, &volume.name);
-        // Read from the API, not the cache: this decision must not miss a claim.
-        let Some(claim) = api.get_opt(&name).await? else {
-            continue;
-        };
-        let ours = claim
+    let uid = release.metadata.uid.as_deref();
+    let owned_by_it = |claim: &PersistentVolumeClaim| {
+        claim
             .owner_references()
             .iter()
-            .any(|r| Some(r.uid.as_str()) == release.metadata.uid.as_deref());
-        if ours {
-            set_detached(ctx, &claim, true).await?;
-            ctx.metrics
-                .wrote("PersistentVolumeClaim", &claim.name_any(), "detach");
-            let note = format!(
-                "volume {} is retained: claim {name} and its data are kept, detached, for the next BranchRelease of this branch",
-                volume.name
-            );
-            events::publish(ctx, release, false, "VolumeRetained", note).await;
+            .any(|r| Some(r.uid.as_str()) == uid)
+    };
+    // Read from the API, not the cache: this decision must not miss a claim.
+    let kept: Vec<(PersistentVolumeClaim, String)> = if unreadable {
+        api.list(&kube::api::ListParams::default().labels(labels::MANAGED_SELECTOR))
+            .await?
+            .items
+            .into_iter()
+            .filter(|claim| owned_by_it(claim))
+            .map(|claim| {
+                let note = format!(
+                    "BranchRelease {} could not be read when it was deleted: claim {} and its data \
+                     are kept, detached, until a person deletes it",
+                    release.name_any(),
+                    claim.name_any()
+                );
+                (claim, note)
+            })
+            .collect()
+    } else {
+        let release_name = naming::release_name(&release.spec.branch);
+        let mut kept = Vec::new();
+        for volume in release.spec.volumes.iter().filter(|v| v.retain) {
+            let name = naming::volume_claim_name(&release_name, &volume.name);
+            let Some(claim) = api.get_opt(&name).await? else {
+                continue;
+            };
+            let ownerless_of_this_branch = claim.owner_references().is_empty()
+                && claim.labels().get(labels::RELEASE) == Some(&release_name);
+            if owned_by_it(&claim) || ownerless_of_this_branch {
+                let note = format!(
+                    "volume {} is retained: claim {name} and its data are kept, detached, for the \
+                     next BranchRelease of this branch",
+                    volume.name
+                );
+                kept.push((claim, note));
+            }
         }
+        kept
+    };
+    for (claim, note) in kept {
+        if claim.labels().contains_key(labels::DETACHED) && claim.owner_references().is_empty() {
+            continue;
+        }
+        set_detached(ctx, &claim, true).await?;
+        ctx.metrics
+            .wrote("PersistentVolumeClaim", &claim.name_any(), "detach");
+        events::publish(ctx, release, false, "VolumeRetained", note).await;
     }
     Ok(())
 }

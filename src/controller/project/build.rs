@@ -72,9 +72,14 @@ pub fn build(project: &Project, owner: OwnerReference) -> ProjectObjects {
         metadata: ObjectMeta {
             name: Some(namespace.clone()),
             labels: Some(namespace_labels),
-            // The owner reference is what proves, later, that Oksa created this namespace for
-            // this very Project (by UID), and what makes deleting the Project delete it.
-            owner_references: Some(vec![owner.clone()]),
+            // The Project's UID proves, later, that Oksa created this namespace for this very
+            // Project. No owner reference: the garbage collector must never delete a namespace
+            // (and the retained data in it) on its own, as a foreground delete of the Project
+            // would; the Project's finalizer deletes it once nothing kept is left in it.
+            annotations: Some(std::collections::BTreeMap::from([(
+                labels::PROJECT_UID.to_string(),
+                owner.uid.clone(),
+            )])),
             ..ObjectMeta::default()
         },
         ..Namespace::default()
@@ -243,7 +248,11 @@ mod tests {
         let objects = build(&project, owner());
         let ns = &objects.namespace;
         assert_eq!(ns.metadata.name.as_deref(), Some("shop"));
-        assert_eq!(ns.metadata.owner_references.as_ref().unwrap()[0].uid, "u-1");
+        assert_eq!(ns.metadata.owner_references, None);
+        assert_eq!(
+            ns.metadata.annotations.as_ref().unwrap()[labels::PROJECT_UID],
+            "u-1"
+        );
         let ns_labels = ns.metadata.labels.as_ref().unwrap();
         assert_eq!(ns_labels["pod-security.kubernetes.io/enforce"], "baseline");
         assert_eq!(ns_labels[labels::PROJECT], "shop");

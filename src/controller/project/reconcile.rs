@@ -121,9 +121,10 @@ async fn reconcile_project(project: Arc<Project>, ctx: &Context) -> Result<Actio
     ))
 }
 
-/// A Project being deleted: its namespace (and everything in it) goes with it, unless it holds
-/// volumes kept on purpose, `retain: true` or detached ones. Then the deletion waits, and says
-/// so, until a person has deleted those claims: their data is never lost silently.
+/// A Project being deleted: its finalizer deletes its namespace (and everything in it), unless
+/// it holds volumes kept on purpose, `retain: true` or detached ones. Then the deletion waits,
+/// and says so, until a person has deleted those claims: their data is never lost silently. The
+/// namespace has no owner reference, so nothing but this finalizer deletes it.
 async fn finalize(
     ctx: &Context,
     project: &Project,
@@ -147,6 +148,8 @@ async fn finalize(
         kept = claims
             .items
             .iter()
+            // A claim someone is already deleting is not kept: it goes whatever the Project does.
+            .filter(|c| c.metadata.deletion_timestamp.is_none())
             .filter(|c| {
                 let labels = c.labels();
                 labels.get(labels::RETAIN).map(String::as_str) == Some("true")
@@ -157,6 +160,9 @@ async fn finalize(
         kept.sort();
     }
     if kept.is_empty() {
+        if owns_namespace {
+            delete_namespace(ctx, namespace).await?;
+        }
         finalizer::remove(projects, project, labels::PROJECT_FINALIZER).await?;
         return Ok(Action::await_change());
     }
@@ -166,6 +172,31 @@ async fn finalize(
     Ok(Action::requeue(
         held.map_or(recheck, |wait| wait.min(recheck)),
     ))
+}
+
+/// Deletes the Project's namespace (nothing kept is left in it), guarded by the UID that was
+/// checked, so a namespace created again meanwhile is never hit.
+async fn delete_namespace(ctx: &Context, namespace: &str) -> Result<()> {
+    let namespaces = Api::<Namespace>::all(ctx.client.clone());
+    let Some(live) = namespaces.get_opt(namespace).await? else {
+        return Ok(());
+    };
+    let params = kube::api::DeleteParams {
+        preconditions: Some(kube::api::Preconditions {
+            uid: live.uid(),
+            resource_version: None,
+        }),
+        ..Default::default()
+    };
+    match namespaces.delete(namespace, &params).await {
+        Ok(_) => {
+            ctx.metrics.wrote("Namespace", namespace, "delete");
+            info!(%namespace, "deleted the namespace of a deleted Project");
+            Ok(())
+        }
+        Err(kube::Error::Api(status)) if status.code == 404 || status.code == 409 => Ok(()),
+        Err(error) => Err(error.into()),
+    }
 }
 
 /// Applies the namespace and its objects. Returns the objects that could not be written.
@@ -193,6 +224,10 @@ async fn apply_namespace(
             info!(namespace = %name, "created namespace");
         }
         Some(live) => {
+            if !live.owner_references().is_empty() {
+                release_namespace_from_collector(ctx, &live).await?;
+                tally.wrote("Namespace", &name, "unown");
+            }
             let live = serde_json::to_value(&live).map_err(kube::Error::SerdeError)?;
             if let Err(refusal) = applier.apply(&objects.namespace, Some(&live)).await? {
                 return Ok(vec![refusal]);
@@ -250,6 +285,25 @@ async fn apply_namespace(
         .collect())
 }
 
+/// Removes the owner reference an older Oksa put on a Project's namespace: with it, a
+/// foreground delete of the Project let the garbage collector delete the namespace, and the
+/// retained data in it, before Oksa's finalizer could say no. A merge patch guarded by the
+/// resourceVersion it read: the reference was written by a create, so no apply removes it.
+async fn release_namespace_from_collector(ctx: &Context, live: &Namespace) -> Result<()> {
+    let body = json!({"metadata": {
+        "resourceVersion": live.resource_version(),
+        "ownerReferences": null,
+    }});
+    Api::<Namespace>::all(ctx.client.clone())
+        .patch(
+            &live.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&body),
+        )
+        .await?;
+    Ok(())
+}
+
 /// Branches of the project, from the BranchRelease cache.
 fn count_branches(ctx: &Context, namespace: &str) -> crate::api::BranchCounts {
     let releases = ctx
@@ -287,7 +341,13 @@ async fn write_status(
         .unwrap_or_default();
     new_status.conditions.extend(conditions::merge(
         &previous_conditions,
-        &[status::usage_condition(ctx.metrics_api)],
+        &[
+            status::usage_condition(ctx.metrics_api),
+            status::expiry_condition(
+                &ctx.expiry_budget.waiting(&project.name_any()),
+                ctx.expiry_budget.per_hour(),
+            ),
+        ],
         new_status.observed_generation,
         Timestamp::now(),
     ));

@@ -27,9 +27,10 @@ pub enum NamespaceVerdict {
     Refused(Refusal),
 }
 
-/// Oksa never adopts a namespace it did not create for this Project: the proof is an owner
-/// reference to this Project's UID, which only Oksa sets and which cannot be faked by another
-/// Project of the same name (a re-created Project has a new UID).
+/// Oksa never adopts a namespace it did not create for this Project: the proof is this
+/// Project's UID in the namespace's `oksa.dev/project-uid` annotation (an owner reference, for
+/// namespaces of an older Oksa), which cannot be matched by another Project of the same name (a
+/// re-created Project has a new UID).
 pub fn check_namespace(project: &Project, existing: Option<&Namespace>) -> NamespaceVerdict {
     let name = project.namespace_name();
     if SYSTEM_NAMESPACES.contains(&name.as_str()) || name.starts_with("kube-") {
@@ -45,10 +46,22 @@ pub fn check_namespace(project: &Project, existing: Option<&Namespace>) -> Names
     };
     if !owned_by(project, &existing.metadata) {
         let owner = existing
-            .owner_references()
-            .iter()
-            .find(|o| o.kind == "Project")
-            .map(|o| format!(" (it belongs to Project {})", o.name))
+            .labels()
+            .get(crate::labels::PROJECT)
+            .filter(|_| {
+                existing
+                    .annotations()
+                    .contains_key(crate::labels::PROJECT_UID)
+            })
+            .cloned()
+            .or_else(|| {
+                existing
+                    .owner_references()
+                    .iter()
+                    .find(|o| o.kind == "Project")
+                    .map(|o| o.name.clone())
+            })
+            .map(|name| format!(" (it belongs to Project {name})"))
             .unwrap_or_default();
         return NamespaceVerdict::Refused(Refusal {
             reason: "NamespaceConflict",
@@ -67,11 +80,18 @@ pub fn check_namespace(project: &Project, existing: Option<&Namespace>) -> Names
 /// True when the object carries an owner reference to this very Project (its UID).
 pub fn owned_by(project: &Project, metadata: &ObjectMeta) -> bool {
     let uid = project.uid().unwrap_or_default();
-    metadata
+    let annotated = metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(crate::labels::PROJECT_UID))
+        .is_some_and(|u| *u == uid);
+    // Namespaces created by an older Oksa carry an owner reference instead.
+    let referenced = metadata
         .owner_references
         .iter()
         .flatten()
-        .any(|o| o.kind == "Project" && o.uid == uid)
+        .any(|o| o.kind == "Project" && o.uid == uid);
+    !uid.is_empty() && (annotated || referenced)
 }
 
 /// Two Projects must not share hosts: a domain equal to, inside, or around an older Project's
