@@ -4,6 +4,7 @@ pub mod api;
 pub mod api_probe;
 pub mod apply;
 pub mod cli;
+pub mod clock;
 pub mod compact;
 pub mod controller;
 pub mod crd;

@@ -44,6 +44,13 @@ pub struct RequestedLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ExpiryLabels {
+    pub project: String,
+    /// `deleted`, `would_delete` (report-only mode) or `deferred` (past the hourly budget).
+    pub action: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct KindLabels {
     pub kind: &'static str,
 }
@@ -61,6 +68,8 @@ pub struct Metrics {
     pub requested: Family<RequestedLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
     /// Status updates held back by coalescing, not yet written, by kind.
     pub held: Family<KindLabels, Gauge>,
+    /// What expiry did or would have done, by project.
+    pub expiry: Family<ExpiryLabels, Counter>,
     /// The allocator's figures, refreshed at each scrape (see `heap`).
     pub heap_allocated: Gauge,
     pub heap_resident: Gauge,
@@ -79,6 +88,7 @@ impl Default for Metrics {
         let managed = Family::default();
         let requested = Family::default();
         let held = Family::default();
+        let expiry = Family::default();
         let (heap_allocated, heap_resident) = (Gauge::default(), Gauge::default());
         let help = [
             ("reconciles", "Reconciles run, by controller"),
@@ -113,6 +123,11 @@ impl Default for Metrics {
             "Status updates of progress held back to be written with later ones, by kind (0: every status is written)",
             Family::clone(&held),
         );
+        registry.register(
+            "expiry",
+            "Expired branches by project and what expiry did: deleted, would_delete (policy.expiry.mode: Report) or deferred (past policy.expiry.maxDeletionsPerHour)",
+            Family::clone(&expiry),
+        );
         if crate::heap::stats().is_some() {
             registry.register(
                 "heap_allocated_bytes",
@@ -135,6 +150,7 @@ impl Default for Metrics {
             managed,
             requested,
             held,
+            expiry,
             heap_allocated,
             heap_resident,
         }

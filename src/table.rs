@@ -206,6 +206,7 @@ mod tests {
                 last_activity_source: "Deploy".into(),
                 sleeps_at: None,
                 expires_at: None,
+                expiry_warned_at: None,
                 // Awake 3 h, then asleep 7 h.
                 history: vec![
                     SleepTransition {

@@ -68,6 +68,93 @@ fn api_for(client: &Client, kind: &str, namespace: &str) -> Api<DynamicObject> {
     }
 }
 
+/// RFC 3339 edge cases for `pinnedUntil`, as the API server takes them: each one it stores must be
+/// one Oksa reads (the BranchRelease gets a status), and the malformed ones are refused at apply.
+/// Returns what went wrong.
+async fn pinned_until_corpus(project: &TestProject) -> Vec<String> {
+    let stored = [
+        "2030-01-01T00:00:00Z",
+        "2030-01-01T00:00:00.5Z",
+        "2030-01-01T00:00:00.123456789Z",
+        "2030-01-01T00:00:00+02:00",
+        "2030-06-30T23:59:59-23:59",
+    ];
+    let refused = [
+        "2030-01-01T00:00:00x0Z",
+        "2030-01-01t00:00:00z",
+        "2030-01-01 00:00:00Z",
+        "2030-01-01T00:00:00",
+        "2030-01-01T00:00:00+0200",
+        "2030-01-01T24:00:00Z",
+        "2030-01-01T00:00:60Z",
+        "2030-13-01T00:00:00Z",
+        "20300101T000000Z",
+        "2030-01-01T00:00:00.Z",
+        "2030-01-01T00:00:00.1234567890Z",
+    ];
+    // Valid by the pattern, but no such day: stored or refused, it must never hide the object.
+    let either = [
+        "2030-02-30T00:00:00Z",
+        "2031-02-29T00:00:00Z",
+        "2030-04-31T12:00:00Z",
+    ];
+    let mut failures = Vec::new();
+    let api = project.releases();
+    for (i, pin) in stored.iter().chain(&refused).chain(&either).enumerate() {
+        let name = format!("pin-{i}");
+        let mut spec = serde_json::json!({"branch": name, "components": [web_component("web", "nginx")],
+            "lifecycle": {"pinnedUntil": pin}});
+        spec["project"] = serde_json::json!(project.name);
+        let manifest = serde_json::json!({"apiVersion": "oksa.dev/v1alpha1", "kind": "BranchRelease",
+            "metadata": {"name": name}, "spec": spec});
+        let applied = api
+            .patch(
+                &name,
+                &PatchParams::apply("corpus").force(),
+                &Patch::Apply(&manifest),
+            )
+            .await;
+        match applied {
+            Err(error) if refused.contains(pin) || either.contains(pin) => {
+                println!(
+                    "pinnedUntil {pin:<34} refused at apply: {}",
+                    oksa::apply::describe(&error)
+                );
+            }
+            Err(error) => failures.push(format!(
+                "pinnedUntil {pin}: refused, expected stored: {}",
+                oksa::apply::describe(&error)
+            )),
+            Ok(_) if refused.contains(pin) => {
+                failures.push(format!("pinnedUntil {pin}: stored, expected refused"))
+            }
+            Ok(_) => {
+                let read = tokio::time::timeout(Duration::from_secs(30), async {
+                    loop {
+                        if let Ok(release) = api.get(&name).await
+                            && release.status.as_ref().is_some_and(|s| {
+                                s.observed_generation == release.metadata.generation
+                            })
+                        {
+                            return;
+                        }
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                    }
+                })
+                .await;
+                match read {
+                    Ok(()) => println!("pinnedUntil {pin:<34} stored and read"),
+                    Err(_) => failures.push(format!(
+                        "pinnedUntil {pin}: stored, but Oksa wrote no status (unreadable?)"
+                    )),
+                }
+                let _ = api.delete(&name, &Default::default()).await;
+            }
+        }
+    }
+    failures
+}
+
 #[tokio::test]
 async fn every_bad_manifest_is_refused_or_explained_and_none_is_ever_ready() {
     support::operator::use_external();
@@ -182,6 +269,8 @@ async fn every_bad_manifest_is_refused_or_explained_and_none_is_ever_ready() {
         }
         let _ = api.delete(name, &Default::default()).await;
     }
+    failures.extend(pinned_until_corpus(&project).await);
+
     // The operator is still running and never panicked.
     assert!(operator.0.try_wait().unwrap().is_none(), "oksa run exited");
     let log = std::fs::read_to_string(&log_path).unwrap();

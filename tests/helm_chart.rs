@@ -95,10 +95,18 @@ async fn allowed(
 }
 
 /// The chart's admission policy: the operator's own token, which RBAC lets write Deployments,
-/// RoleBindings and namespaces anywhere, is refused by the API server outside Oksa's namespaces.
-/// Every attempt is a server-side dry run (admission runs, nothing is stored), repeated for a few
-/// seconds because a new policy takes a moment to be enforced.
-async fn confined_to_its_namespaces(operator: &Client) {
+/// RoleBindings, Events and namespaces anywhere, is refused by the API server outside Oksa's
+/// namespaces, at Pod Security levels the policy does not allow, and for bindings to subjects the
+/// policy forbids or to itself. Every attempt is a server-side dry run (admission runs, nothing
+/// is stored), repeated for a few seconds because a new policy takes a moment to be enforced.
+/// `managed` is a project namespace, `unmanaged` a namespace Oksa did not create, `itself` the
+/// operator's ServiceAccount (namespace, name).
+async fn confined_to_its_namespaces(
+    operator: &Client,
+    managed: &str,
+    unmanaged: &str,
+    itself: (&str, &str),
+) {
     let dry_run = PostParams {
         dry_run: true,
         ..PostParams::default()
@@ -110,22 +118,76 @@ async fn confined_to_its_namespaces(operator: &Client) {
             "spec": {"containers": [{"name": "c", "image": "busybox"}]}}},
     }))
     .unwrap();
-    let binding: k8s_openapi::api::rbac::v1::RoleBinding = serde_json::from_value(json!({
-        "metadata": {"name": "intruder"},
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "admin"},
-        "subjects": [{"kind": "User", "name": "mallory", "apiGroup": "rbac.authorization.k8s.io"}],
-    }))
-    .unwrap();
+    let binding = |subject: serde_json::Value| -> k8s_openapi::api::rbac::v1::RoleBinding {
+        serde_json::from_value(json!({
+            "metadata": {"name": "intruder"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "admin"},
+            "subjects": [subject],
+        }))
+        .unwrap()
+    };
+    let mallory = binding(
+        json!({"kind": "User", "name": "mallory", "apiGroup": "rbac.authorization.k8s.io"}),
+    );
+    let everyone = binding(
+        json!({"kind": "Group", "name": "system:authenticated", "apiGroup": "rbac.authorization.k8s.io"}),
+    );
+    let operator_itself =
+        binding(json!({"kind": "ServiceAccount", "name": itself.1, "namespace": itself.0}));
     let unlabelled: k8s_openapi::api::core::v1::Namespace =
         serde_json::from_value(json!({"metadata": {"name": unique("monitoring")}})).unwrap();
+    let privileged_managed: k8s_openapi::api::core::v1::Namespace =
+        serde_json::from_value(json!({"metadata": {"name": unique("loose"), "labels": {
+            "app.kubernetes.io/managed-by": "oksa",
+            "pod-security.kubernetes.io/enforce": "privileged"}}}))
+        .unwrap();
     let privileged =
         json!({"metadata": {"labels": {"pod-security.kubernetes.io/enforce": "privileged"}}});
-    for what in [
-        "a Deployment in kube-system",
-        "a RoleBinding to admin in kube-system",
-        "a namespace without Oksa's label",
-        "relabelling kube-system",
-    ] {
+    let event: k8s_openapi::api::events::v1::Event = serde_json::from_value(json!({
+        "metadata": {"name": unique("forged")},
+        "eventTime": "2026-01-01T00:00:00.000000Z",
+        "reportingController": "oksa", "reportingInstance": "oksa", "action": "Forged",
+        "reason": "Forged", "type": "Normal", "note": "forged",
+        "regarding": {"kind": "Pod", "name": "x", "namespace": "kube-system"},
+    }))
+    .unwrap();
+    let dry_patch = kube::api::PatchParams {
+        dry_run: true,
+        ..Default::default()
+    };
+    let cases = [
+        (
+            "a Deployment in kube-system",
+            "Oksa may write only in namespaces it manages",
+        ),
+        (
+            "a RoleBinding to admin in kube-system",
+            "Oksa may write only in namespaces it manages",
+        ),
+        (
+            "a namespace without Oksa's label",
+            "Oksa may create, change or delete only namespaces",
+        ),
+        (
+            "relabelling kube-system",
+            "Oksa may create, change or delete only namespaces",
+        ),
+        (
+            "deleting a namespace it does not manage",
+            "Oksa may create, change or delete only namespaces",
+        ),
+        (
+            "a privileged namespace of its own",
+            "Pod Security levels the platform allows",
+        ),
+        (
+            "binding admin to system:authenticated",
+            "Oksa may bind only",
+        ),
+        ("binding admin to itself", "Oksa may bind only"),
+        ("an Event in kube-system", "Oksa may write Events only"),
+    ];
+    for (what, expected) in cases {
         let message = support::eventually(Duration::from_secs(15), what, || async {
             let attempt = match what {
                 "a Deployment in kube-system" => Api::namespaced(operator.clone(), "kube-system")
@@ -134,7 +196,7 @@ async fn confined_to_its_namespaces(operator: &Client) {
                     .map(|_| ()),
                 "a RoleBinding to admin in kube-system" => {
                     Api::namespaced(operator.clone(), "kube-system")
-                        .create(&dry_run, &binding)
+                        .create(&dry_run, &mallory)
                         .await
                         .map(|_| ())
                 }
@@ -142,26 +204,57 @@ async fn confined_to_its_namespaces(operator: &Client) {
                     .create(&dry_run, &unlabelled)
                     .await
                     .map(|_| ()),
-                _ => Api::<k8s_openapi::api::core::v1::Namespace>::all(operator.clone())
-                    .patch(
-                        "kube-system",
-                        &kube::api::PatchParams {
-                            dry_run: true,
-                            ..Default::default()
-                        },
-                        &kube::api::Patch::Merge(&privileged),
-                    )
+                "relabelling kube-system" => {
+                    Api::<k8s_openapi::api::core::v1::Namespace>::all(operator.clone())
+                        .patch(
+                            "kube-system",
+                            &dry_patch,
+                            &kube::api::Patch::Merge(&privileged),
+                        )
+                        .await
+                        .map(|_| ())
+                }
+                "deleting a namespace it does not manage" => {
+                    Api::<k8s_openapi::api::core::v1::Namespace>::all(operator.clone())
+                        .delete(
+                            unmanaged,
+                            &kube::api::DeleteParams {
+                                dry_run: true,
+                                ..Default::default()
+                            },
+                        )
+                        .await
+                        .map(|_| ())
+                }
+                "a privileged namespace of its own" => Api::all(operator.clone())
+                    .create(&dry_run, &privileged_managed)
+                    .await
+                    .map(|_| ()),
+                "binding admin to system:authenticated" => {
+                    Api::namespaced(operator.clone(), managed)
+                        .create(&dry_run, &everyone)
+                        .await
+                        .map(|_| ())
+                }
+                "binding admin to itself" => Api::namespaced(operator.clone(), managed)
+                    .create(&dry_run, &operator_itself)
+                    .await
+                    .map(|_| ()),
+                _ => Api::namespaced(operator.clone(), "kube-system")
+                    .create(&dry_run, &event)
                     .await
                     .map(|_| ()),
             };
             attempt.err().map(|e| oksa::apply::describe(&e))
         })
         .await;
-        assert!(
-            message.contains("Oksa may") && message.contains("managed-by=oksa"),
-            "{what}: {message}"
-        );
+        assert!(message.contains(expected), "{what}: {message}");
     }
+    // What it must still do passes: a binding of the project's own access in its namespace.
+    let allowed_binding = Api::namespaced(operator.clone(), managed)
+        .create(&dry_run, &mallory)
+        .await;
+    assert!(allowed_binding.is_ok(), "{allowed_binding:?}");
 }
 
 struct Operator(Child);
@@ -268,7 +361,13 @@ async fn the_chart_installs_and_its_rbac_is_enough_and_no_more() {
 
     // No more than needed.
     let operator_client = support::identity::client_from(&kubeconfig).await;
-    confined_to_its_namespaces(&operator_client).await;
+    confined_to_its_namespaces(
+        &operator_client,
+        &project.namespace,
+        &namespace.name,
+        (&namespace.name, &release),
+    )
+    .await;
     assert!(
         !allowed(&operator_client, "get", "", "secrets", Some("kube-system")).await,
         "reads Secrets"
@@ -276,10 +375,6 @@ async fn the_chart_installs_and_its_rbac_is_enough_and_no_more() {
     assert!(
         !allowed(&operator_client, "list", "", "secrets", None).await,
         "lists Secrets"
-    );
-    assert!(
-        !allowed(&operator_client, "delete", "", "namespaces", None).await,
-        "deletes namespaces"
     );
     assert!(
         !allowed(

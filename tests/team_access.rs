@@ -135,6 +135,35 @@ async fn a_ci_account_with_edit_in_the_namespace_deploys_redeploys_and_deletes()
         deployed.items[0].status.as_ref().unwrap().components[0].images,
         ["shop/web:2"]
     );
+    // The documented way to put a branch to sleep by hand works with `edit` alone.
+    let scaled = Command::new(
+        support::plane()
+            .tools
+            .as_ref()
+            .map_or("kubectl".into(), |t| t.join("kubectl")),
+    )
+    .args([
+        "scale",
+        "-n",
+        &project.namespace,
+        &format!("branchrelease/{name}"),
+        "--replicas=0",
+    ])
+    .env("KUBECONFIG", &kubeconfig)
+    .output()
+    .expect("running kubectl scale");
+    assert!(
+        scaled.status.success(),
+        "kubectl scale as the CI account: {}",
+        String::from_utf8_lossy(&scaled.stderr)
+    );
+    project
+        .wait_release(&name, "asleep by hand", |s| {
+            s.lifecycle
+                .as_ref()
+                .is_some_and(|l| l.reason.as_deref() == Some(oksa::api::sleep_reason::MANUAL))
+        })
+        .await;
     releases
         .delete(&name, &DeleteParams::default())
         .await

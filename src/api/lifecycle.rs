@@ -24,6 +24,7 @@ pub struct Lifecycle {
     pub never_sleep: Option<bool>,
 
     /// The branch expires after this long without activity, e.g. `14d`. Unset: never for that.
+    /// The production branch takes no expiry from its Project's defaults: only its own.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = r"^[0-9]{1,6}[smhd]$"))]
     pub expire_after: Option<String>,
@@ -39,8 +40,17 @@ pub struct Lifecycle {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub on_expiry: Option<ExpiryAction>,
 
-    /// No expiry before this time: a pin, e.g. for a demo next week.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// No expiry before this time: a pin, e.g. for a demo next week. RFC 3339 with a `T` and
+    /// an offset (`2026-12-24T00:00:00Z`). On a BranchRelease it counts at most the platform's
+    /// longest pin (`policy.branchLifecycle.longestPin`) past the last activity.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient_time"
+    )]
+    #[schemars(regex(
+        pattern = r"^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]{1,9})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$"
+    ))]
     pub pinned_until: Option<Time>,
 
     /// Hours the branch is kept awake (office hours, say). Outside them it sleeps, reason
@@ -53,6 +63,16 @@ pub struct Lifecycle {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = r"^[0-9]{1,6}[smhd]$"))]
     pub wake_timeout: Option<String>,
+}
+
+/// A time as stored. The CRD's pattern admits only what this parses, but a value stored under an
+/// older CRD must not make the whole object unreadable (it would drop out of Oksa's view, and its
+/// deletion hang on Oksa's finalizer): one that does not parse counts as unset.
+fn lenient_time<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<Time>, D::Error> {
+    let text: Option<String> = Option::deserialize(deserializer)?;
+    Ok(text.and_then(|t| t.parse().ok().map(Time)))
 }
 
 /// Days and hours of the day a branch is kept awake, in a time zone.
@@ -146,9 +166,15 @@ pub struct LifecycleStatus {
     /// When it will sleep for being idle, unless there is activity before.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sleeps_at: Option<Time>,
-    /// When it will expire, unless there is activity before.
+    /// When it will expire, unless there is activity before. Never earlier than its warning
+    /// (`expiryWarnedAt`) plus the warning window.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<Time>,
+    /// When the `ExpiringSoon` warning (condition and Warning event) was first given for the
+    /// coming expiry. A branch is deleted only once the warning has stood for its whole window
+    /// (a fifth of `expireAfter`, else of `maxAge`, at most a day).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expiry_warned_at: Option<Time>,
     /// When it fell asleep and woke over the last week (the time awake and asleep, and what
     /// sleeping saved, are computed from it: `oksa status`, the metrics).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

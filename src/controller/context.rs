@@ -83,6 +83,8 @@ pub struct Context {
     pub waker_address: Option<std::net::SocketAddr>,
     /// Whether the cluster serves `metrics.k8s.io` (checked at start-up).
     pub metrics_api: bool,
+    /// Expiry deletions left per project this hour (`policy.expiry.maxDeletionsPerHour`).
+    pub expiry_budget: super::expiry_budget::ExpiryBudget,
 }
 
 /// BranchRelease reconciles running at once: enough to keep the API server busy.
@@ -181,6 +183,9 @@ impl Context {
             release_turns: FairTurns::new(RELEASE_CONCURRENCY),
             project_turns: FairTurns::new(PROJECT_CONCURRENCY),
             stopping: AtomicBool::new(false),
+            expiry_budget: super::expiry_budget::ExpiryBudget::new(
+                policy.expiry.max_deletions_per_hour,
+            ),
             policy,
             gateway_api,
             project_summaries,

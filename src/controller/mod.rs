@@ -9,6 +9,7 @@ pub mod coalesce;
 mod context;
 mod error;
 mod events;
+pub mod expiry_budget;
 mod finalizer;
 mod lenient;
 pub mod project;
@@ -89,6 +90,8 @@ pub async fn run(
         autoscalers,
     };
     let (caches_ready_tx, caches_ready) = tokio::sync::watch::channel(false);
+    // Expiry judges time by the API server's clock, not this machine's.
+    let clock = tokio::spawn(crate::clock::run(client.clone()));
     let gateway_api = gateway_api_installed(&client).await;
     let metrics_api = crate::usage::served(&client).await;
     let mut ctx = Context::new(
@@ -335,6 +338,7 @@ pub async fn run(
         stopping,
         waker
     );
+    clock.abort();
     info!("controllers stopped");
 }
 

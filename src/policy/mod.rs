@@ -12,6 +12,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::api::{AccessRole, PodSecurityLevel, Project, SubjectKind};
 
+mod lifecycle;
+pub use lifecycle::{ExpiryMode, ExpiryPolicy, GitopsMarks, LifecycleBounds};
+
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase", default, deny_unknown_fields)]
 pub struct Policy {
@@ -33,6 +36,12 @@ pub struct Policy {
     /// Namespaces a Project may name as its ingress controller's (the NetworkPolicy admits
     /// traffic from there). `*` alone: any.
     pub controller_namespaces: Vec<String>,
+    /// What expiry may do on its own.
+    pub expiry: ExpiryPolicy,
+    /// How far a BranchRelease may stretch its lifecycle past its Project's defaults.
+    pub branch_lifecycle: LifecycleBounds,
+    /// Declarative tools whose BranchReleases expiry never deletes, besides the built-in ones.
+    pub gitops: GitopsMarks,
 }
 
 impl Default for Policy {
@@ -70,6 +79,9 @@ impl Default for Policy {
                 "traefik.ingress.kubernetes.io/router.tls",
             ]),
             controller_namespaces: strings(&["ingress-nginx", "traefik", "kube-system"]),
+            expiry: ExpiryPolicy::default(),
+            branch_lifecycle: LifecycleBounds::default(),
+            gitops: GitopsMarks::default(),
         }
     }
 }
@@ -108,8 +120,15 @@ impl Policy {
     pub fn load(path: &Path) -> Result<Policy, String> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| format!("reading the policy {}: {e}", path.display()))?;
-        serde_yaml_ng::from_str(&text)
-            .map_err(|e| format!("the policy {} is not valid: {e}", path.display()))
+        let policy: Policy = serde_yaml_ng::from_str(&text)
+            .map_err(|e| format!("the policy {} is not valid: {e}", path.display()))?;
+        match policy.branch_lifecycle.invalid().first() {
+            Some(problem) => Err(format!(
+                "the policy {} is not valid: {problem}",
+                path.display()
+            )),
+            None => Ok(policy),
+        }
     }
 
     /// The first rule the Project breaks, if any.

@@ -54,7 +54,7 @@ pub fn ensure_running() {
                     client,
                     metrics,
                     ready,
-                    oksa::policy::Policy::default(),
+                    POLICY.get().cloned().unwrap_or_default(),
                     waker,
                     std::future::pending(),
                 )
@@ -63,6 +63,15 @@ pub fn ensure_running() {
         });
         installed_rx.recv().expect("the CRDs were installed");
     });
+}
+
+/// The in-process operator's policy, when a test binary needs another than the default.
+static POLICY: OnceLock<oksa::policy::Policy> = OnceLock::new();
+
+/// Sets the in-process operator's policy (call before the first Project of the binary is created;
+/// every test of the binary must set the same one).
+pub fn set_policy(policy: oksa::policy::Policy) {
+    let _ = POLICY.set(policy);
 }
 
 /// Anonymous wakes per project per hour of the in-process waker; set before the operator starts.

@@ -14,11 +14,17 @@ use crate::api::{
     BranchRelease, BranchReleaseStatus, ExpiryAction, Lifecycle, LifecycleState, LifecycleStatus,
     Phase, Project, activity_source, sleep_reason,
 };
+use crate::policy::{GitopsMarks, LifecycleBounds};
 
 /// The condition saying whether the branch sleeps, and why.
 pub const ASLEEP: &str = "Asleep";
-/// True some time before the branch expires (with a Warning event), so someone can keep it.
+/// True some time before the branch expires (with a Warning event), so someone can keep it. A
+/// branch expires only once this has stood for its warning window.
 pub const EXPIRING: &str = "ExpiringSoon";
+/// The reason of `ExpiringSoon` in the report-only expiry mode, once the branch would go.
+pub const WOULD_BE_DELETED: &str = "WouldBeDeleted";
+/// True when some of the branch's own lifecycle settings were held to the platform's bounds.
+pub const BOUNDED: &str = "LifecycleBounded";
 
 /// Annotations a keep-alive (`oksa keepalive`) and the waker write on a BranchRelease: activity
 /// recorded without touching its spec (so without a new generation or a GitOps diff).
@@ -63,10 +69,20 @@ pub struct Settings {
     pub wake_timeout: Duration,
     /// Awake hours (already checked by `validate`: one that does not parse is dropped here).
     pub schedule: Option<super::schedule::Schedule>,
+    /// What of the branch's own settings was held to the platform's bounds, said for people.
+    pub held_to_bounds: Vec<String>,
 }
 
 impl Settings {
-    pub fn of(release: &BranchRelease, project: &Project) -> Settings {
+    /// The branch's own settings (held to the platform's `bounds`), else its Project's
+    /// defaults. The production branch takes no expiry from the defaults: it expires only when
+    /// its own BranchRelease asks for it. `last_activity` is what a pin's bound counts from.
+    pub fn of(
+        release: &BranchRelease,
+        project: &Project,
+        bounds: &LifecycleBounds,
+        last_activity: Timestamp,
+    ) -> Settings {
         let own = release.spec.lifecycle.clone().unwrap_or_default();
         let defaults = project
             .spec
@@ -74,36 +90,115 @@ impl Settings {
             .as_ref()
             .and_then(|d| d.lifecycle.clone())
             .unwrap_or_default();
-        let pick = |field: fn(&Lifecycle) -> Option<&String>| {
-            field(&own)
-                .or(field(&defaults))
-                .and_then(|t| parse_duration(t))
-        };
         let production = project.spec.production_branch.as_deref() == Some(&release.spec.branch);
+        let mut held = Vec::new();
+        let mut pick = |field: fn(&Lifecycle) -> Option<&String>,
+                        name: &str,
+                        longest: &Option<String>,
+                        from_defaults: bool| {
+            let bound = longest.as_deref().and_then(parse_duration);
+            match field(&own).and_then(|t| parse_duration(t)) {
+                Some(asked) => match bound.filter(|b| asked > *b) {
+                    Some(bound) => {
+                        held.push(format!(
+                            "{name} {} is held to {} (policy.branchLifecycle)",
+                            field(&own).map(String::as_str).unwrap_or_default(),
+                            show(bound)
+                        ));
+                        Some(bound)
+                    }
+                    None => Some(asked),
+                },
+                None if from_defaults => field(&defaults).and_then(|t| parse_duration(t)),
+                None => None,
+            }
+        };
+        let sleep_after = pick(
+            |l| l.sleep_after.as_ref(),
+            "sleepAfter",
+            &bounds.longest_sleep_after,
+            true,
+        );
+        let expire_after = pick(
+            |l| l.expire_after.as_ref(),
+            "expireAfter",
+            &bounds.longest_expire_after,
+            !production,
+        );
+        let max_age = pick(
+            |l| l.max_age.as_ref(),
+            "maxAge",
+            &bounds.longest_max_age,
+            !production,
+        );
+        let wake_timeout = pick(|l| l.wake_timeout.as_ref(), "wakeTimeout", &None, true)
+            .unwrap_or(DEFAULT_WAKE_TIMEOUT);
+        let never_sleep = match own.never_sleep {
+            Some(true) if !bounds.never_sleep => {
+                held.push(
+                    "neverSleep is not allowed to branches (policy.branchLifecycle.neverSleep)"
+                        .into(),
+                );
+                defaults.never_sleep.unwrap_or(production)
+            }
+            Some(own) => own,
+            None => defaults.never_sleep.unwrap_or(production),
+        };
+        let pin_bound = bounds
+            .longest_pin
+            .as_deref()
+            .and_then(parse_duration)
+            .map(|longest| after(whole_seconds(last_activity), longest));
+        let pinned_until = match (own.pinned_until.as_ref().map(|t| t.0), pin_bound) {
+            (Some(pin), Some(bound)) if pin > bound => {
+                held.push(format!(
+                    "pinnedUntil {pin} is held to {bound} ({} after the last activity, \
+                     policy.branchLifecycle.longestPin)",
+                    bounds.longest_pin.as_deref().unwrap_or_default()
+                ));
+                Some(bound)
+            }
+            (Some(pin), _) => Some(pin),
+            (None, _) => defaults.pinned_until.as_ref().map(|t| t.0),
+        };
         Settings {
-            sleep_after: pick(|l| l.sleep_after.as_ref()),
-            never_sleep: own
-                .never_sleep
-                .or(defaults.never_sleep)
-                .unwrap_or(production),
-            expire_after: pick(|l| l.expire_after.as_ref()),
-            max_age: pick(|l| l.max_age.as_ref()),
+            sleep_after,
+            never_sleep,
+            expire_after,
+            max_age,
             on_expiry: own
                 .on_expiry
                 .or(defaults.on_expiry)
                 .unwrap_or(ExpiryAction::Delete),
-            pinned_until: own
-                .pinned_until
-                .clone()
-                .or(defaults.pinned_until.clone())
-                .map(|t| t.0),
-            wake_timeout: pick(|l| l.wake_timeout.as_ref()).unwrap_or(DEFAULT_WAKE_TIMEOUT),
+            pinned_until,
+            wake_timeout,
             schedule: own
                 .awake_schedule
                 .as_ref()
                 .or(defaults.awake_schedule.as_ref())
                 .and_then(|s| super::schedule::Schedule::parse(s).ok()),
+            held_to_bounds: held,
         }
+    }
+
+    /// How long the expiry warning stands before a branch may expire: a fifth of its
+    /// `expireAfter` (else of its `maxAge`), at most a day.
+    pub fn warning_window(&self) -> Duration {
+        self.expire_after
+            .or(self.max_age)
+            .map_or(Duration::ZERO, |d| d / 5)
+            .min(Duration::from_secs(86_400))
+    }
+}
+
+/// A duration as the CRD writes them (`7d`, `8h`, `30m`, `90s`).
+fn show(duration: Duration) -> String {
+    let seconds = duration.as_secs();
+    match seconds {
+        s if s % 86_400 == 0 => format!("{}d", s / 86_400),
+        s if s % 3600 == 0 => format!("{}h", s / 3600),
+        s if s % 60 == 0 => format!("{}m", s / 60),
+        s => format!("{s}s"),
     }
 }
 
@@ -163,10 +258,11 @@ pub struct Decision {
     pub asleep: bool,
     /// Every route leads to the waker.
     pub routes_to_waker: bool,
-    /// Expired and no GitOps tool manages it: delete the BranchRelease.
+    /// Expired, its warning stood for its window, and no declarative tool manages it: delete
+    /// the BranchRelease (within the project's hourly budget).
     pub delete: bool,
-    /// When the expiry warning starts (it is on when this is in the past).
-    pub warn_from: Option<Timestamp>,
+    /// As `delete`, in the report-only expiry mode: said, not done.
+    pub would_delete: bool,
     /// When the decision may change with no event to say so (a deadline), if ever.
     pub next_change: Option<Timestamp>,
 }
@@ -175,8 +271,10 @@ pub struct Decision {
 pub struct Facts<'a> {
     /// Scaled to zero through the scale subresource.
     pub scaled_to_zero: bool,
-    /// Argo CD or Flux manages the BranchRelease (see `managed_by_gitops`).
+    /// A declarative tool manages the BranchRelease (see `managed_by_gitops`).
     pub gitops_managed: bool,
+    /// The platform's expiry mode only reports (`policy.expiry.mode: Report`).
+    pub report_only: bool,
     pub created: Timestamp,
     pub previous: Option<&'a LifecycleStatus>,
     pub now: Timestamp,
@@ -208,22 +306,43 @@ pub fn decide(settings: &Settings, activity: &Activity, facts: &Facts) -> Decisi
             .filter(|_| !settings.never_sleep)
             .map(|d| after(last, d))
     };
-    let expires_at = [
+    // When it is due: unused for `expireAfter`, or older than `maxAge`; a pin postpones it.
+    let due = [
         settings.expire_after.map(|d| after(last, d)),
         settings.max_age.map(|d| after(facts.created, d)),
     ]
     .into_iter()
     .flatten()
     .min()
-    // A pin postpones expiry until it ends.
     .map(|at| settings.pinned_until.map_or(at, |pin| at.max(pin)));
+    // The warning is a precondition: a branch expires only once its warning has stood for the
+    // whole window, however late it was given (a changed default, an operator down for a day).
+    let window = SignedDuration::try_from(settings.warning_window()).unwrap_or_default();
+    let warn_from = due.and_then(|at| at.checked_sub(window).ok());
+    let previous = facts.previous;
+    let expiry_warned_at = warn_from.filter(|from| *from <= now).map(|from| {
+        previous
+            .and_then(|p| p.expiry_warned_at.as_ref())
+            .map(|t| t.0)
+            // A warning given before this due date's window began was for an earlier one.
+            .filter(|warned| *warned >= from && *warned <= now)
+            .unwrap_or(now)
+    });
+    let expires_at = due.map(|at| {
+        let stood = expiry_warned_at
+            .unwrap_or(now)
+            .checked_add(window)
+            .unwrap_or(Timestamp::MAX);
+        at.max(stood)
+    });
     let expired = expires_at.is_some_and(|at| at <= now);
     let keep_expired = facts.gitops_managed || settings.on_expiry == ExpiryAction::Sleep;
+    // Only reported, never done: the branch stays as it would be without expiry.
+    let would_delete = expired && !keep_expired && !facts.scaled_to_zero && facts.report_only;
 
-    let previous = facts.previous;
     let (state, reason) = if facts.scaled_to_zero {
         (LifecycleState::Sleeping, Some(sleep_reason::MANUAL))
-    } else if expired {
+    } else if expired && !would_delete {
         (LifecycleState::Expired, Some(sleep_reason::EXPIRED))
     } else if off_hours_sleep.is_some() {
         (LifecycleState::Sleeping, Some(sleep_reason::SCHEDULE))
@@ -254,16 +373,6 @@ pub fn decide(settings: &Settings, activity: &Activity, facts: &Facts) -> Decisi
         Some(p) if p.state == state && p.reason.as_deref() == reason => p.since.0,
         _ => now,
     };
-    let warn_from = match (settings.expire_after, expires_at) {
-        // A fifth of the unused time before expiry, at most a day.
-        (Some(expire_after), Some(at)) => {
-            let lead = (expire_after / 5).min(Duration::from_secs(86_400));
-            at.checked_sub(SignedDuration::try_from(lead).unwrap_or_default())
-                .ok()
-        }
-        (None, Some(at)) => Some(at),
-        _ => None,
-    };
     let wake_deadline =
         (state == LifecycleState::Waking).then(|| after(since, settings.wake_timeout));
     let schedule_change = schedule.and_then(|s| s.next_change(now));
@@ -288,41 +397,96 @@ pub fn decide(settings: &Settings, activity: &Activity, facts: &Facts) -> Decisi
             last_activity_source: activity.source.clone(),
             sleeps_at: sleeps_at.map(Time),
             expires_at: expires_at.map(Time),
+            expiry_warned_at: expiry_warned_at.map(Time),
             history: previous.map(|p| p.history.clone()).unwrap_or_default(),
         },
         asleep,
         routes_to_waker: state != LifecycleState::Awake,
-        delete: expired && !keep_expired && !facts.scaled_to_zero,
-        warn_from,
+        delete: expired && !keep_expired && !facts.scaled_to_zero && !facts.report_only,
+        would_delete,
         next_change,
     }
 }
 
-/// Whether a GitOps tool manages the BranchRelease: Argo CD's tracking annotation, Flux's
-/// labels, or a field manager of theirs. Such a BranchRelease is never deleted by expiry: the
-/// tool would create it again, or report drift for ever.
-pub fn managed_by_gitops(release: &BranchRelease) -> bool {
-    const ANNOTATIONS: [&str; 1] = ["argocd.argoproj.io/tracking-id"];
-    const LABELS: [&str; 3] = [
+/// The marks declarative tools leave on what they apply, as they really write them. A
+/// BranchRelease with any of them is never deleted by expiry: the tool would create it again
+/// (empty, its retained data left behind), or report drift for ever. Labels and annotations are
+/// `key` (any value) or `key=value`.
+pub const BUILT_IN_MARKS: BuiltInMarks = BuiltInMarks {
+    labels: &[
+        // Flux: kustomize-controller and helm-controller.
         "kustomize.toolkit.fluxcd.io/name",
         "helm.toolkit.fluxcd.io/name",
+        // Argo CD: its default tracking label (2.x: `app.kubernetes.io/instance`; the label
+        // key is configurable, and the older default was `argocd.argoproj.io/instance`).
+        "app.kubernetes.io/instance",
         "argocd.argoproj.io/instance",
-    ];
-    const MANAGERS: [&str; 4] = [
+        // Helm (`helm install`/`upgrade`, Helm 3 and 4).
+        "app.kubernetes.io/managed-by=Helm",
+        // kapp (Carvel).
+        "kapp.k14s.io/app",
+        "kapp.k14s.io/association",
+        // Fleet (Rancher): its object sets.
+        "objectset.rio.cattle.io/hash",
+    ],
+    annotations: &[
+        // Argo CD's annotation (and annotation+label) tracking.
+        "argocd.argoproj.io/tracking-id",
+        // Helm's ownership annotations.
+        "meta.helm.sh/release-name",
+        "kapp.k14s.io/identity",
+        "objectset.rio.cattle.io/id",
+    ],
+    managers: &[
         "argocd-controller",
         "argocd-application-controller",
         "kustomize-controller",
         "helm-controller",
-    ];
-    ANNOTATIONS
+        // Helm 4's server-side apply, and Helm 3's client-side apply.
+        "helm",
+        "kapp",
+        "fleet-agent",
+    ],
+};
+
+pub struct BuiltInMarks {
+    pub labels: &'static [&'static str],
+    pub annotations: &'static [&'static str],
+    pub managers: &'static [&'static str],
+}
+
+/// Whether `key` or `key=value` matches an entry of `map`.
+fn marked(map: &std::collections::BTreeMap<String, String>, mark: &str) -> bool {
+    match mark.split_once('=') {
+        Some((key, value)) => map.get(key).is_some_and(|v| v == value),
+        None => map.contains_key(mark),
+    }
+}
+
+/// Whether a declarative tool manages the BranchRelease: one of the built-in marks or the
+/// platform's (`policy.gitops`) in its labels, annotations or field managers. The watch keeps
+/// the field managers' names (not their fields) for this.
+pub fn managed_by_gitops(release: &BranchRelease, extra: &GitopsMarks) -> bool {
+    let labels = release.labels();
+    let annotations = release.annotations();
+    let by_label = BUILT_IN_MARKS
+        .labels
         .iter()
-        .any(|a| release.annotations().contains_key(*a))
-        || LABELS.iter().any(|l| release.labels().contains_key(*l))
-        || release
-            .managed_fields()
-            .iter()
-            .filter_map(|f| f.manager.as_deref())
-            .any(|m| MANAGERS.contains(&m))
+        .copied()
+        .chain(extra.labels.iter().map(String::as_str))
+        .any(|mark| marked(labels, mark));
+    let by_annotation = BUILT_IN_MARKS
+        .annotations
+        .iter()
+        .copied()
+        .chain(extra.annotations.iter().map(String::as_str))
+        .any(|mark| marked(annotations, mark));
+    let by_manager = release
+        .managed_fields()
+        .iter()
+        .filter_map(|f| f.manager.as_deref())
+        .any(|m| BUILT_IN_MARKS.managers.contains(&m) || extra.managers.iter().any(|e| e == m));
+    by_label || by_annotation || by_manager
 }
 
 /// Puts the lifecycle into a status computed for the rendering `decision` chose, once the
@@ -395,26 +559,44 @@ pub fn settle(
         ),
         _ => Desired::new(ASLEEP, false, "Awake", ""),
     };
-    let expiring = match (&lifecycle.expires_at, decision.warn_from) {
-        (Some(at), Some(from)) if from <= now && lifecycle.state != LifecycleState::Expired => {
-            Desired::new(
-                EXPIRING,
-                true,
-                "Unused",
-                format!(
-                    "expires at {} unless used before (a deploy, a request, `oksa keepalive`)",
-                    at.0
-                ),
-            )
-        }
+    let expiring = match (&lifecycle.expires_at, &lifecycle.expiry_warned_at) {
+        (Some(at), Some(_)) if decision.would_delete => Desired::new(
+            EXPIRING,
+            true,
+            WOULD_BE_DELETED,
+            format!(
+                "expired at {}: it would be deleted, but the platform's expiry mode only reports \
+                 (policy.expiry.mode: Report)",
+                at.0
+            ),
+        ),
+        (Some(at), Some(_)) if lifecycle.state != LifecycleState::Expired => Desired::new(
+            EXPIRING,
+            true,
+            "Unused",
+            format!(
+                "expires at {} unless used before (a deploy, a request, `oksa keepalive`)",
+                at.0
+            ),
+        ),
         _ => Desired::new(EXPIRING, false, "InUse", ""),
+    };
+    let bounded = if settings.held_to_bounds.is_empty() {
+        Desired::new(BOUNDED, false, "WithinBounds", "")
+    } else {
+        Desired::new(
+            BOUNDED,
+            true,
+            "HeldToPolicy",
+            settings.held_to_bounds.join("; "),
+        )
     };
     status
         .conditions
-        .retain(|c| c.type_ != ASLEEP && c.type_ != EXPIRING);
+        .retain(|c| c.type_ != ASLEEP && c.type_ != EXPIRING && c.type_ != BOUNDED);
     status.conditions.extend(conditions::merge(
         previous_conditions,
-        &[asleep_condition, expiring],
+        &[asleep_condition, expiring, bounded],
         status.observed_generation,
         now,
     ));
@@ -449,6 +631,7 @@ mod tests {
             pinned_until: None,
             wake_timeout: Duration::from_secs(30),
             schedule: None,
+            held_to_bounds: Vec::new(),
         }
     }
 
@@ -463,6 +646,7 @@ mod tests {
         Facts {
             scaled_to_zero: false,
             gitops_managed: false,
+            report_only: false,
             created: at(0),
             previous,
             now: at(now),
@@ -511,6 +695,7 @@ mod tests {
         let clock = |now: &str| Facts {
             scaled_to_zero: false,
             gitops_managed: false,
+            report_only: false,
             created: utc("2026-11-30T00:00:00Z"),
             previous: None,
             now: utc(now),
@@ -660,32 +845,221 @@ mod tests {
         assert!(!decision.asleep);
     }
 
+    /// Decides at each of `times` in turn, each time from the status the last one wrote.
+    fn follow(settings: &Settings, activity: &Activity, times: &[i64], gitops: bool) -> Decision {
+        let mut previous: Option<LifecycleStatus> = None;
+        let mut last = None;
+        for now in times {
+            let mut clock = facts(*now, previous.as_ref());
+            clock.gitops_managed = gitops;
+            let decision = decide(settings, activity, &clock);
+            previous = Some(decision.status.clone());
+            last = Some(decision);
+        }
+        last.unwrap()
+    }
+
     #[test]
-    fn expiry_deletes_a_plain_branch_marks_a_gitops_one_and_a_pin_postpones_it() {
-        let warned = decide(&settings(), &activity(0), &facts(850, None));
-        assert_eq!(warned.warn_from, Some(at(800)));
-        let plain = decide(&settings(), &activity(0), &facts(1000, None));
+    fn expiry_deletes_a_warned_plain_branch_marks_a_gitops_one_and_a_pin_postpones_it() {
+        // expireAfter 1000 s: warned from 800 s; first warned at 850 s, so deleted at 1050 s.
+        let warned = follow(&settings(), &activity(0), &[850], false);
+        assert_eq!(warned.status.expiry_warned_at, Some(Time(at(850))));
+        assert!(!warned.delete);
+        assert_eq!(warned.status.expires_at, Some(Time(at(1050))));
+        let early = follow(&settings(), &activity(0), &[850, 1049], false);
+        assert!(!early.delete);
+        let plain = follow(&settings(), &activity(0), &[850, 1050], false);
         assert!(plain.delete);
-        let mut gitops = facts(1000, None);
-        gitops.gitops_managed = true;
-        let marked = decide(&settings(), &activity(0), &gitops);
+        let marked = follow(&settings(), &activity(0), &[850, 1050], true);
         assert!(!marked.delete && marked.asleep);
         assert_eq!(marked.status.state, LifecycleState::Expired);
 
         let mut pinned = settings();
         pinned.pinned_until = Some(at(5000));
-        let held = decide(&pinned, &activity(0), &facts(1000, None));
+        let held = follow(&pinned, &activity(0), &[850, 1000], false);
         assert!(!held.delete);
         assert_eq!(held.status.expires_at, Some(Time(at(5000))));
     }
 
     #[test]
+    fn a_branch_first_seen_past_its_limit_is_warned_and_waits_the_whole_window() {
+        // Its operator was down: first looked at 5000 s, long past the 1000 s limit.
+        let first = follow(&settings(), &activity(0), &[5000], false);
+        assert!(!first.delete, "warned, not deleted");
+        assert_ne!(first.status.state, LifecycleState::Expired);
+        assert_eq!(first.status.expiry_warned_at, Some(Time(at(5000))));
+        assert_eq!(
+            first.status.expires_at,
+            Some(Time(at(5200))),
+            "the 200 s window"
+        );
+        assert_eq!(first.next_change, Some(at(5200)));
+        let early = follow(&settings(), &activity(0), &[5000, 5199], false);
+        assert!(!early.delete);
+        let due = follow(&settings(), &activity(0), &[5000, 5200], false);
+        assert!(due.delete);
+        // Activity in between withdraws the warning; a later one starts a window of its own.
+        let used = follow(&settings(), &activity(5100), &[5000, 5150], false);
+        assert_eq!(used.status.expiry_warned_at, None);
+        assert!(!used.delete);
+    }
+
+    #[test]
+    fn in_report_only_mode_an_expired_branch_is_said_to_go_and_stays_as_it_is() {
+        let mut previous = None;
+        let mut decision = None;
+        for now in [850, 1000] {
+            let mut clock = facts(now, previous.as_ref());
+            clock.report_only = true;
+            let decided = decide(&settings(), &activity(900), &clock);
+            previous = Some(decided.status.clone());
+            decision = Some(decided);
+        }
+        let decision = decision.unwrap();
+        assert!(!decision.delete);
+        assert!(!decision.would_delete, "activity at 900 s: not yet");
+        let mut clock = facts(1900, previous.as_ref());
+        clock.report_only = true;
+        let warned = decide(&settings(), &activity(900), &clock);
+        let mut clock = facts(2100, Some(&warned.status));
+        clock.report_only = true;
+        let expired = decide(&settings(), &activity(900), &clock);
+        assert!(expired.would_delete && !expired.delete);
+        assert_ne!(expired.status.state, LifecycleState::Expired);
+    }
+
+    fn release_with(lifecycle: serde_json::Value, branch: &str) -> BranchRelease {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "oksa.dev/v1alpha1", "kind": "BranchRelease",
+            "metadata": {"name": "b", "namespace": "shop"},
+            "spec": {"project": "shop", "branch": branch, "components": [], "lifecycle": lifecycle}
+        }))
+        .unwrap()
+    }
+
+    fn project_with(defaults: serde_json::Value) -> Project {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "oksa.dev/v1alpha1", "kind": "Project", "metadata": {"name": "shop"},
+            "spec": {"domain": "shop.example.com", "productionBranch": "main",
+                     "defaults": {"lifecycle": defaults}}
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn the_production_branch_takes_no_expiry_from_the_defaults_only_its_own() {
+        let project = project_with(serde_json::json!({"expireAfter": "14d", "maxAge": "90d"}));
+        let bounds = LifecycleBounds::default();
+        let main = Settings::of(
+            &release_with(serde_json::json!({}), "main"),
+            &project,
+            &bounds,
+            at(0),
+        );
+        assert_eq!((main.expire_after, main.max_age), (None, None));
+        let feature = Settings::of(
+            &release_with(serde_json::json!({}), "feat"),
+            &project,
+            &bounds,
+            at(0),
+        );
+        assert_eq!(feature.expire_after, Some(Duration::from_secs(14 * 86_400)));
+        let asked = Settings::of(
+            &release_with(serde_json::json!({"maxAge": "365d"}), "main"),
+            &project,
+            &bounds,
+            at(0),
+        );
+        assert_eq!(asked.max_age, Some(Duration::from_secs(365 * 86_400)));
+    }
+
+    #[test]
+    fn a_branch_is_held_to_the_platforms_bounds_and_says_so() {
+        let project = project_with(serde_json::json!({"sleepAfter": "1h"}));
+        let bounds = LifecycleBounds {
+            longest_pin: Some("1d".into()),
+            longest_sleep_after: Some("8h".into()),
+            longest_expire_after: Some("30d".into()),
+            longest_max_age: None,
+            never_sleep: false,
+        };
+        let release = release_with(
+            serde_json::json!({"pinnedUntil": "2099-01-01T00:00:00Z", "sleepAfter": "999d",
+                               "expireAfter": "31d", "maxAge": "999d", "neverSleep": true}),
+            "feat",
+        );
+        let settings = Settings::of(&release, &project, &bounds, at(0));
+        assert_eq!(settings.pinned_until, Some(at(86_400)));
+        assert_eq!(settings.sleep_after, Some(Duration::from_secs(8 * 3600)));
+        assert_eq!(
+            settings.expire_after,
+            Some(Duration::from_secs(30 * 86_400))
+        );
+        assert_eq!(
+            settings.max_age,
+            Some(Duration::from_secs(999 * 86_400)),
+            "unbounded"
+        );
+        assert!(!settings.never_sleep);
+        assert_eq!(
+            settings.held_to_bounds.len(),
+            4,
+            "{:?}",
+            settings.held_to_bounds
+        );
+        let within = Settings::of(
+            &release_with(serde_json::json!({}), "feat"),
+            &project,
+            &bounds,
+            at(0),
+        );
+        assert!(within.held_to_bounds.is_empty());
+    }
+
+    #[test]
     fn gitops_tools_are_recognised_by_their_marks() {
-        let mut release = BranchRelease::new("main", Default::default());
-        assert!(!managed_by_gitops(&release));
-        release
-            .labels_mut()
-            .insert("kustomize.toolkit.fluxcd.io/name".into(), "apps".into());
-        assert!(managed_by_gitops(&release));
+        let none = GitopsMarks::default();
+        let plain = BranchRelease::new("main", Default::default());
+        assert!(!managed_by_gitops(&plain, &none));
+        let with_label = |key: &str, value: &str| {
+            let mut release = plain.clone();
+            release.labels_mut().insert(key.into(), value.into());
+            release
+        };
+        assert!(managed_by_gitops(
+            &with_label("kustomize.toolkit.fluxcd.io/name", "apps"),
+            &none
+        ));
+        assert!(managed_by_gitops(
+            &with_label("app.kubernetes.io/instance", "shop"),
+            &none
+        ));
+        assert!(managed_by_gitops(
+            &with_label("app.kubernetes.io/managed-by", "Helm"),
+            &none
+        ));
+        assert!(!managed_by_gitops(
+            &with_label("app.kubernetes.io/managed-by", "me"),
+            &none
+        ));
+        let mut helm = plain.clone();
+        helm.annotations_mut()
+            .insert("meta.helm.sh/release-name".into(), "branches".into());
+        assert!(managed_by_gitops(&helm, &none));
+        let mut applied = plain.clone();
+        applied.metadata.managed_fields = Some(vec![
+            k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry {
+                manager: Some("argocd-controller".into()),
+                ..Default::default()
+            },
+        ]);
+        assert!(managed_by_gitops(&applied, &none));
+        let platform = GitopsMarks {
+            labels: vec!["platform.example/owner=gitops".into()],
+            ..Default::default()
+        };
+        let marked = with_label("platform.example/owner", "gitops");
+        assert!(!managed_by_gitops(&marked, &none));
+        assert!(managed_by_gitops(&marked, &platform));
     }
 }

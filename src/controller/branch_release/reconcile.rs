@@ -69,7 +69,8 @@ async fn reconcile_release(release: Arc<BranchRelease>, ctx: &Context) -> Result
     if release.metadata.deletion_timestamp.is_some() {
         // The garbage collector removes the children; retained volumes are detached first.
         if finalizer::has(release.as_ref(), labels::VOLUMES_FINALIZER) {
-            claims::finalize(ctx, &release, &namespace).await?;
+            let unreadable = release.annotations().contains_key(labels::UNREADABLE);
+            claims::finalize(ctx, &release, &namespace, unreadable).await?;
             finalizer::remove(&api, release.as_ref(), labels::VOLUMES_FINALIZER).await?;
         }
         return Ok(Action::await_change());
@@ -117,17 +118,20 @@ async fn reconcile_release(release: Arc<BranchRelease>, ctx: &Context) -> Result
             .wrote("BranchRelease", &release.name_any(), "finalizer");
     }
 
-    // Asleep or awake: decided before rendering, since it shapes what is rendered.
-    let now = Timestamp::now();
-    let settings = lifecycle::Settings::of(&release, project);
+    // Asleep or awake: decided before rendering, since it shapes what is rendered. Time is the
+    // API server's: deadlines are judged against the timestamps it wrote.
+    let now = crate::clock::now();
     let activity = lifecycle::last_activity(&release, now);
+    let settings =
+        lifecycle::Settings::of(&release, project, &ctx.policy.branch_lifecycle, activity.at);
     let previous_lifecycle = release.status.as_ref().and_then(|s| s.lifecycle.clone());
     let decision = lifecycle::decide(
         &settings,
         &activity,
         &lifecycle::Facts {
             scaled_to_zero: release.spec.replicas == Some(0),
-            gitops_managed: lifecycle::managed_by_gitops(&release),
+            gitops_managed: lifecycle::managed_by_gitops(&release, &ctx.policy.gitops),
+            report_only: ctx.policy.expiry.mode == crate::policy::ExpiryMode::Report,
             created: release
                 .metadata
                 .creation_timestamp
@@ -137,8 +141,28 @@ async fn reconcile_release(release: Arc<BranchRelease>, ctx: &Context) -> Result
             now,
         },
     );
+    let branch_key = format!("{namespace}/{}", release.name_any());
+    // Past the project's hourly budget, an expired branch waits (Expired, asleep) for a slot.
+    let mut budget_free_at = None;
     if decision.delete {
-        return expire(ctx, &api, &release, &activity).await;
+        match ctx
+            .expiry_budget
+            .take(&release.spec.project, &branch_key, now)
+        {
+            Ok(()) => return expire(ctx, &api, &release, &activity).await,
+            Err(free_at) => {
+                ctx.metrics
+                    .expiry
+                    .get_or_create(&crate::metrics::ExpiryLabels {
+                        project: release.spec.project.clone(),
+                        action: "deferred",
+                    })
+                    .inc();
+                budget_free_at = Some(free_at);
+            }
+        }
+    } else {
+        ctx.expiry_budget.forget(&release.spec.project, &branch_key);
     }
     let rendering = Rendering {
         asleep: decision.asleep,
@@ -317,7 +341,7 @@ async fn reconcile_release(release: Arc<BranchRelease>, ctx: &Context) -> Result
         &decision,
         &settings,
         &previous_conditions,
-        Timestamp::now(),
+        crate::clock::now(),
     );
     let ready = matches!(
         new_status.phase,
@@ -336,9 +360,14 @@ async fn reconcile_release(release: Arc<BranchRelease>, ctx: &Context) -> Result
         // Changes of the children and their pods trigger reconciles; this is only a safety net.
         Duration::from_secs(120)
     };
-    // A lifecycle deadline (sleep, expiry, its warning, a wake's timeout) comes with no event.
-    let next = decision.next_change.map_or(next, |at| {
-        let until = at.duration_since(Timestamp::now());
+    // A lifecycle deadline (sleep, expiry, its warning, a wake's timeout, a free slot of the
+    // expiry budget) comes with no event.
+    let deadline = [decision.next_change, budget_free_at]
+        .into_iter()
+        .flatten()
+        .min();
+    let next = deadline.map_or(next, |at| {
+        let until = at.duration_since(crate::clock::now());
         next.min(Duration::try_from(until).unwrap_or_default() + Duration::from_millis(100))
     });
     // A held progress report is written once its window has passed.
@@ -393,7 +422,15 @@ async fn expire(
         ..Default::default()
     };
     match api.delete(&release.name_any(), &params).await {
-        Ok(_) => {}
+        Ok(_) => {
+            ctx.metrics
+                .expiry
+                .get_or_create(&crate::metrics::ExpiryLabels {
+                    project: release.spec.project.clone(),
+                    action: "deleted",
+                })
+                .inc();
+        }
         Err(kube::Error::Api(status)) if status.code == 404 || status.code == 409 => {}
         Err(error) => return Err(error.into()),
     }
@@ -533,6 +570,15 @@ async fn write_status(
         .wrote(&key, Instant::now(), versions, rolling_out);
 
     for (note, warning, reason) in milestones(&old_status, &new_status) {
+        if reason == "WouldExpire" {
+            ctx.metrics
+                .expiry
+                .get_or_create(&crate::metrics::ExpiryLabels {
+                    project: release.spec.project.clone(),
+                    action: "would_delete",
+                })
+                .inc();
+        }
         events::publish(ctx, release, warning, &reason, note).await;
     }
     Ok(None)
@@ -597,7 +643,12 @@ fn milestones(old: &BranchReleaseStatus, new: &BranchReleaseStatus) -> Vec<(Stri
     if let Some(expiring) = transition(lifecycle::EXPIRING)
         && expiring.status == "True"
     {
-        found.push((expiring.message.clone(), true, "ExpiringSoon".into()));
+        let reason = if expiring.reason == lifecycle::WOULD_BE_DELETED {
+            "WouldExpire"
+        } else {
+            "ExpiringSoon"
+        };
+        found.push((expiring.message.clone(), true, reason.into()));
     }
     found
 }

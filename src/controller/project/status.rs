@@ -129,6 +129,29 @@ pub fn usage_condition(metrics_api: bool) -> Desired {
 /// The condition of `usage_condition`.
 pub const USAGE_MEASURED: &str = "UsageMeasured";
 
+/// The condition of `expiry_condition`.
+pub const EXPIRY_LIMITED: &str = "ExpiryLimited";
+
+/// Whether expired branches wait because the project used its hourly budget of expiry
+/// deletions (`policy.expiry.maxDeletionsPerHour`), naming them.
+pub fn expiry_condition(waiting: &[String], per_hour: u32) -> Desired {
+    if waiting.is_empty() {
+        Desired::new(EXPIRY_LIMITED, false, "WithinBudget", "")
+    } else {
+        Desired::new(
+            EXPIRY_LIMITED,
+            true,
+            "DeletionBudgetSpent",
+            format!(
+                "{} expired branches wait, asleep: at most {per_hour} expiry deletions per project \
+                 per hour (policy.expiry.maxDeletionsPerHour): {}",
+                waiting.len(),
+                waiting.join(", ")
+            ),
+        )
+    }
+}
+
 pub fn compute(
     project: &Project,
     outcome: &Outcome,
