@@ -514,3 +514,29 @@ async fn a_branch_deleted_from_git_is_pruned_and_its_retained_volume_stays() {
         .unwrap();
     repo.cleanup(&[&platform]).await;
 }
+
+#[tokio::test]
+async fn a_branch_flux_applies_expires_into_sleep_and_is_never_deleted() {
+    if !local_plane() {
+        return;
+    }
+    let mut repo = Repo::new("flux-expiry").await;
+    let project = repo.name.clone();
+    let mut files = files(&project, &[("idle", "nginx:1.27", false)]);
+    // The Project's branches expire after 6 s without activity.
+    files[0].1 = format!(
+        "apiVersion: oksa.dev/v1alpha1\nkind: Project\nmetadata: {{name: {project}}}\n\
+         spec: {{domain: {project}.test, defaults: {{lifecycle: {{expireAfter: 6s}}}}}}\n"
+    );
+    let (platform, apps) = repo.start(&files).await;
+    let releases: Api<BranchRelease> = Api::namespaced(support::client().await, &project);
+    let expired = support::eventually(TIMEOUT, "the Flux branch Expired", || async {
+        let release = releases.get_opt("idle").await.ok()??;
+        (release.status.as_ref()?.phase == Some(Phase::Expired)).then_some(release)
+    })
+    .await;
+    // Flux applied it (its label and field manager), so expiry put it to sleep instead.
+    assert!(expired.metadata.deletion_timestamp.is_none());
+    assert_eq!(managers(&expired).0, ["kustomize-controller"]);
+    repo.cleanup(&[&apps, &platform]).await;
+}

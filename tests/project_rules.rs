@@ -53,7 +53,18 @@ async fn a_project_gets_a_namespace_with_access_quota_and_isolation() {
         namespace.labels()["pod-security.kubernetes.io/enforce"],
         "baseline"
     );
-    assert_eq!(namespace.owner_references()[0].name, project.name);
+    // Proven Oksa's for this Project by its UID; no owner reference, so the garbage collector
+    // never deletes it (with retained data in it) on its own.
+    let uid = project
+        .api()
+        .get(&project.name)
+        .await
+        .unwrap()
+        .metadata
+        .uid
+        .unwrap();
+    assert_eq!(namespace.annotations()["oksa.dev/project-uid"], uid);
+    assert!(namespace.owner_references().is_empty());
 
     let bindings = project
         .namespaced::<RoleBinding>()
