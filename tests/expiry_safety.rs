@@ -12,10 +12,9 @@ mod support;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::Event;
 use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
-use kube::api::{ListParams, Patch, PatchParams};
+use kube::api::{Patch, PatchParams};
 use oksa::api::{BranchRelease, LifecycleState, Phase};
 use serde_json::json;
 use support::eventually;
@@ -129,16 +128,7 @@ async fn expiry_waits_out_its_warning_spares_production_and_keeps_to_its_budget(
         stood >= 9.0,
         "{deleted} was deleted {stood:.1} s after its warning, before the 10 s window"
     );
-    let events = project
-        .namespaced::<Event>()
-        .list(&ListParams::default().fields(&format!("involvedObject.name={deleted}")))
-        .await
-        .unwrap();
-    let reasons: Vec<_> = events
-        .items
-        .iter()
-        .filter_map(|e| e.reason.clone())
-        .collect();
+    let reasons = project.event_reasons(deleted).await;
     assert!(
         reasons.iter().any(|r| r == "ExpiringSoon") && reasons.iter().any(|r| r == "Expired"),
         "{reasons:?}"
@@ -243,15 +233,7 @@ async fn expiry_never_deletes_what_a_declarative_tool_applied() {
     apply_as(&project, "plain", "deployer", json!({})).await;
 
     let releases = project.releases();
-    eventually(LONG, "the plain branch deleted by expiry", || async {
-        releases
-            .get_opt("plain")
-            .await
-            .ok()?
-            .is_none()
-            .then_some(())
-    })
-    .await;
+    support::wait_deleted(&releases, "plain", LONG).await;
     for name in ["helm", "argocd", "argocd-manager", "platform"] {
         let release = eventually(LONG, &format!("{name} Expired, not deleted"), || async {
             let release = releases.get_opt(name).await.ok()??;

@@ -13,10 +13,10 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{Event, PersistentVolumeClaim};
+use k8s_openapi::api::core::v1::PersistentVolumeClaim;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::Ingress;
-use kube::api::{ListParams, Patch, PatchParams, PostParams};
+use kube::api::{Patch, PatchParams, PostParams};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, ResourceExt};
 use oksa::api::{BranchRelease, BranchReleaseStatus, LifecycleState, Phase};
@@ -578,15 +578,7 @@ async fn expiry_deletes_a_plain_branch_marks_a_gitops_one_and_a_pin_holds() {
     pinned["lifecycle"] = json!({"pinnedUntil": in_an_hour.to_string()});
     project.create_release("pinned", pinned).await;
 
-    eventually(LONG, "the plain branch deleted", || async {
-        releases
-            .get_opt("plain")
-            .await
-            .ok()?
-            .is_none()
-            .then_some(())
-    })
-    .await;
+    support::wait_deleted(&releases, "plain", LONG).await;
     let expired = until_state(&project, "flux", LifecycleState::Expired).await;
     let status = expired.status.unwrap();
     eventually(LONG, "phase Expired", || async {
@@ -597,18 +589,8 @@ async fn expiry_deletes_a_plain_branch_marks_a_gitops_one_and_a_pin_holds() {
     assert_eq!(replicas(&project, "flux-web").await, Some(0));
     assert!(status.lifecycle.unwrap().expires_at.is_some());
     // It was warned about first.
-    let events = Api::<Event>::namespaced(project.client.clone(), &project.namespace)
-        .list(&ListParams::default().fields("involvedObject.name=flux"))
-        .await
-        .unwrap();
-    assert!(
-        events
-            .items
-            .iter()
-            .any(|e| e.reason.as_deref() == Some("ExpiringSoon")),
-        "{:?}",
-        events.items.iter().map(|e| &e.reason).collect::<Vec<_>>()
-    );
+    let reasons = project.event_reasons("flux").await;
+    assert!(reasons.iter().any(|r| r == "ExpiringSoon"), "{reasons:?}");
     let pinned = releases.get("pinned").await.unwrap();
     let lifecycle = pinned.status.unwrap().lifecycle.unwrap();
     assert_eq!(lifecycle.state, LifecycleState::Awake);

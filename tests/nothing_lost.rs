@@ -15,7 +15,7 @@ mod support;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{Event, Namespace, PersistentVolumeClaim};
+use k8s_openapi::api::core::v1::{Namespace, PersistentVolumeClaim};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::api::{DeleteParams, ListParams, PropagationPolicy};
 use kube::{Api, ResourceExt};
@@ -216,19 +216,8 @@ async fn retained_data_survives_every_deletion_and_report_only_expiry_deletes_no
         LifecycleState::Awake,
         "report-only: nothing changes"
     );
-    let events = reported
-        .namespaced::<Event>()
-        .list(&ListParams::default().fields("involvedObject.name=idle"))
-        .await
-        .unwrap();
-    assert!(
-        events
-            .items
-            .iter()
-            .any(|e| e.reason.as_deref() == Some("WouldExpire")),
-        "{:?}",
-        events.items.iter().map(|e| &e.reason).collect::<Vec<_>>()
-    );
+    let reasons = reported.event_reasons("idle").await;
+    assert!(reasons.iter().any(|r| r == "WouldExpire"), "{reasons:?}");
     let would = operator.counter("oksa_expiry_total", "deleted").await;
     assert!(would >= 1.0, "oksa_expiry_total would_delete: {would}");
     // WouldBeDeleted is set by the very decision that deletes in the Delete mode.

@@ -145,6 +145,18 @@ impl TestProject {
         .await
     }
 
+    /// The reasons of the Events about object `name` of the project's namespace.
+    pub async fn event_reasons(&self, name: &str) -> Vec<String> {
+        self.namespaced::<k8s_openapi::api::core::v1::Event>()
+            .list(&kube::api::ListParams::default().fields(&format!("involvedObject.name={name}")))
+            .await
+            .expect("listing events")
+            .items
+            .into_iter()
+            .filter_map(|e| e.reason)
+            .collect()
+    }
+
     pub async fn cleanup(self) {
         let _ = self
             .api()
