@@ -18,19 +18,53 @@ pub struct Cli {
     pub command: Command,
 }
 
-/// The waker: what the routes of a sleeping branch lead to.
+/// The edge (`oksa edge`): the front door of sleeping branches' URLs.
 #[derive(clap::Args, Debug, Clone)]
-pub struct WakerArgs {
-    /// Address the waker listens on.
-    #[arg(long, env = "OKSA_WAKER_LISTEN", default_value = "0.0.0.0:8081")]
-    pub waker_listen: SocketAddr,
-    /// IP the routes reach the waker at (the chart passes the pod's IP). Without it there is no
-    /// waker: sleeping branches wake only on a deploy, a keep-alive or a scale-up.
-    #[arg(long, env = "OKSA_WAKER_IP")]
-    pub waker_ip: Option<std::net::IpAddr>,
-    /// Anonymous wakes per project per hour; past it the waiting page asks for a click.
+pub struct EdgeArgs {
+    /// Address the edge serves branch traffic on.
+    #[arg(long, env = "OKSA_EDGE_LISTEN", default_value = "0.0.0.0:8081")]
+    pub listen: SocketAddr,
+    /// Address of its /metrics, /healthz and /readyz.
+    #[arg(long, env = "OKSA_LISTEN", default_value = "0.0.0.0:8080")]
+    pub health_listen: SocketAddr,
+    /// Log as text (for a terminal) or JSON lines (for a log collector).
+    #[arg(long, env = "OKSA_LOG_FORMAT", value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+    /// Anonymous wakes per project per hour; past it the waiting page asks for a click (and
+    /// clicks have a cap of the same size).
     #[arg(long, env = "OKSA_WAKE_CAP_PER_HOUR", default_value_t = 30)]
     pub wake_cap_per_hour: u32,
+    /// Open connections at most; past it, new ones are closed at once.
+    #[arg(long, env = "OKSA_EDGE_MAX_CONNECTIONS", default_value_t = 4096)]
+    pub max_connections: usize,
+    /// Seconds a client has to send a request's headers.
+    #[arg(long, env = "OKSA_EDGE_HEADER_TIMEOUT", default_value_t = 10)]
+    pub header_timeout: u64,
+    /// Requests per second of one client (by the address the ingress controller forwards).
+    #[arg(long, env = "OKSA_EDGE_CLIENT_RATE", default_value_t = 20)]
+    pub client_rate: u32,
+    /// Requests one client may send at once above its rate.
+    #[arg(long, env = "OKSA_EDGE_CLIENT_BURST", default_value_t = 60)]
+    pub client_burst: u32,
+    /// Clients held at once while their branch wakes.
+    #[arg(long, env = "OKSA_EDGE_MAX_HELD", default_value_t = 512)]
+    pub max_held: usize,
+}
+
+impl EdgeArgs {
+    pub fn config(&self) -> crate::edge::EdgeConfig {
+        crate::edge::EdgeConfig {
+            cap_per_hour: self.wake_cap_per_hour,
+            connections: crate::edge::server::ConnectionLimits {
+                max_connections: self.max_connections,
+                header_read_timeout: std::time::Duration::from_secs(self.header_timeout.max(1)),
+                ..Default::default()
+            },
+            per_client_per_second: self.client_rate,
+            per_client_burst: self.client_burst,
+            max_held: self.max_held,
+        }
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -58,9 +92,15 @@ pub enum Command {
         /// Who this process is in the Lease (default: $POD_NAME, else the host name and PID).
         #[arg(long, env = "POD_NAME")]
         identity: Option<String>,
-        #[command(flatten)]
-        waker: WakerArgs,
+        /// The edge's Service (`namespace/name`): each project namespace's `oksa-edge` Service
+        /// leads to its ready pods. Without it, sleeping branches wake only on a deploy, a
+        /// keep-alive or a scale-up. The chart sets it.
+        #[arg(long, env = "OKSA_EDGE_SERVICE")]
+        edge_service: Option<crate::controller::edge_endpoints::EdgeService>,
     },
+    /// Serve the edge: the front door of sleeping branches' URLs (the waiting page, the wake on a
+    /// person's request). Run apart from the operator, as many replicas as wanted.
+    Edge(EdgeArgs),
     /// Try Oksa on this machine: start the local control plane (unless KUBECONFIG is set), run
     /// the operator, apply examples/ and show the branches until every one is Ready.
     Demo {

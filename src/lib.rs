@@ -10,6 +10,7 @@ pub mod controller;
 pub mod crd;
 pub mod demo;
 pub mod deploy;
+pub mod edge;
 pub mod gateway_api;
 pub mod heap;
 pub mod keepalive;
@@ -26,7 +27,6 @@ pub mod status;
 pub mod table;
 pub mod telemetry;
 pub mod usage;
-pub mod waker;
 
 #[cfg(test)]
 mod test_fixtures;

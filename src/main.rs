@@ -36,7 +36,7 @@ async fn run() -> ExitCode {
             policy,
             leader_election_namespace,
             identity,
-            waker,
+            edge_service,
         } => {
             oksa::telemetry::init(log_format);
             let election = leader_election_namespace.map(|namespace| oksa::leader::Election {
@@ -46,7 +46,20 @@ async fn run() -> ExitCode {
                     format!("{host}-{}", std::process::id())
                 }),
             });
-            oksa::run::run(listen, install_crds, policy.as_deref(), election, waker)
+            oksa::run::run(
+                listen,
+                install_crds,
+                policy.as_deref(),
+                election,
+                edge_service,
+            )
+            .await
+            .map(|()| ExitCode::SUCCESS)
+            .map_err(|e| e.to_string())
+        }
+        Command::Edge(args) => {
+            oksa::telemetry::init(args.log_format);
+            oksa::run::edge(args)
                 .await
                 .map(|()| ExitCode::SUCCESS)
                 .map_err(|e| e.to_string())

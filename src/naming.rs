@@ -39,11 +39,14 @@ pub fn release_name(branch: &str) -> String {
     format!("{name}-{}", short_hash(branch))
 }
 
-/// The Service in each project namespace whose endpoint is the operator's waker: the routes of a
+/// The Service in each project namespace whose endpoints are the edge's pods: the routes of a
 /// sleeping branch lead to it. No branch's object may take this name.
-pub const WAKER_SERVICE: &str = "oksa-waker";
-/// The waker Service's port.
-pub const WAKER_PORT: i32 = 80;
+pub const EDGE_SERVICE: &str = "oksa-edge";
+/// Its name before the edge was a component of its own (the waker ran in the operator); Oksa
+/// removes it from the namespaces it manages.
+pub const LEGACY_WAKER_SERVICE: &str = "oksa-waker";
+/// The edge Service's port.
+pub const EDGE_PORT: i32 = 80;
 
 /// The branch's host inside the project's domain.
 pub fn host(release_name: &str, domain: &str) -> String {

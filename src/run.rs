@@ -41,7 +41,7 @@ pub async fn run(
     install_crds: bool,
     policy: Option<&std::path::Path>,
     election: Option<crate::leader::Election>,
-    waker: crate::cli::WakerArgs,
+    edge_service: Option<crate::controller::edge_endpoints::EdgeService>,
 ) -> Result<(), StartError> {
     let policy = match policy {
         Some(path) => crate::policy::Policy::load(path).map_err(StartError::Policy)?,
@@ -57,28 +57,11 @@ pub async fn run(
         .map_err(|e| StartError::Listen(listen, e))?;
     let server = crate::server::serve(listener, metrics.clone(), ready.clone(), shutdown.clone());
     let server = tokio::spawn(server);
-    let waker = match waker.waker_ip {
-        Some(ip) => {
-            let listener = tokio::net::TcpListener::bind(waker.waker_listen)
-                .await
-                .map_err(|e| StartError::Listen(waker.waker_listen, e))?;
-            let port = listener
-                .local_addr()
-                .map_err(|e| StartError::Listen(waker.waker_listen, e))?
-                .port();
-            Some(crate::waker::Waker {
-                listener,
-                address: SocketAddr::new(ip, port),
-                cap_per_hour: waker.wake_cap_per_hour,
-            })
-        }
-        None => {
-            info!(
-                "no --waker-ip: sleeping branches wake only on a deploy, a keep-alive or a scale-up"
-            );
-            None
-        }
-    };
+    if edge_service.is_none() {
+        info!(
+            "no --edge-service: sleeping branches wake only on a deploy, a keep-alive or a scale-up"
+        );
+    }
 
     if install_crds {
         crate::crd::install(&client)
@@ -123,12 +106,34 @@ pub async fn run(
         warn!("reconciles still running after {SHUTDOWN_GRACE:?}; exiting anyway");
     };
     tokio::select! {
-        () = crate::controller::run(client, metrics, ready, policy, waker, shutdown.clone()) => {}
+        () = crate::controller::run(client, metrics, ready, policy, edge_service, shutdown.clone()) => {}
         () = grace => {}
         // Another operator may be writing already: stop now, not after a grace period.
         () = lost => return Err(StartError::LostLease),
     }
     finish(server, listen).await
+}
+
+/// `oksa edge`: serves branch traffic until SIGTERM, then drains open connections.
+pub async fn edge(args: crate::cli::EdgeArgs) -> Result<(), StartError> {
+    let client = Client::try_default().await.map_err(StartError::Connect)?;
+    let ready = Arc::new(crate::readiness::Readiness::default());
+    let shutdown = shutdown_signal().shared();
+    let health = tokio::net::TcpListener::bind(args.health_listen)
+        .await
+        .map_err(|e| StartError::Listen(args.health_listen, e))?;
+    let traffic = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .map_err(|e| StartError::Listen(args.listen, e))?;
+    let server = tokio::spawn(crate::server::serve(
+        health,
+        Metrics::default(),
+        ready.clone(),
+        shutdown.clone(),
+    ));
+    tokio::spawn(crate::api_probe::run(client.clone(), ready.clone()));
+    crate::edge::run(client, traffic, args.config(), ready, shutdown).await;
+    finish(server, args.health_listen).await
 }
 
 async fn finish(

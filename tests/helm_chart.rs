@@ -308,6 +308,10 @@ async fn the_chart_installs_and_its_rbac_is_enough_and_no_more() {
         .arg(&policy)
         // As the chart runs it: leading through a Lease of its namespace (the chart's Role).
         .args(["--leader-election-namespace", &namespace.name])
+        .args([
+            "--edge-service",
+            &format!("{}/{release}-edge", namespace.name),
+        ])
         .env("KUBECONFIG", &kubeconfig)
         .env("OKSA_LISTEN", format!("127.0.0.1:{port}"))
         .env("OKSA_LOG_FORMAT", "json")
@@ -408,6 +412,8 @@ async fn the_chart_installs_and_its_rbac_is_enough_and_no_more() {
         .await
     );
 
+    edge_is_followed_and_confined(&namespace, &release, &project.namespace).await;
+
     // SIGTERM: a clean, prompt exit.
     let pid = operator.0.id();
     run(Command::new("kill").args(["-TERM", &pid.to_string()]));
@@ -435,4 +441,94 @@ async fn the_chart_installs_and_its_rbac_is_enough_and_no_more() {
     project.cleanup().await;
     run(tool("helm").args(["uninstall", &release, "--namespace", &namespace.name]));
     namespace.cleanup().await;
+}
+
+/// The chart's edge: its two (kwok) pods are what each project namespace's `oksa-edge` Service
+/// leads to, and `oksa edge` as the edge's ServiceAccount can serve (its caches fill) but not
+/// act as the operator.
+async fn edge_is_followed_and_confined(
+    namespace: &TestNamespace,
+    release: &str,
+    project_namespace: &str,
+) {
+    use k8s_openapi::api::core::v1::Pod;
+    use k8s_openapi::api::discovery::v1::EndpointSlice;
+    let pods = namespace
+        .api::<Pod>()
+        .list(&kube::api::ListParams::default().labels(&format!(
+            "app.kubernetes.io/name=oksa-edge,app.kubernetes.io/instance={release}"
+        )))
+        .await
+        .unwrap();
+    let mut pod_ips: Vec<String> = pods
+        .items
+        .iter()
+        .filter_map(|p| p.status.as_ref()?.pod_ip.clone())
+        .collect();
+    pod_ips.sort();
+    assert_eq!(pod_ips.len(), 2, "two edge replicas by default");
+    let slices =
+        kube::Api::<EndpointSlice>::namespaced(namespace.client.clone(), project_namespace);
+    support::eventually(
+        Duration::from_secs(30),
+        "the project's edge Service on the edge pods",
+        || async {
+            let slice = slices.get(oksa::naming::EDGE_SERVICE).await.ok()?;
+            let mut ips: Vec<String> = slice
+                .endpoints?
+                .into_iter()
+                .flat_map(|e| e.addresses)
+                .collect();
+            ips.sort();
+            (ips == pod_ips).then_some(())
+        },
+    )
+    .await;
+
+    let kubeconfig = support::identity::service_account_kubeconfig(
+        &namespace.client,
+        &namespace.name,
+        &format!("{release}-edge"),
+    )
+    .await;
+    let health = support::free_port();
+    let traffic = support::free_port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_oksa"))
+        .arg("edge")
+        .env("KUBECONFIG", &kubeconfig)
+        .env("OKSA_LISTEN", format!("127.0.0.1:{health}"))
+        .env("OKSA_EDGE_LISTEN", format!("127.0.0.1:{traffic}"))
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("starting oksa edge");
+    support::eventually(
+        Duration::from_secs(30),
+        "the edge's /readyz answers 200",
+        || async { (support::http_get(health, "/readyz").await.0 == 200).then_some(()) },
+    )
+    .await;
+    let _ = child.kill();
+    let edge = support::identity::client_from(&kubeconfig).await;
+    for (verb, group, resource) in [
+        ("delete", "oksa.dev", "branchreleases"),
+        ("patch", "oksa.dev", "branchreleases/status"),
+        ("patch", "oksa.dev", "projects"),
+        ("get", "", "secrets"),
+        ("patch", "discovery.k8s.io", "endpointslices"),
+    ] {
+        assert!(
+            !allowed(&edge, verb, group, resource, Some(project_namespace)).await,
+            "the edge may {verb} {resource}"
+        );
+    }
+    assert!(
+        allowed(
+            &edge,
+            "patch",
+            "oksa.dev",
+            "branchreleases",
+            Some(project_namespace)
+        )
+        .await
+    );
 }

@@ -63,7 +63,7 @@ async fn replicas(project: &TestProject, deployment: &str) -> Option<i32> {
 async fn waker_address(project: &TestProject) -> String {
     let slices = project.namespaced::<EndpointSlice>();
     eventually(LONG, "the waker's endpoint", || async {
-        let slice = slices.get(oksa::naming::WAKER_SERVICE).await.ok()?;
+        let slice = slices.get(oksa::naming::EDGE_SERVICE).await.ok()?;
         let ip = slice.endpoints?.first()?.addresses.first()?.clone();
         let port = slice.ports?.first()?.port?;
         Some(format!("{ip}:{port}"))
@@ -147,7 +147,7 @@ async fn an_idle_branch_sleeps_keeping_its_volume_with_routes_switched_before_re
                         r.http.as_ref().is_some_and(|h| {
                             h.paths.iter().all(|p| {
                                 p.backend.service.as_ref().map(|s| s.name.as_str())
-                                    == Some(oksa::naming::WAKER_SERVICE)
+                                    == Some(oksa::naming::EDGE_SERVICE)
                             })
                         })
                     })
@@ -239,7 +239,7 @@ async fn a_request_through_traefik_wakes_a_sleeping_branch_and_bots_do_not() {
     let backend = |route: HTTPRoute| route.spec.rules[0].backend_refs[0].name.clone();
     assert_eq!(
         backend(routes.get("main").await.unwrap()),
-        oksa::naming::WAKER_SERVICE
+        oksa::naming::EDGE_SERVICE
     );
     let host = format!("main.{}", project.domain);
     let through = |method: &'static str, path: &'static str, agent: &'static str| {
@@ -544,8 +544,25 @@ async fn past_the_wake_cap_the_page_asks_for_a_click() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     let c = project.releases().get("c").await.unwrap();
     assert!(!c.annotations().contains_key("oksa.dev/last-activity"));
-    // The click wakes it.
-    let clicked = load("c", "POST", "/.oksa/wake").await;
+    // A click from another site's page wakes nothing; the page's own does.
+    let host = format!("c.{}", project.domain);
+    let forged = request(
+        &waker,
+        "POST",
+        &host,
+        "/.oksa/wake",
+        &[("User-Agent", FIREFOX), ("Origin", "https://evil.example")],
+    )
+    .await;
+    assert_eq!(forged.code, 403, "{forged:?}");
+    let clicked = request(
+        &waker,
+        "POST",
+        &host,
+        "/.oksa/wake",
+        &[("User-Agent", FIREFOX), ("Sec-Fetch-Site", "same-origin")],
+    )
+    .await;
     assert_eq!(clicked.code, 303);
     until_state(&project, "c", LifecycleState::Awake).await;
     project.cleanup().await;

@@ -79,8 +79,9 @@ pub struct Context {
     pub project_summaries: Coalescer,
     /// When each BranchRelease's status was last written (see `coalesce`).
     pub release_progress: Coalescer,
-    /// Where the waker answers, as the routes of sleeping branches reach it; None: no waker.
-    pub waker_address: Option<std::net::SocketAddr>,
+    /// Where the edge answers (its ready pods), as the routes of sleeping branches reach it;
+    /// None: no edge, or its endpoints not known yet.
+    pub edge: tokio::sync::watch::Receiver<Option<super::edge_endpoints::EdgeEndpoints>>,
     /// Whether the cluster serves `metrics.k8s.io` (checked at start-up).
     pub metrics_api: bool,
     /// Expiry deletions left per project this hour (`policy.expiry.maxDeletionsPerHour`).
@@ -161,7 +162,7 @@ impl Context {
         caches_ready: tokio::sync::watch::Receiver<bool>,
         policy: Policy,
         gateway_api: bool,
-        waker_address: Option<std::net::SocketAddr>,
+        edge: tokio::sync::watch::Receiver<Option<super::edge_endpoints::EdgeEndpoints>>,
     ) -> Self {
         let recorder = std::sync::Arc::new(Recorder::new(
             client.clone(),
@@ -190,7 +191,7 @@ impl Context {
             gateway_api,
             project_summaries,
             release_progress,
-            waker_address,
+            edge,
             metrics_api: false,
         }
     }

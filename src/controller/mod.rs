@@ -7,6 +7,7 @@ pub mod branch_release;
 mod cache_cost;
 pub mod coalesce;
 mod context;
+pub mod edge_endpoints;
 mod error;
 mod events;
 pub mod expiry_budget;
@@ -15,7 +16,7 @@ mod lenient;
 pub mod project;
 mod recorder;
 mod turns;
-mod watch;
+pub(crate) mod watch;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -54,7 +55,7 @@ pub async fn run(
     metrics: Metrics,
     ready: Arc<crate::readiness::Readiness>,
     policy: crate::policy::Policy,
-    waker: Option<crate::waker::Waker>,
+    edge: Option<edge_endpoints::EdgeService>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
     let (projects, projects_writer) = reflector::store();
@@ -94,6 +95,7 @@ pub async fn run(
     let clock = tokio::spawn(crate::clock::run(client.clone()));
     let gateway_api = gateway_api_installed(&client).await;
     let metrics_api = crate::usage::served(&client).await;
+    let (edge_tx, edge_rx) = tokio::sync::watch::channel(None);
     let mut ctx = Context::new(
         client.clone(),
         stores.clone(),
@@ -101,12 +103,11 @@ pub async fn run(
         caches_ready,
         policy,
         gateway_api,
-        waker.as_ref().map(|w| w.address),
+        edge_rx,
     );
     ctx.metrics_api = metrics_api;
     let ctx = Arc::new(ctx);
     let shutdown = shutdown.shared();
-    let waker_shutdown = shutdown.clone();
 
     // A project's namespaced children carry the project's name as a label; the owner reference
     // alone would not do, because the Project is cluster-scoped and they are not.
@@ -125,6 +126,21 @@ pub async fn run(
     .reflect(namespaces_writer)
     .touched_objects();
     let (project_triggers, project_triggers_rx) = futures::channel::mpsc::unbounded();
+    // The edge's pods changed: every project namespace's edge Service follows.
+    let edge = edge.map(|service| {
+        let projects = stores.projects.clone();
+        let project_triggers = project_triggers.clone();
+        tokio::spawn(edge_endpoints::follow(
+            client.clone(),
+            service,
+            edge_tx,
+            move || {
+                for project in projects.state() {
+                    let _ = project_triggers.unbounded_send(ObjectRef::from_obj(project.as_ref()));
+                }
+            },
+        ))
+    });
     let (sibling_triggers, sibling_triggers_rx) = futures::channel::mpsc::unbounded();
     let (releases_listed_tx, mut releases_listed) = tokio::sync::watch::channel(false);
     let projects_of_namespace = {
@@ -326,18 +342,10 @@ pub async fn run(
     let project_controller = project_controller.inspect(|()| info!("project controller stopped"));
     let release_controller =
         release_controller.inspect(|()| info!("branchrelease controller stopped"));
-    let waker = async {
-        if let Some(waker) = waker {
-            crate::waker::serve(waker, ctx.clone(), waker_shutdown).await;
-        }
-    };
-    futures::join!(
-        project_controller,
-        release_controller,
-        readiness,
-        stopping,
-        waker
-    );
+    futures::join!(project_controller, release_controller, readiness, stopping);
+    if let Some(edge) = edge {
+        edge.abort();
+    }
     clock.abort();
     info!("controllers stopped");
 }

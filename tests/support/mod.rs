@@ -7,6 +7,7 @@
 #![allow(dead_code)] // each test binary uses its own subset
 
 pub mod browser;
+pub mod edge;
 pub mod fixtures;
 pub mod identity;
 pub mod operator;

@@ -49,13 +49,13 @@ pub fn ensure_running() {
                 oksa::telemetry::init_to_file(&log).expect("creating the operator log");
                 let ready = std::sync::Arc::new(oksa::readiness::Readiness::default());
                 let metrics = METRICS.get_or_init(oksa::metrics::Metrics::default).clone();
-                let waker = waker().await;
+                let edge = super::edge::ensure_running(WAKE_CAP.load(Ordering::SeqCst)).await;
                 oksa::controller::run(
                     client,
                     metrics,
                     ready,
                     POLICY.get().cloned().unwrap_or_default(),
-                    waker,
+                    edge,
                     std::future::pending(),
                 )
                 .await;
@@ -74,23 +74,10 @@ pub fn set_policy(policy: oksa::policy::Policy) {
     let _ = POLICY.set(policy);
 }
 
-/// Anonymous wakes per project per hour of the in-process waker; set before the operator starts.
+/// Anonymous wakes per project per hour of the test's edge; set before the operator starts.
 static WAKE_CAP: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(1000);
 
-/// Sets the in-process waker's cap (call before the first Project of the binary is created).
+/// Sets the test edge's cap (call before the first Project of the binary is created).
 pub fn set_wake_cap(per_hour: u32) {
     WAKE_CAP.store(per_hour, Ordering::SeqCst);
-}
-
-/// The in-process operator's waker: on a free port of every address, reached by the plane's
-/// Traefik at the machine's address (the API server refuses loopback endpoints).
-async fn waker() -> Option<oksa::waker::Waker> {
-    let ip = super::web::machine_address()?.parse().ok()?;
-    let listener = tokio::net::TcpListener::bind("0.0.0.0:0").await.ok()?;
-    let port = listener.local_addr().ok()?.port();
-    Some(oksa::waker::Waker {
-        listener,
-        address: std::net::SocketAddr::new(ip, port),
-        cap_per_hour: WAKE_CAP.load(Ordering::SeqCst),
-    })
 }

@@ -21,3 +21,8 @@ app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 app.kubernetes.io/managed-by: {{ .Release.Service }}
 helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- end -}}
+
+{{- define "oksa.edgeSelectorLabels" -}}
+app.kubernetes.io/name: {{ .Chart.Name }}-edge
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}

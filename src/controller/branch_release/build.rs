@@ -450,7 +450,7 @@ fn routes(release: &Release) -> Vec<(String, String, i32)> {
     }
     routes
         .into_iter()
-        .map(|(path, _, _)| (path, naming::WAKER_SERVICE.to_string(), naming::WAKER_PORT))
+        .map(|(path, _, _)| (path, naming::EDGE_SERVICE.to_string(), naming::EDGE_PORT))
         .collect()
 }
 
@@ -859,7 +859,7 @@ spec:
         assert!(
             backends
                 .iter()
-                .all(|b| *b == (naming::WAKER_SERVICE.to_string(), naming::WAKER_PORT))
+                .all(|b| *b == (naming::EDGE_SERVICE.to_string(), naming::EDGE_PORT))
         );
         // What holds data or names stays exactly as it was.
         assert_eq!(asleep.claims, awake.claims);

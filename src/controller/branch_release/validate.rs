@@ -136,14 +136,14 @@ pub fn check<'a>(
     let my_children = naming::child_names(release);
     if let Some((kind, _, mine)) = my_children
         .iter()
-        .find(|(kind, name, _)| *kind == "Service" && name == naming::WAKER_SERVICE)
+        .find(|(kind, name, _)| *kind == "Service" && name == naming::EDGE_SERVICE)
     {
         return Err(invalid(
             "NameTaken",
             format!(
                 "{kind} {} (for {mine}) is reserved for the waker of sleeping branches; \
                  rename the component",
-                naming::WAKER_SERVICE
+                naming::EDGE_SERVICE
             ),
         ));
     }

@@ -240,7 +240,8 @@ async fn apply_namespace(
             && object_labels.get(labels::PROJECT) == Some(project.as_str())
     };
     let stores = &ctx.stores;
-    let waker = waker_objects::build(&project, &name, &owner.reference, ctx.waker_address);
+    let edge = ctx.edge.borrow().clone();
+    let waker = waker_objects::build(&project, &name, &owner.reference, edge.as_ref());
     let is_waker = |object_namespace: Option<String>, object_name: &str, object_labels: &Labels| {
         object_namespace.as_deref() == Some(name.as_str())
             && waker_objects::is_waker_object(object_name, object_labels)

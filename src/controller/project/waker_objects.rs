@@ -1,10 +1,8 @@
-//! The waker's Service in a project's namespace: the routes of a sleeping branch lead to it, and
-//! its one endpoint is the operator's waker. Pure.
+//! The edge's Service in a project's namespace: the routes of a sleeping branch lead to it, and
+//! its endpoints are the ready edge pods (see `edge_endpoints`). Pure.
 //!
-//! A Service without a selector and an EndpointSlice Oksa writes itself: the operator runs in
+//! A Service without a selector and an EndpointSlice Oksa writes itself: the edge runs in
 //! another namespace, and a route may only name a Service of its own namespace.
-
-use std::net::SocketAddr;
 
 use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec};
 use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions, EndpointPort, EndpointSlice};
@@ -12,15 +10,16 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference}
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use crate::compact::Labels;
+use crate::controller::edge_endpoints::EdgeEndpoints;
 use crate::labels;
-use crate::naming::{WAKER_PORT, WAKER_SERVICE};
+use crate::naming::{EDGE_PORT, EDGE_SERVICE, LEGACY_WAKER_SERVICE};
 
 const PORT_NAME: &str = "http";
 
 pub struct WakerObjects {
     pub service: Service,
-    /// None when the operator has no waker address: the routes of sleeping branches then lead
-    /// nowhere, and only a deploy, a keep-alive or a scale-up wakes them.
+    /// None when Oksa runs without an edge: the routes of sleeping branches then lead nowhere,
+    /// and only a deploy, a keep-alive or a scale-up wakes them.
     pub endpoints: Option<EndpointSlice>,
 }
 
@@ -28,7 +27,7 @@ pub fn build(
     project: &str,
     namespace: &str,
     owner: &OwnerReference,
-    waker: Option<SocketAddr>,
+    edge: Option<&EdgeEndpoints>,
 ) -> WakerObjects {
     let meta = |name: &str, extra: &[(&str, &str)]| {
         let mut object_labels = labels::project_labels(project);
@@ -42,24 +41,24 @@ pub fn build(
         }
     };
     let service = Service {
-        metadata: meta(WAKER_SERVICE, &[]),
+        metadata: meta(EDGE_SERVICE, &[]),
         spec: Some(ServiceSpec {
             ports: Some(vec![ServicePort {
                 name: Some(PORT_NAME.into()),
-                port: WAKER_PORT,
+                port: EDGE_PORT,
                 protocol: Some("TCP".into()),
-                target_port: waker.map(|a| IntOrString::Int(i32::from(a.port()))),
+                target_port: edge.map(|e| IntOrString::Int(i32::from(e.port))),
                 ..ServicePort::default()
             }]),
             ..ServiceSpec::default()
         }),
         status: None,
     };
-    let endpoints = waker.map(|address| EndpointSlice {
+    let endpoints = edge.map(|edge| EndpointSlice {
         metadata: meta(
-            WAKER_SERVICE,
+            EDGE_SERVICE,
             &[
-                ("kubernetes.io/service-name", WAKER_SERVICE),
+                ("kubernetes.io/service-name", EDGE_SERVICE),
                 // Keeps the EndpointSlice controller's hands off it.
                 (
                     labels::ENDPOINT_SLICE_MANAGER,
@@ -67,18 +66,28 @@ pub fn build(
                 ),
             ],
         ),
-        address_type: if address.is_ipv4() { "IPv4" } else { "IPv6" }.into(),
-        endpoints: Some(vec![Endpoint {
-            addresses: vec![address.ip().to_string()],
-            conditions: Some(EndpointConditions {
-                ready: Some(true),
-                ..EndpointConditions::default()
-            }),
-            ..Endpoint::default()
-        }]),
+        address_type: match edge.addresses.first() {
+            Some(std::net::IpAddr::V6(_)) => "IPv6",
+            _ => "IPv4",
+        }
+        .into(),
+        // One endpoint per address: Service proxies and ingress controllers balance over them.
+        endpoints: Some(
+            edge.addresses
+                .iter()
+                .map(|address| Endpoint {
+                    addresses: vec![address.to_string()],
+                    conditions: Some(EndpointConditions {
+                        ready: Some(true),
+                        ..EndpointConditions::default()
+                    }),
+                    ..Endpoint::default()
+                })
+                .collect(),
+        ),
         ports: Some(vec![EndpointPort {
             name: Some(PORT_NAME.into()),
-            port: Some(i32::from(address.port())),
+            port: Some(i32::from(edge.port)),
             protocol: Some("TCP".into()),
             ..EndpointPort::default()
         }]),
@@ -86,10 +95,11 @@ pub fn build(
     WakerObjects { service, endpoints }
 }
 
-/// True for the objects `build` makes (the waker's Service and EndpointSlice of a namespace),
-/// not a branch's.
+/// True for the objects `build` makes (the edge's Service and EndpointSlice of a namespace), and
+/// those of their older name, not a branch's.
 pub fn is_waker_object(name: &str, object_labels: &Labels) -> bool {
-    name == WAKER_SERVICE && !object_labels.contains_key(labels::RELEASE)
+    (name == EDGE_SERVICE || name == LEGACY_WAKER_SERVICE)
+        && !object_labels.contains_key(labels::RELEASE)
 }
 
 #[cfg(test)]
@@ -97,22 +107,23 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_endpoint_is_the_operators_waker() {
-        let objects = build(
-            "shop",
-            "shop",
-            &OwnerReference::default(),
-            Some("10.1.2.3:8081".parse().unwrap()),
-        );
+    fn the_endpoints_are_the_ready_edge_pods() {
+        let edge = EdgeEndpoints {
+            addresses: vec!["10.1.2.3".parse().unwrap(), "10.1.2.4".parse().unwrap()],
+            port: 8081,
+        };
+        let objects = build("shop", "shop", &OwnerReference::default(), Some(&edge));
         let slice = objects.endpoints.unwrap();
-        assert_eq!(slice.endpoints.unwrap()[0].addresses, vec!["10.1.2.3"]);
+        let endpoints = slice.endpoints.unwrap();
+        assert_eq!(endpoints[0].addresses, vec!["10.1.2.3"]);
+        assert_eq!(endpoints[1].addresses, vec!["10.1.2.4"]);
         assert_eq!(slice.ports.unwrap()[0].port, Some(8081));
         assert_eq!(
             slice.metadata.labels.unwrap()["kubernetes.io/service-name"],
-            WAKER_SERVICE
+            EDGE_SERVICE
         );
         let port = &objects.service.spec.unwrap().ports.unwrap()[0];
-        assert_eq!(port.port, WAKER_PORT);
+        assert_eq!(port.port, EDGE_PORT);
         assert!(
             build("shop", "shop", &OwnerReference::default(), None)
                 .endpoints

@@ -2,7 +2,8 @@
 //! polls. Pure.
 //!
 //! The page shows each component's progress from `/.oksa/status` every second and reloads itself
-//! once the branch is awake: by then its routes lead to the application again.
+//! once the branch is awake: by then its routes lead to the application again. An awake branch's
+//! progress says only that it is awake.
 
 use serde::Serialize;
 
@@ -46,6 +47,7 @@ pub fn progress(release: &BranchRelease) -> Progress {
         .iter()
         .find(|c| c.type_ == ASLEEP)
         .map(|c| c.message.clone())
+        .filter(|_| state != LifecycleState::Awake)
         .unwrap_or_default();
     Progress {
         branch: release.spec.branch.clone(),
@@ -59,7 +61,9 @@ pub fn progress(release: &BranchRelease) -> Progress {
                 name: c.name.clone(),
                 ready: c.ready_replicas,
                 wanted: c.replicas,
-                message: c.message.clone(),
+                // An awake branch's details (image pull errors, probe output) are its team's
+                // business: the page needs them only while it waits.
+                message: c.message.clone().filter(|_| state != LifecycleState::Awake),
             })
             .collect(),
     }

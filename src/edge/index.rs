@@ -1,0 +1,187 @@
+//! Which BranchRelease the edge answers for at a host. Pure.
+//!
+//! Only what Oksa validated serves a host: a BranchRelease whose status describes its current
+//! spec and is not Invalid, in its own Project's namespace. A tenant's refused object (one naming
+//! another project, or listing another project's host) stays in the cache but never in the
+//! index. A host belongs to the Project with the most specific domain that contains it, so a
+//! project of `example.com` cannot answer inside another's `shop.example.com`. Two branches that
+//! still claim one host answer neither: the edge would rather say 404 than guess.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use kube::ResourceExt;
+use kube::runtime::reflector::ObjectRef;
+
+use crate::api::{BranchRelease, Phase, Project};
+use crate::naming;
+
+#[derive(Default, Debug)]
+pub struct HostIndex {
+    hosts: HashMap<String, ObjectRef<BranchRelease>>,
+}
+
+/// A host as requests name it: no port, lowercase, no trailing dot.
+pub fn normalize(host: &str) -> String {
+    let without_port = match host.rsplit_once(':') {
+        Some((name, port)) if port.chars().all(|c| c.is_ascii_digit()) => name,
+        _ => host,
+    };
+    without_port.trim_end_matches('.').to_ascii_lowercase()
+}
+
+impl HostIndex {
+    pub fn build<'a>(
+        releases: impl IntoIterator<Item = &'a Arc<BranchRelease>>,
+        projects: &[Arc<Project>],
+    ) -> HostIndex {
+        let by_name: HashMap<String, &Project> = projects
+            .iter()
+            .map(|p| (p.name_any(), p.as_ref()))
+            .collect();
+        let mut claims: HashMap<String, Vec<ObjectRef<BranchRelease>>> = HashMap::new();
+        for release in releases {
+            let Some(project) = by_name.get(&release.spec.project) else {
+                continue;
+            };
+            if !validated(release, project) {
+                continue;
+            }
+            let name = naming::release_name(&release.spec.branch);
+            for host in naming::hosts(release, project, &name) {
+                let host = normalize(&host);
+                if owner_of(&host, projects).is_some_and(|owner| owner == project.name_any()) {
+                    claims
+                        .entry(host)
+                        .or_default()
+                        .push(ObjectRef::from_obj(release.as_ref()));
+                }
+            }
+        }
+        let hosts = claims
+            .into_iter()
+            .filter_map(|(host, mut refs)| (refs.len() == 1).then(|| (host, refs.remove(0))))
+            .collect();
+        HostIndex { hosts }
+    }
+
+    /// The branch answering at `host` (a Host header: a port and any case are fine).
+    pub fn lookup(&self, host: &str) -> Option<&ObjectRef<BranchRelease>> {
+        self.hosts.get(&normalize(host))
+    }
+
+    pub fn len(&self) -> usize {
+        self.hosts.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.hosts.is_empty()
+    }
+}
+
+/// Accepted by Oksa as it is now: in its Project's namespace, its status about this very spec,
+/// and not refused.
+fn validated(release: &BranchRelease, project: &Project) -> bool {
+    let Some(status) = release.status.as_ref() else {
+        return false;
+    };
+    release.namespace().as_deref() == Some(project.namespace_name().as_str())
+        && status.observed_generation.is_some()
+        && status.observed_generation == release.metadata.generation
+        && !matches!(status.phase, Some(Phase::Invalid) | None)
+}
+
+/// The Project whose domain is the most specific one containing `host`.
+fn owner_of(host: &str, projects: &[Arc<Project>]) -> Option<String> {
+    projects
+        .iter()
+        .filter(|p| naming::host_in_domain(host, &p.spec.domain))
+        .max_by_key(|p| p.spec.domain.len())
+        .map(|p| p.name_any())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn project(name: &str, domain: &str) -> Arc<Project> {
+        Arc::new(
+            serde_json::from_value(serde_json::json!({
+                "apiVersion": "oksa.dev/v1alpha1", "kind": "Project",
+                "metadata": {"name": name},
+                "spec": {"domain": domain, "productionBranch": "main"},
+            }))
+            .unwrap(),
+        )
+    }
+
+    fn release(
+        namespace: &str,
+        project: &str,
+        branch: &str,
+        hosts: &[&str],
+        phase: &str,
+    ) -> Arc<BranchRelease> {
+        Arc::new(
+            serde_json::from_value(serde_json::json!({
+                "apiVersion": "oksa.dev/v1alpha1", "kind": "BranchRelease",
+                "metadata": {"name": branch, "namespace": namespace, "generation": 2},
+                "spec": {"project": project, "branch": branch, "hosts": hosts,
+                         "components": [{"name": "web", "containers": [{"name": "web", "image": "nginx"}]}]},
+                "status": {"observedGeneration": 2, "phase": phase},
+            }))
+            .unwrap(),
+        )
+    }
+
+    fn answering(index: &HostIndex, host: &str) -> Option<(String, String)> {
+        index
+            .lookup(host)
+            .map(|r| (r.namespace.clone().unwrap_or_default(), r.name.clone()))
+    }
+
+    #[test]
+    fn a_valid_branch_answers_at_its_hosts_in_any_case_and_with_a_port() {
+        let projects = [project("shop", "shop.example.com")];
+        let releases = [release("shop", "shop", "main", &[], "Sleeping")];
+        let index = HostIndex::build(&releases, &projects);
+        let main = Some(("shop".to_string(), "main".to_string()));
+        assert_eq!(answering(&index, "main.shop.example.com"), main);
+        assert_eq!(answering(&index, "Main.Shop.Example.com:8080"), main);
+        assert_eq!(answering(&index, "shop.example.com."), main, "production");
+        assert_eq!(answering(&index, "other.shop.example.com"), None);
+    }
+
+    #[test]
+    fn a_refused_or_foreign_or_unobserved_branch_never_answers() {
+        let projects = [
+            project("shop", "shop.example.com"),
+            project("blog", "blog.example.com"),
+        ];
+        // A tenant of blog names shop from its own namespace, and lists shop's host.
+        let foreign = release("blog", "shop", "main", &[], "Sleeping");
+        let refused = release("blog", "blog", "x", &["main.shop.example.com"], "Invalid");
+        let mut unobserved = release("shop", "shop", "feature", &[], "Ready");
+        Arc::make_mut(&mut unobserved).metadata.generation = Some(3);
+        let index = HostIndex::build(&[foreign, refused, unobserved], &projects);
+        assert!(index.is_empty(), "{index:?}");
+    }
+
+    #[test]
+    fn a_host_belongs_to_the_most_specific_domain_and_two_claims_answer_neither() {
+        let projects = [
+            project("shop", "shop.example.com"),
+            project("all", "example.com"),
+        ];
+        let intruder = release("all", "all", "x", &["pay.shop.example.com"], "Ready");
+        let index = HostIndex::build(&[intruder], &projects);
+        assert_eq!(answering(&index, "pay.shop.example.com"), None);
+        assert!(answering(&index, "x.example.com").is_some());
+
+        let first = release("shop", "shop", "a", &["pay.shop.example.com"], "Ready");
+        let second = release("shop", "shop", "b", &["pay.shop.example.com"], "Ready");
+        let index = HostIndex::build(&[first, second], &projects);
+        assert_eq!(answering(&index, "pay.shop.example.com"), None);
+        assert!(answering(&index, "a.shop.example.com").is_some());
+    }
+}
