@@ -493,7 +493,7 @@ async fn edge_is_followed_and_confined(
     .await;
     let health = support::free_port();
     let traffic = support::free_port();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_oksa"))
+    let child = Command::new(env!("CARGO_BIN_EXE_oksa"))
         .arg("edge")
         .env("KUBECONFIG", &kubeconfig)
         .env("OKSA_LISTEN", format!("127.0.0.1:{health}"))
@@ -501,13 +501,14 @@ async fn edge_is_followed_and_confined(
         .stderr(Stdio::null())
         .spawn()
         .expect("starting oksa edge");
+    let edge_process = Operator(child);
     support::eventually(
         Duration::from_secs(30),
         "the edge's /readyz answers 200",
         || async { (support::http_get(health, "/readyz").await.0 == 200).then_some(()) },
     )
     .await;
-    let _ = child.kill();
+    drop(edge_process);
     let edge = support::identity::client_from(&kubeconfig).await;
     for (verb, group, resource) in [
         ("delete", "oksa.dev", "branchreleases"),
