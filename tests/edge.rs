@@ -21,18 +21,6 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 const FIREFOX: &str = "Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0";
 const HTML: &str = "text/html,application/xhtml+xml;q=0.9,*/*;q=0.8";
 
-/// The edge's address, from the EndpointSlice Oksa wrote in the project's namespace.
-async fn edge_address(project: &TestProject) -> String {
-    let slices = project.namespaced::<k8s_openapi::api::discovery::v1::EndpointSlice>();
-    eventually(LONG, "the edge's endpoint", || async {
-        let slice = slices.get(oksa::naming::EDGE_SERVICE).await.ok()?;
-        let ip = slice.endpoints?.first()?.addresses.first()?.clone();
-        let port = slice.ports?.first()?.port?;
-        Some(format!("{ip}:{port}"))
-    })
-    .await
-}
-
 async fn state(project: &TestProject, name: &str) -> Option<LifecycleState> {
     let release = project.releases().get(name).await.ok()?;
     Some(release.status?.lifecycle?.state)
@@ -71,7 +59,7 @@ async fn a_tenants_refused_branch_never_answers_for_another_projects_host() {
             .await;
     }
 
-    let edge = edge_address(&shop).await;
+    let edge = support::edge::address_in(&shop).await;
     let page = request(
         &edge,
         "GET",
@@ -108,7 +96,7 @@ async fn an_awake_branch_shows_no_details_and_redirects_stay_on_the_host() {
     project
         .create_ready("main", web_branch("main", "nginx:1.27"))
         .await;
-    let edge = edge_address(&project).await;
+    let edge = support::edge::address_in(&project).await;
     let host = format!("main.{}", project.domain);
     let status = eventually(LONG, "the edge to know main", || async {
         let answer = request(&edge, "GET", &host, "/.oksa/status", &[]).await;
@@ -142,7 +130,7 @@ async fn an_awake_branch_shows_no_details_and_redirects_stay_on_the_host() {
 #[tokio::test]
 async fn a_client_that_never_finishes_its_headers_is_cut_off() {
     let project = TestProject::create("slow", json!({})).await;
-    let edge = edge_address(&project).await;
+    let edge = support::edge::address_in(&project).await;
     let mut stream = tokio::net::TcpStream::connect(&edge).await.unwrap();
     stream
         .write_all(b"GET / HTTP/1.1\r\nHost: slow.example\r\n")

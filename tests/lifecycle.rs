@@ -59,18 +59,6 @@ async fn replicas(project: &TestProject, deployment: &str) -> Option<i32> {
     deployment.spec.replicas
 }
 
-/// The waker's address in the project's namespace, from the EndpointSlice Oksa wrote.
-async fn waker_address(project: &TestProject) -> String {
-    let slices = project.namespaced::<EndpointSlice>();
-    eventually(LONG, "the waker's endpoint", || async {
-        let slice = slices.get(oksa::naming::EDGE_SERVICE).await.ok()?;
-        let ip = slice.endpoints?.first()?.addresses.first()?.clone();
-        let port = slice.ports?.first()?.port?;
-        Some(format!("{ip}:{port}"))
-    })
-    .await
-}
-
 /// Wakes per project per hour in this binary: the cap's test needs a small one, and it is per
 /// project, so the other tests (one wake each at most) stay below it.
 const WAKE_CAP: u32 = 2;
@@ -414,7 +402,7 @@ async fn scaled_to_zero_it_stays_asleep_through_deploys_and_page_loads_until_sca
     })
     .await;
     // A page load says so and wakes nothing.
-    let waker = waker_address(&project).await;
+    let waker = support::edge::address_in(&project).await;
     let host = format!("main.{}", project.domain);
     let page = request(
         &waker,
@@ -520,7 +508,7 @@ async fn past_the_wake_cap_the_page_asks_for_a_click() {
     for branch in ["a", "b", "c"] {
         until_state(&project, branch, LifecycleState::Sleeping).await;
     }
-    let waker = waker_address(&project).await;
+    let waker = support::edge::address_in(&project).await;
     let load = |branch: &'static str, method: &'static str, path: &'static str| {
         let waker = waker.clone();
         let host = format!("{branch}.{}", project.domain);

@@ -39,6 +39,15 @@ impl HostIndex {
             .iter()
             .map(|p| (p.name_any(), p.as_ref()))
             .collect();
+        // Domain → its projects, so a host's owner is a few lookups, not a scan of every Project
+        // for every host of every branch at each rebuild.
+        let mut by_domain: HashMap<String, Vec<String>> = HashMap::new();
+        for project in projects {
+            by_domain
+                .entry(normalize(&project.spec.domain))
+                .or_default()
+                .push(project.name_any());
+        }
         let mut claims: HashMap<String, Vec<ObjectRef<BranchRelease>>> = HashMap::new();
         for release in releases {
             let Some(project) = by_name.get(&release.spec.project) else {
@@ -50,7 +59,7 @@ impl HostIndex {
             let name = naming::release_name(&release.spec.branch);
             for host in naming::hosts(release, project, &name) {
                 let host = normalize(&host);
-                if owner_of(&host, projects).is_some_and(|owner| owner == project.name_any()) {
+                if owners_of(&host, &by_domain).contains(&project.name_any()) {
                     claims
                         .entry(host)
                         .or_default()
@@ -91,13 +100,19 @@ fn validated(release: &BranchRelease, project: &Project) -> bool {
         && !matches!(status.phase, Some(Phase::Invalid) | None)
 }
 
-/// The Project whose domain is the most specific one containing `host`.
-fn owner_of(host: &str, projects: &[Arc<Project>]) -> Option<String> {
-    projects
-        .iter()
-        .filter(|p| naming::host_in_domain(host, &p.spec.domain))
-        .max_by_key(|p| p.spec.domain.len())
-        .map(|p| p.name_any())
+/// The Projects of the most specific domain containing `host` (normalized): the host itself,
+/// then each parent domain in turn.
+fn owners_of<'a>(host: &str, by_domain: &'a HashMap<String, Vec<String>>) -> &'a [String] {
+    let mut domain = host;
+    loop {
+        if let Some(owners) = by_domain.get(domain) {
+            return owners;
+        }
+        match domain.split_once('.') {
+            Some((_, parent)) => domain = parent,
+            None => return &[],
+        }
+    }
 }
 
 #[cfg(test)]
@@ -183,5 +198,17 @@ mod tests {
         let index = HostIndex::build(&[first, second], &projects);
         assert_eq!(answering(&index, "pay.shop.example.com"), None);
         assert!(answering(&index, "a.shop.example.com").is_some());
+
+        // Two projects of one domain: each serves its own branches' hosts.
+        let projects = [project("one", "example.org"), project("two", "example.org")];
+        let index = HostIndex::build(
+            &[
+                release("one", "one", "a", &[], "Ready"),
+                release("two", "two", "b", &[], "Ready"),
+            ],
+            &projects,
+        );
+        assert!(answering(&index, "a.example.org").is_some());
+        assert!(answering(&index, "b.example.org").is_some());
     }
 }

@@ -113,3 +113,20 @@ async fn forget_old_edges(services: &Api<Service>) {
         }
     }
 }
+
+/// The edge's address as a project's routes reach it: from the EndpointSlice of the `oksa-edge`
+/// Service Oksa keeps in the project's namespace.
+pub async fn address_in(project: &super::fixtures::TestProject) -> String {
+    let slices = project.namespaced::<EndpointSlice>();
+    super::eventually(
+        std::time::Duration::from_secs(90),
+        "the edge's endpoint",
+        || async {
+            let slice = slices.get(oksa::naming::EDGE_SERVICE).await.ok()?;
+            let ip = slice.endpoints?.first()?.addresses.first()?.clone();
+            let port = slice.ports?.first()?.port?;
+            Some(format!("{ip}:{port}"))
+        },
+    )
+    .await
+}
