@@ -21,6 +21,7 @@ pub mod naming;
 pub mod policy;
 pub mod quantity;
 pub mod readiness;
+pub mod routing;
 pub mod run;
 pub mod server;
 pub mod status;

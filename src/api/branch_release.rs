@@ -86,6 +86,11 @@ pub struct BranchReleaseSpec {
     /// Sleep and expiry, overriding the Project's `defaults.lifecycle` field by field.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lifecycle: Option<crate::api::Lifecycle>,
+
+    /// Who may open this branch's URL, replacing its Project's `protection` (the production
+    /// branch is public unless it sets this); `public: true` opens it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protection: Option<crate::api::Protection>,
 }
 
 /// A DNS host name, e.g. `shop.example.com`.

@@ -5,10 +5,12 @@ mod branch_release;
 pub mod conditions;
 mod lifecycle;
 mod project;
+mod protection;
 
 pub use branch_release::*;
 pub use lifecycle::*;
 pub use project::*;
+pub use protection::*;
 
 /// The API group of every Oksa resource.
 pub const GROUP: &str = "oksa.dev";

@@ -79,6 +79,11 @@ pub struct ProjectSpec {
     /// `restricted`. Oksa also warns on anything below `restricted`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pod_security: Option<PodSecurityLevel>,
+
+    /// Who may open the branches' URLs (basic auth, networks that skip it, tokens for CI):
+    /// every branch but production, unless a BranchRelease sets its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protection: Option<crate::api::Protection>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, schemars::JsonSchema)]

@@ -82,6 +82,9 @@ pub struct Context {
     /// Where the edge answers (its ready pods), as the routes of sleeping branches reach it;
     /// None: no edge, or its endpoints not known yet.
     pub edge: tokio::sync::watch::Receiver<Option<super::edge_endpoints::EdgeEndpoints>>,
+    /// Whether an edge is deployed (`--edge-service`): then the routes of branches that may
+    /// sleep lead through it, which counts their requests as activity.
+    pub edge_deployed: bool,
     /// Whether the cluster serves `metrics.k8s.io` (checked at start-up).
     pub metrics_api: bool,
     /// Expiry deletions left per project this hour (`policy.expiry.maxDeletionsPerHour`).
@@ -193,6 +196,7 @@ impl Context {
             release_progress,
             edge,
             metrics_api: false,
+            edge_deployed: false,
         }
     }
 }

@@ -106,6 +106,7 @@ pub async fn run(
         edge_rx,
     );
     ctx.metrics_api = metrics_api;
+    ctx.edge_deployed = edge.is_some();
     let ctx = Arc::new(ctx);
     let shutdown = shutdown.shared();
 

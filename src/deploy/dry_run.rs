@@ -99,7 +99,7 @@ pub async fn run(client: &Client, namespace: &str, release: &BranchRelease) -> R
             owner: release.controller_owner_ref(&())?,
             // A sleeping branch stays asleep through a deploy it is scaled to zero for, and
             // otherwise wakes: the preview shows what it reports now.
-            rendering: build::Rendering::reported(release),
+            rendering: build::Rendering::reported(release, project),
         }))
     };
     let next = render(&candidate).ok_or("the API server's answer has no uid")?;

@@ -362,6 +362,18 @@ async fn report(client: &Client, release: &BranchRelease, code: u8, took: Durati
                 .url
                 .unwrap_or_else(|| "(no URL: no component has a port)".into())
         );
+        let project = Api::<crate::api::Project>::all(client.clone())
+            .get_opt(&release.spec.project)
+            .await
+            .ok()
+            .flatten();
+        if let Some(hint) = project
+            .as_ref()
+            .and_then(|p| crate::routing::protection(release, p))
+            .map(protection_hint)
+        {
+            println!("{hint}");
+        }
         return;
     }
     let what = match code {
@@ -506,5 +518,49 @@ mod tests {
         assert_eq!(verdict(&release), Verdict::Refused);
         release.status.as_mut().unwrap().phase = Some(Phase::Degraded);
         assert_eq!(verdict(&release), Verdict::Degraded);
+    }
+}
+
+/// How CI reaches a protected branch: what the protection accepts, never a secret.
+pub fn protection_hint(protection: &crate::api::Protection) -> String {
+    let mut ways = Vec::new();
+    if !protection.bypass_token_sha256.is_empty() {
+        ways.push(format!(
+            "send header {}: <token> (a token whose SHA-256 is in bypassTokenSha256)",
+            crate::api::BYPASS_HEADER
+        ));
+    }
+    if !protection.users.is_empty() {
+        ways.push("log in with basic auth as one of its users".to_string());
+    }
+    if !protection.allow_cidrs.is_empty() {
+        let networks: Vec<&str> = protection
+            .allow_cidrs
+            .iter()
+            .map(|c| c.0.as_str())
+            .collect();
+        ways.push(format!("come from {}", networks.join(", ")));
+    }
+    format!("  protected: {}", ways.join("; or "))
+}
+
+#[cfg(test)]
+mod protection_hint_tests {
+    use super::*;
+    use crate::api::{Cidr, Protection, TokenHash};
+
+    #[test]
+    fn ci_learns_how_to_pass_without_any_secret() {
+        let hint = protection_hint(&Protection {
+            bypass_token_sha256: vec![TokenHash("ab".repeat(32))],
+            allow_cidrs: vec![Cidr("10.0.0.0/8".into())],
+            ..Protection::default()
+        });
+        assert_eq!(
+            hint,
+            "  protected: send header x-oksa-bypass: <token> (a token whose SHA-256 is in \
+             bypassTokenSha256); or come from 10.0.0.0/8"
+        );
+        assert!(!hint.contains(&"ab".repeat(32)));
     }
 }

@@ -23,6 +23,25 @@ use crate::controller::branch_release::lifecycle::{
 };
 
 const MAX_REMEMBERED: usize = 50_000;
+/// Requests an awake branch serves are written at most this often (see `traffic_interval`).
+pub const MOST_EVERY: Duration = Duration::from_secs(60);
+
+/// How often the requests an awake branch serves are written as its activity: about once a
+/// minute, more often when it would sleep sooner (a third of its `sleepAfter`, as its status
+/// tells it), so that a branch in use never falls asleep between two writes.
+pub fn traffic_interval(release: &BranchRelease) -> Duration {
+    release
+        .status
+        .as_ref()
+        .and_then(|s| s.lifecycle.as_ref())
+        .and_then(|l| {
+            let idle = l.sleeps_at.as_ref()?.0.duration_since(l.last_activity.0);
+            Duration::try_from(idle).ok()
+        })
+        .map_or(MOST_EVERY, |idle| {
+            (idle / 3).clamp(Duration::from_secs(1), MOST_EVERY)
+        })
+}
 
 pub struct Activity {
     client: Client,
@@ -39,18 +58,18 @@ impl Activity {
         }
     }
 
-    /// Takes the branch's slot if it is free at `now`: true means this caller writes.
-    pub fn take_slot(&self, key: &ObjectRef<BranchRelease>, now: Instant) -> bool {
+    /// Takes the branch's slot if none was taken within `every` of `now`: true means this
+    /// caller writes.
+    pub fn take_slot(&self, key: &ObjectRef<BranchRelease>, now: Instant, every: Duration) -> bool {
         let mut written = self.written.lock().expect("activity");
         if written
             .get(key)
-            .is_some_and(|at| now.duration_since(*at) < self.every)
+            .is_some_and(|at| now.duration_since(*at) < every)
         {
             return false;
         }
         if written.len() >= MAX_REMEMBERED {
-            let every = self.every;
-            written.retain(|_, at| now.duration_since(*at) < every);
+            written.retain(|_, at| now.duration_since(*at) < MOST_EVERY);
         }
         written.insert(key.clone(), now);
         true
@@ -58,7 +77,17 @@ impl Activity {
 
     /// Records a request on `key`'s branch, unless one was recorded within `every`.
     pub async fn record(&self, key: &ObjectRef<BranchRelease>, source: &str) {
-        if !self.take_slot(key, Instant::now()) {
+        self.record_within(key, source, self.every).await;
+    }
+
+    /// Records a request on `key`'s branch, unless one was recorded within `every`.
+    pub async fn record_within(
+        &self,
+        key: &ObjectRef<BranchRelease>,
+        source: &str,
+        every: Duration,
+    ) {
+        if !self.take_slot(key, Instant::now(), every) {
             return;
         }
         let now = whole_seconds(Timestamp::now());
@@ -98,12 +127,33 @@ mod tests {
         let main = ObjectRef::<BranchRelease>::new("main").within("shop");
         let other = ObjectRef::<BranchRelease>::new("other").within("shop");
         let start = Instant::now();
+        let every = Duration::from_secs(60);
         let taken = (0..100)
-            .filter(|_| activity.take_slot(&main, start))
+            .filter(|_| activity.take_slot(&main, start, every))
             .count();
         assert_eq!(taken, 1);
-        assert!(activity.take_slot(&other, start));
-        assert!(!activity.take_slot(&main, start + Duration::from_secs(59)));
-        assert!(activity.take_slot(&main, start + Duration::from_secs(60)));
+        assert!(activity.take_slot(&other, start, every));
+        assert!(!activity.take_slot(&main, start + Duration::from_secs(59), every));
+        assert!(activity.take_slot(&main, start + Duration::from_secs(60), every));
+    }
+
+    #[test]
+    fn traffic_is_written_often_enough_to_keep_a_branch_awake() {
+        let release = |sleep_after_seconds: i64| -> BranchRelease {
+            let last = Timestamp::from_second(1_800_000_000).unwrap();
+            let sleeps = Timestamp::from_second(1_800_000_000 + sleep_after_seconds).unwrap();
+            serde_json::from_value(json!({
+                "apiVersion": "oksa.dev/v1alpha1", "kind": "BranchRelease",
+                "metadata": {"name": "main", "namespace": "shop"},
+                "spec": {"project": "shop", "branch": "main", "components": []},
+                "status": {"lifecycle": {"state": "Awake", "since": last.to_string(),
+                    "lastActivity": last.to_string(), "lastActivitySource": "Request",
+                    "sleepsAt": sleeps.to_string()}},
+            }))
+            .unwrap()
+        };
+        assert_eq!(traffic_interval(&release(7200)), MOST_EVERY);
+        assert_eq!(traffic_interval(&release(15)), Duration::from_secs(5));
+        assert_eq!(traffic_interval(&release(1)), Duration::from_secs(1));
     }
 }

@@ -1,6 +1,7 @@
-//! What the edge answers a request for a sleeping or waking branch: the waiting page, the
-//! progress poll, the wake button, `robots.txt`, and a short hold for clients that are not
-//! browsers.
+//! What the edge answers a request: first who may pass (a protected branch), then, for an
+//! awake branch, the branch itself (see `proxy`), counted as activity; for a sleeping or waking
+//! one, the waiting page, the progress poll, the wake button, `robots.txt`, and a short hold for
+//! clients that are not browsers.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -8,10 +9,12 @@ use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::http::header::{
-    ACCEPT, CACHE_CONTROL, CONTENT_TYPE, HOST, LOCATION, RETRY_AFTER, USER_AGENT,
+    ACCEPT, AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, HOST, LOCATION, RETRY_AFTER, USER_AGENT,
+    WWW_AUTHENTICATE,
 };
-use axum::http::{HeaderMap, HeaderValue, Request, StatusCode};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Request, StatusCode};
 use axum::response::{IntoResponse, Response};
+use hyper::body::Incoming;
 use kube::runtime::reflector::ObjectRef;
 use tokio::sync::Semaphore;
 
@@ -20,15 +23,22 @@ use super::caches::Caches;
 use super::cap::WakeCap;
 use super::limits::{RateLimit, client_of};
 use super::page;
+use super::protect::{Guard, Verdict};
+use super::proxy::{Forwarding, Proxy};
 use super::request::{self, Intent};
-use crate::api::{BranchRelease, LifecycleState};
+use crate::api::{BYPASS_HEADER, BranchRelease, LifecycleState};
+use crate::{naming, routing};
 
 /// How long a client that is not a browser is held while its branch wakes, before a 503.
 const HOLD: Duration = Duration::from_secs(10);
 
 pub struct Edge {
     pub caches: Caches,
+    /// Wakes asked for by requests.
     pub activity: Activity,
+    /// Requests an awake branch served: a slot of their own, so that they never hold back a
+    /// wake that comes right after the branch fell asleep.
+    pub traffic: Activity,
     /// Wakes by a request, per project per hour.
     pub cap: WakeCap,
     /// Wakes by the page's button (past `cap`), per project per hour: the button is capped too.
@@ -36,27 +46,36 @@ pub struct Edge {
     pub rate: RateLimit,
     /// Clients held at once; past it, a held client gets its 503 at once.
     pub holds: Semaphore,
+    pub guard: Guard,
+    pub proxy: Proxy,
 }
 
-pub async fn answer<B>(edge: Arc<Edge>, request: Request<B>, peer: SocketAddr) -> Response {
+pub async fn answer(edge: Arc<Edge>, request: Request<Incoming>, peer: SocketAddr) -> Response {
     let headers = request.headers();
-    let forwarded = header(headers, "x-forwarded-for");
-    if !edge
-        .rate
-        .allow(client_of(peer.ip(), forwarded), Instant::now())
-    {
-        let mut response = (StatusCode::TOO_MANY_REQUESTS, "too many requests\n").into_response();
-        response
-            .headers_mut()
-            .insert(RETRY_AFTER, HeaderValue::from_static("1"));
-        return response;
+    let client = client_of(peer.ip(), header(headers, "x-forwarded-for"));
+    if !edge.rate.allow(client, Instant::now()) {
+        return too_many("too many requests\n");
     }
+    // HTTP/2 names the host in the request line.
     let host = header(headers, HOST.as_str())
+        .or_else(|| request.uri().authority().map(|a| a.as_str()))
         .unwrap_or_default()
         .to_string();
-    let Some(release) = edge.caches.release_at(&host) else {
+    let Some((release, project)) = edge.caches.release_at(&host).and_then(|release| {
+        let project = edge.caches.project(&release.spec.project)?;
+        Some((release, project))
+    }) else {
         return (StatusCode::NOT_FOUND, "no branch is served at this host\n").into_response();
     };
+    let mut strip = vec![HeaderName::from_static(BYPASS_HEADER)];
+    if let Some(protection) = routing::protection(&release, &project) {
+        match edge.guard.check(protection, client, headers).await {
+            Verdict::Pass => {}
+            Verdict::LoggedIn => strip.push(AUTHORIZATION),
+            Verdict::Ask => return log_in(&release),
+            Verdict::TooManyFailures => return too_many("too many failed logins; wait a minute\n"),
+        }
+    }
     let key = ObjectRef::from_obj(release.as_ref());
     let path = request.uri().path().to_string();
     let location = relative_location(request.uri().path_and_query().map_or("/", |p| p.as_str()));
@@ -66,6 +85,19 @@ pub async fn answer<B>(edge: Arc<Edge>, request: Request<B>, peer: SocketAddr) -
         header(headers, USER_AGENT.as_str()),
         header(headers, ACCEPT.as_str()),
     );
+    if state_of(&release) == LifecycleState::Awake && !path.starts_with(request::OWN_PATHS) {
+        if matches!(intent, Intent::Wake { .. }) {
+            // Real use keeps the branch awake; bots, monitors and HEADs do not.
+            let every = super::activity::traffic_interval(&release);
+            let edge = edge.clone();
+            tokio::spawn(async move {
+                edge.traffic
+                    .record_within(&key, crate::api::activity_source::REQUEST, every)
+                    .await;
+            });
+        }
+        return pass(&edge, &release, request, peer, &strip).await;
+    }
     match intent {
         Intent::Robots => robots(),
         Intent::Status => status(&release),
@@ -108,6 +140,69 @@ pub async fn answer<B>(edge: Arc<Edge>, request: Request<B>, peer: SocketAddr) -
             }
         }
     }
+}
+
+/// To the pods of the component whose route the path matches.
+async fn pass(
+    edge: &Edge,
+    release: &BranchRelease,
+    request: Request<Incoming>,
+    peer: SocketAddr,
+    strip: &[HeaderName],
+) -> Response {
+    let routes = routing::routes(release);
+    let Some(route) = routing::route_for(&routes, request.uri().path()) else {
+        return (
+            StatusCode::NOT_FOUND,
+            "no route of this branch serves this path\n",
+        )
+            .into_response();
+    };
+    let service = naming::component_object_name(
+        &naming::release_name(&release.spec.branch),
+        &route.component,
+    );
+    let backends = edge.caches.backends();
+    let addresses = backends.addresses(
+        release.metadata.namespace.as_deref().unwrap_or_default(),
+        &service,
+        &route.port_name,
+    );
+    edge.proxy
+        .pass(
+            request,
+            addresses,
+            Forwarding {
+                peer: peer.ip(),
+                strip,
+            },
+        )
+        .await
+}
+
+/// 401 with the browser's login prompt.
+fn log_in(release: &BranchRelease) -> Response {
+    let mut response = uncached(
+        StatusCode::UNAUTHORIZED,
+        "text/plain; charset=utf-8",
+        "this branch is protected: log in, or send its bypass token\n".to_string(),
+    );
+    let realm = format!(
+        "Basic realm=\"{} (Oksa)\", charset=\"UTF-8\"",
+        release.spec.branch.replace(['"', '\\'], "")
+    );
+    if let Ok(value) = HeaderValue::from_str(&realm) {
+        response.headers_mut().insert(WWW_AUTHENTICATE, value);
+    }
+    response
+}
+
+fn too_many(message: &'static str) -> Response {
+    let mut response = (StatusCode::TOO_MANY_REQUESTS, message).into_response();
+    response
+        .headers_mut()
+        .insert(RETRY_AFTER, HeaderValue::from_static("10"));
+    response
 }
 
 fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {

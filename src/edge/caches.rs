@@ -1,6 +1,7 @@
-//! What the edge knows: every BranchRelease and Project, cached from watches of its own, and the
-//! host index built from them (see `index`). The index is rebuilt after changes, at most every
-//! `REBUILD_AT_MOST_EVERY`, never per request: a flood costs a hash lookup a request.
+//! What the edge knows: every BranchRelease and Project, and the EndpointSlices of Oksa's
+//! Services, cached from watches of its own; the host index (see `index`) and the backends (see
+//! `backends`) built from them. Each is rebuilt after changes, at most every
+//! `REBUILD_AT_MOST_EVERY`, never per request: a flood costs a few hash lookups a request.
 
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -11,6 +12,11 @@ use kube::runtime::reflector::{self, ObjectRef, Store};
 use tokio::sync::Notify;
 use tracing::{info, warn};
 
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kube::Api;
+use kube::runtime::{WatchStreamExt, watcher};
+
+use super::backends::Backends;
 use super::index::HostIndex;
 use crate::api::{BranchRelease, Project};
 use crate::controller::watch;
@@ -23,13 +29,27 @@ pub struct Caches {
     pub releases: Store<BranchRelease>,
     pub projects: Store<Project>,
     index: Arc<RwLock<Arc<HostIndex>>>,
+    backends: Arc<RwLock<Arc<Backends>>>,
 }
+
+/// The EndpointSlices of Oksa's Services (the endpoint controller copies a Service's labels).
+const BRANCH_SLICES: &str = "kubernetes.io/service-name,oksa.dev/release";
 
 impl Caches {
     /// The branch answering at `host`, as cached now.
     pub fn release_at(&self, host: &str) -> Option<Arc<BranchRelease>> {
         let index = self.index.read().expect("host index").clone();
         index.lookup(host).and_then(|key| self.releases.get(key))
+    }
+
+    /// Where the branches' Services answer, as cached now.
+    pub fn backends(&self) -> Arc<Backends> {
+        self.backends.read().expect("backends").clone()
+    }
+
+    /// The cached Project `name`.
+    pub fn project(&self, name: &str) -> Option<Arc<Project>> {
+        self.projects.get(&ObjectRef::new(name))
     }
 
     /// The cached BranchRelease behind `key`, as it is now.
@@ -41,13 +61,16 @@ impl Caches {
     pub fn start(client: &Client, ready: Arc<Readiness>) -> Caches {
         let (releases, releases_writer) = reflector::store();
         let (projects, projects_writer) = reflector::store();
+        let (slices, slices_writer) = reflector::store::<EndpointSlice>();
         let changed = Arc::new(Notify::new());
+        let slices_changed = Arc::new(Notify::new());
         let caches = Caches {
             releases,
             projects,
             index: Arc::default(),
+            backends: Arc::default(),
         };
-        ready.waiting_for(["branchreleases", "projects"]);
+        ready.waiting_for(["branchreleases", "projects", "endpointslices"]);
         let unreadable = |kind: &'static str| {
             move |meta: &kube::api::ObjectMeta, reason: &str| {
                 warn!(kind, name = meta.name.as_deref().unwrap_or(""),
@@ -77,21 +100,49 @@ impl Caches {
                 unreadable("Project"),
             )
         };
+        let watch_slices = {
+            let changed = slices_changed.clone();
+            let ready = ready.clone();
+            watcher(
+                Api::<EndpointSlice>::all(client.clone()),
+                watch::config().labels(BRANCH_SLICES),
+            )
+            .default_backoff()
+            .modify(|slice| slice.metadata.managed_fields = None)
+            .reflect(slices_writer)
+            .inspect(move |event| match event {
+                Ok(watcher::Event::InitDone) => ready.synced("endpointslices"),
+                Ok(watcher::Event::Apply(_) | watcher::Event::Delete(_)) => changed.notify_one(),
+                Ok(watcher::Event::InitApply(_)) => changed.notify_one(),
+                _ => {}
+            })
+        };
         tokio::spawn(watch_releases.for_each(|_| async {}));
         tokio::spawn(watch_projects.for_each(|_| async {}));
-        let rebuilt = caches.clone();
-        tokio::spawn(async move {
-            loop {
-                changed.notified().await;
-                // Changes that come together make one rebuild.
-                tokio::time::sleep(REBUILD_AT_MOST_EVERY).await;
-                let index = HostIndex::build(&rebuilt.releases.state(), &rebuilt.projects.state());
-                let hosts = index.len();
-                *rebuilt.index.write().expect("host index") = Arc::new(index);
-                tracing::debug!(hosts, "host index rebuilt");
-            }
+        tokio::spawn(watch_slices.for_each(|_| async {}));
+        let (releases, projects) = (caches.releases.clone(), caches.projects.clone());
+        rebuild_on(changed, caches.index.clone(), move || {
+            HostIndex::build(&releases.state(), &projects.state())
+        });
+        rebuild_on(slices_changed, caches.backends.clone(), move || {
+            Backends::build(&slices.state())
         });
         info!("edge caches started");
         caches
     }
+}
+
+/// Rebuilds `target` with `build` after each change, changes that come together once.
+fn rebuild_on<T: Send + Sync + 'static>(
+    changed: Arc<Notify>,
+    target: Arc<RwLock<Arc<T>>>,
+    build: impl Fn() -> T + Send + 'static,
+) {
+    tokio::spawn(async move {
+        loop {
+            changed.notified().await;
+            tokio::time::sleep(REBUILD_AT_MOST_EVERY).await;
+            *target.write().expect("edge index") = Arc::new(build());
+        }
+    });
 }

@@ -35,11 +35,24 @@ struct Bucket {
 
 impl RateLimit {
     pub fn new(per_second: u32, burst: u32) -> RateLimit {
+        RateLimit::with_rate(f64::from(per_second), burst)
+    }
+
+    /// A rate below one a second (failed logins: a few a minute).
+    pub fn with_rate(per_second: f64, burst: u32) -> RateLimit {
         RateLimit {
-            per_second: f64::from(per_second),
+            per_second,
             burst: f64::from(burst.max(1)),
             buckets: Mutex::default(),
         }
+    }
+
+    /// Whether `client` has a token left at `now`, without taking it.
+    pub fn has_token(&self, client: IpAddr, now: Instant) -> bool {
+        let buckets = self.buckets.lock().expect("rate limit");
+        buckets.get(&client).is_none_or(|bucket| {
+            bucket.tokens + now.duration_since(bucket.at).as_secs_f64() * self.per_second >= 1.0
+        })
     }
 
     /// Takes one request's token from `client`'s bucket at `now`: false when it has none left.

@@ -1,6 +1,8 @@
-//! The edge: `oksa edge`, the front door of branch URLs. It answers for sleeping and waking
-//! branches (the waiting page, the wake on a person's request, a short hold for scripts), and
-//! nothing else reaches it.
+//! The edge: `oksa edge`, the front door of branch URLs. Every branch that may sleep or is
+//! protected is routed through it, always: it asks for a login where the branch is protected,
+//! passes requests on to an awake branch's pods (counting them as the activity that keeps it
+//! awake), and answers for a sleeping or waking one (the waiting page, the wake on a person's
+//! request, a short hold for scripts).
 //!
 //! It runs as its own Deployment, every replica serving (no leader): the operator's Lease renewal
 //! never shares a runtime with requests from the internet, and a failover of the operator leaves
@@ -12,11 +14,14 @@
 
 pub mod activity;
 pub mod answer;
+pub mod backends;
 pub mod caches;
 pub mod cap;
 pub mod index;
 pub mod limits;
 pub mod page;
+pub mod protect;
+pub mod proxy;
 pub mod request;
 pub mod server;
 
@@ -72,11 +77,14 @@ pub async fn run(
     let caches = caches::Caches::start(&client, ready);
     let edge = Arc::new(answer::Edge {
         caches,
-        activity: activity::Activity::new(client, RECORD_AT_MOST_EVERY),
+        activity: activity::Activity::new(client.clone(), RECORD_AT_MOST_EVERY),
+        traffic: activity::Activity::new(client, activity::MOST_EVERY),
         cap: cap::WakeCap::new(config.cap_per_hour),
         button_cap: cap::WakeCap::new(config.cap_per_hour),
         rate: limits::RateLimit::new(config.per_client_per_second, config.per_client_burst),
         holds: Semaphore::new(config.max_held),
+        guard: protect::Guard::default(),
+        proxy: proxy::Proxy::default(),
     });
     info!(listen = ?listener.local_addr().ok(), "serving the edge");
     let handle = move |request, peer: SocketAddr| answer::answer(edge.clone(), request, peer);

@@ -7,6 +7,8 @@
 /// The waker's own paths, under the branch's host.
 pub const STATUS_PATH: &str = "/.oksa/status";
 pub const WAKE_PATH: &str = "/.oksa/wake";
+/// Paths under it are the edge's own, never the branch's.
+pub const OWN_PATHS: &str = "/.oksa/";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Intent {

@@ -1,6 +1,7 @@
 //! The edge's listener, hardened: a bound on open connections (past it, new ones are closed at
 //! once instead of queueing in memory), a time limit on reading a request's headers (slow
-//! clients are cut off), and graceful draining at shutdown.
+//! clients are cut off), a bound on HTTP/2 streams per connection, and graceful draining at
+//! shutdown.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -10,11 +11,15 @@ use std::time::Duration;
 
 use axum::body::Body;
 use hyper::body::Incoming;
-use hyper::server::conn::http1;
 use hyper::service::service_fn;
+use hyper_util::rt::TokioExecutor;
 use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
 use tokio::sync::Semaphore;
 use tracing::{info, warn};
+
+/// Requests at once on one HTTP/2 connection.
+const MAX_STREAMS: u32 = 100;
 
 /// The connection limits (the per-client request rate is `limits::RateLimit`'s).
 #[derive(Debug, Clone)]
@@ -73,11 +78,19 @@ pub async fn serve<H, F>(
                 let answer = handle(request, peer);
                 async move { Ok::<_, Infallible>(answer.await) }
             });
-            let connection = http1::Builder::new()
+            // HTTP/1.1 with upgrades (WebSocket), or HTTP/2 when the client speaks it.
+            let mut builder = auto::Builder::new(TokioExecutor::new());
+            builder
+                .http1()
                 .timer(TokioTimer::new())
-                .header_read_timeout(timeout)
-                .serve_connection(TokioIo::new(stream), service)
-                .with_upgrades();
+                .header_read_timeout(timeout);
+            builder
+                .http2()
+                .timer(TokioTimer::new())
+                .keep_alive_interval(Some(timeout))
+                .keep_alive_timeout(timeout)
+                .max_concurrent_streams(MAX_STREAMS);
+            let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
             if let Err(error) = connection.await {
                 tracing::debug!(%error, %peer, "connection ended with an error");
             }

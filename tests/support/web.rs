@@ -44,13 +44,78 @@ pub async fn serve(body: &'static str) -> u16 {
     port
 }
 
+/// Serves, to every request, `name` and then the request's head as received (the headers a
+/// proxy passed on); returns the port.
+pub async fn serve_echo(name: &'static str) -> u16 {
+    let listener = tokio::net::TcpListener::bind("0.0.0.0:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let head = read_head(&mut stream).await;
+                let body = format!("{name}\n{head}");
+                let response = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = stream.write_all(response.as_bytes()).await;
+            });
+        }
+    });
+    port
+}
+
+/// Switches every request to the protocol it asks for (a WebSocket handshake, without its key
+/// arithmetic: the proxy in between does not check it) and then echoes every byte; returns the
+/// port.
+pub async fn serve_upgrade_echo() -> u16 {
+    let listener = tokio::net::TcpListener::bind("0.0.0.0:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let head = read_head(&mut stream).await;
+                if !head.to_ascii_lowercase().contains("upgrade: websocket") {
+                    let _ = stream
+                        .write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+                        .await;
+                    return;
+                }
+                let _ = stream
+                    .write_all(
+                        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
+                    )
+                    .await;
+                let (mut reader, mut writer) = stream.split();
+                let _ = tokio::io::copy(&mut reader, &mut writer).await;
+            });
+        }
+    });
+    port
+}
+
+/// Reads a request's head (up to the blank line), byte by byte: nothing after it is consumed.
+async fn read_head(stream: &mut tokio::net::TcpStream) -> String {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") && head.len() < 16_384 {
+        match stream.read(&mut byte).await {
+            Ok(1) => head.push(byte[0]),
+            _ => break,
+        }
+    }
+    String::from_utf8_lossy(&head).into_owned()
+}
+
 /// An EndpointSlice for Service `service` with one ready endpoint at `address:port`, under the
 /// Service's port name `port_name`.
 pub fn endpoints(service: &str, port_name: &str, address: &str, port: u16) -> EndpointSlice {
     serde_json::from_value(json!({
         "metadata": {"name": format!("{service}-test"), "labels": {
             "kubernetes.io/service-name": service,
-            "endpointslice.kubernetes.io/managed-by": "oksa-tests"}},
+            "endpointslice.kubernetes.io/managed-by": "oksa-tests",
+            // As the endpoint controller copies it from an Oksa Service: the edge watches these.
+            "oksa.dev/release": service}},
         "addressType": "IPv4",
         "endpoints": [{"addresses": [address], "conditions": {"ready": true}}],
         "ports": [{"name": port_name, "port": port, "protocol": "TCP"}],
@@ -85,12 +150,29 @@ pub async fn request(
     headers: &[(&str, &str)],
 ) -> Answer {
     // A request that hangs (an address that leads nowhere) counts as no answer.
-    tokio::time::timeout(
+    request_within(
         std::time::Duration::from_secs(5),
-        send(address, method, host, path, headers),
+        address,
+        method,
+        host,
+        path,
+        headers,
     )
     .await
-    .unwrap_or_default()
+}
+
+/// As `request`, waiting up to `limit` for the answer (a client held while its branch wakes).
+pub async fn request_within(
+    limit: std::time::Duration,
+    address: &str,
+    method: &str,
+    host: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Answer {
+    tokio::time::timeout(limit, send(address, method, host, path, headers))
+        .await
+        .unwrap_or_default()
 }
 
 async fn send(

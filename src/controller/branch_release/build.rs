@@ -47,12 +47,13 @@ pub struct Release<'a> {
     pub rendering: Rendering,
 }
 
-/// How a branch's lifecycle shapes its objects: asleep, its workloads are at zero; while asleep
-/// or waking, every route leads to the waker. Nothing else changes (claims, Services, the URL).
+/// How a branch's lifecycle and protection shape its objects: asleep, its workloads are at zero;
+/// through the edge (see `routing::through_edge`), every route leads to the edge. Nothing else
+/// changes (claims, Services, the URL).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Rendering {
     pub asleep: bool,
-    pub routes_to_waker: bool,
+    pub routes_to_edge: bool,
 }
 
 impl Rendering {
@@ -68,8 +69,10 @@ impl Rendering {
         }
     }
 
-    /// The rendering the BranchRelease's status last reported (for previews).
-    pub fn reported(release: &BranchRelease) -> Rendering {
+    /// The rendering the BranchRelease's status last reported (for previews). Whether an
+    /// awake branch that may sleep goes through the edge depends on the operator's flags, not
+    /// known here: the preview shows its protection's part only.
+    pub fn reported(release: &BranchRelease, project: &Project) -> Rendering {
         use crate::api::LifecycleState;
         let state = release
             .status
@@ -81,7 +84,12 @@ impl Rendering {
                 state,
                 Some(LifecycleState::Sleeping | LifecycleState::Expired)
             ),
-            routes_to_waker: state.is_some_and(|s| s != LifecycleState::Awake),
+            routes_to_edge: crate::routing::through_edge(
+                state.is_none_or(|s| s == LifecycleState::Awake),
+                crate::routing::protection(release, project).is_some(),
+                false,
+                false,
+            ),
         }
     }
 }
@@ -435,51 +443,22 @@ fn service(release: &Release, component: &Component) -> Option<Service> {
     })
 }
 
-/// (path, Service, port) of each route; without routes, `/` to the first component with a port.
-/// While the branch sleeps or wakes, each path leads to the waker instead.
+/// (path, Service, port) of each route (see `routing::routes`). Through the edge (see
+/// `routing::through_edge`), each path leads to the edge instead.
 fn routes(release: &Release) -> Vec<(String, String, i32)> {
-    let routes = component_routes(release);
-    if !release.rendering.routes_to_waker {
-        return routes
-            .into_iter()
-            .map(|(path, component, port)| {
-                let service = naming::component_object_name(&release.name, &component);
-                (path, service, port)
-            })
-            .collect();
-    }
-    routes
+    crate::routing::routes(release.branch_release)
         .into_iter()
-        .map(|(path, _, _)| (path, naming::EDGE_SERVICE.to_string(), naming::EDGE_PORT))
-        .collect()
-}
-
-/// (path, component, port) of each route.
-fn component_routes(release: &Release) -> Vec<(String, String, i32)> {
-    let components = &release.branch_release.spec.components;
-    let first_port = |name: &str| {
-        components
-            .iter()
-            .find(|c| c.name == name)
-            .and_then(|c| c.containers.iter().flat_map(|k| &k.ports).next())
-            .map(|p| p.container_port)
-    };
-    let declared = &release.branch_release.spec.routes;
-    if declared.is_empty() {
-        return components
-            .iter()
-            .find_map(|c| first_port(&c.name).map(|port| ("/".to_string(), c.name.clone(), port)))
-            .into_iter()
-            .collect();
-    }
-    declared
-        .iter()
-        .filter_map(|r| {
-            Some((
-                r.path.clone(),
-                r.component.clone(),
-                r.port.or_else(|| first_port(&r.component))?,
-            ))
+        .map(|route| {
+            if release.rendering.routes_to_edge {
+                (
+                    route.path,
+                    naming::EDGE_SERVICE.to_string(),
+                    naming::EDGE_PORT,
+                )
+            } else {
+                let service = naming::component_object_name(&release.name, &route.component);
+                (route.path, service, route.port)
+            }
         })
         .collect()
 }
@@ -702,7 +681,7 @@ spec:
             owner: owner(),
             rendering: Rendering {
                 asleep: true,
-                routes_to_waker: true,
+                routes_to_edge: true,
             },
         })
     }

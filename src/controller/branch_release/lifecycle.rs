@@ -74,6 +74,11 @@ pub struct Settings {
 }
 
 impl Settings {
+    /// Whether the branch may fall asleep by itself (idle or outside its awake hours).
+    pub fn may_sleep(&self) -> bool {
+        !self.never_sleep && (self.sleep_after.is_some() || self.schedule.is_some())
+    }
+
     /// The branch's own settings (held to the platform's `bounds`), else its Project's
     /// defaults. The production branch takes no expiry from the defaults: it expires only when
     /// its own BranchRelease asks for it. `last_activity` is what a pin's bound counts from.
@@ -256,8 +261,8 @@ pub struct Decision {
     pub status: LifecycleStatus,
     /// Workloads at zero.
     pub asleep: bool,
-    /// Every route leads to the waker.
-    pub routes_to_waker: bool,
+    /// Asleep or waking: the edge answers for the branch.
+    pub edge_answers: bool,
     /// Expired, its warning stood for its window, and no declarative tool manages it: delete
     /// the BranchRelease (within the project's hourly budget).
     pub delete: bool,
@@ -401,7 +406,7 @@ pub fn decide(settings: &Settings, activity: &Activity, facts: &Facts) -> Decisi
             history: previous.map(|p| p.history.clone()).unwrap_or_default(),
         },
         asleep,
-        routes_to_waker: state != LifecycleState::Awake,
+        edge_answers: state != LifecycleState::Awake,
         delete: expired && !keep_expired && !facts.scaled_to_zero && !facts.report_only,
         would_delete,
         next_change,
@@ -745,7 +750,7 @@ mod tests {
     fn idle_for_sleep_after_it_sleeps_with_routes_to_the_waker() {
         let awake = decide(&settings(), &activity(0), &facts(59, None));
         assert_eq!(awake.status.state, LifecycleState::Awake);
-        assert!(!awake.asleep && !awake.routes_to_waker);
+        assert!(!awake.asleep && !awake.edge_answers);
         assert_eq!(
             awake.next_change,
             Some(at(60)),
@@ -754,7 +759,7 @@ mod tests {
         let asleep = decide(&settings(), &activity(0), &facts(60, Some(&awake.status)));
         assert_eq!(asleep.status.state, LifecycleState::Sleeping);
         assert_eq!(asleep.status.reason.as_deref(), Some(sleep_reason::IDLE));
-        assert!(asleep.asleep && asleep.routes_to_waker);
+        assert!(asleep.asleep && asleep.edge_answers);
         assert_eq!(asleep.status.since, Time(at(60)));
     }
 
@@ -768,7 +773,7 @@ mod tests {
         );
         assert_eq!(waking.status.state, LifecycleState::Waking);
         assert!(!waking.asleep, "workloads start");
-        assert!(waking.routes_to_waker, "routes wait for Ready");
+        assert!(waking.edge_answers, "routes wait for Ready");
         assert_eq!(waking.next_change, Some(at(131)), "the wake timeout");
 
         let mut status = BranchReleaseStatus {
@@ -780,7 +785,7 @@ mod tests {
         assert_eq!(lifecycle.state, LifecycleState::Awake);
         assert_eq!(status.replicas, Some(1));
         let awake = decide(&settings(), &activity(100), &facts(103, Some(&lifecycle)));
-        assert!(!awake.routes_to_waker, "then the routes switch back");
+        assert!(!awake.edge_answers, "then the routes switch back");
     }
 
     #[test]

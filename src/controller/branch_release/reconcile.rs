@@ -166,7 +166,12 @@ async fn reconcile_release(release: Arc<BranchRelease>, ctx: &Context) -> Result
     }
     let rendering = Rendering {
         asleep: decision.asleep,
-        routes_to_waker: decision.routes_to_waker,
+        routes_to_edge: crate::routing::through_edge(
+            !decision.edge_answers,
+            crate::routing::protection(&release, project).is_some(),
+            settings.may_sleep(),
+            ctx.edge_deployed,
+        ),
     };
 
     let release_name = naming::release_name(&release.spec.branch);
@@ -237,7 +242,7 @@ async fn reconcile_release(release: Arc<BranchRelease>, ctx: &Context) -> Result
     // Falling asleep, the routes lead to the waker before the workloads stop: no request meets
     // a branch with nothing behind its URL.
     let ((ingress, http_route), (claims, deployments, services, autoscalers)) =
-        if rendering.routes_to_waker {
+        if decision.edge_answers {
             let routes = routes.await?;
             (routes, workloads.await?)
         } else {
