@@ -342,7 +342,7 @@ async fn an_allowed_network_passes_without_a_login_and_too_many_failures_stop() 
     Api::<Project>::all(support::client().await)
         .patch(
             &project.name,
-            &PatchParams::apply("oksa-tests").force(),
+            &PatchParams::default(),
             &Patch::Merge(json!({"spec": {"protection": {"allowCIDRs": ["192.0.2.0/24"]}}})),
         )
         .await

@@ -26,72 +26,68 @@ pub fn machine_address() -> Option<String> {
 
 /// Serves `body` to every request on a free port of every address; returns the port.
 pub async fn serve(body: &'static str) -> u16 {
-    let listener = tokio::net::TcpListener::bind("0.0.0.0:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    tokio::spawn(async move {
-        while let Ok((mut stream, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let mut request = [0u8; 4096];
-                let _ = stream.read(&mut request).await;
-                let response = format!(
-                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                    body.len()
-                );
-                let _ = stream.write_all(response.as_bytes()).await;
-            });
-        }
-    });
-    port
+    spawn_server(move |mut stream| async move {
+        read_head(&mut stream).await;
+        answer_ok(&mut stream, body).await;
+    })
+    .await
 }
 
 /// Serves, to every request, `name` and then the request's head as received (the headers a
 /// proxy passed on); returns the port.
 pub async fn serve_echo(name: &'static str) -> u16 {
-    let listener = tokio::net::TcpListener::bind("0.0.0.0:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    tokio::spawn(async move {
-        while let Ok((mut stream, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let head = read_head(&mut stream).await;
-                let body = format!("{name}\n{head}");
-                let response = format!(
-                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                    body.len()
-                );
-                let _ = stream.write_all(response.as_bytes()).await;
-            });
-        }
-    });
-    port
+    spawn_server(move |mut stream| async move {
+        let head = read_head(&mut stream).await;
+        answer_ok(&mut stream, &format!("{name}\n{head}")).await;
+    })
+    .await
 }
 
 /// Switches every request to the protocol it asks for (a WebSocket handshake, without its key
 /// arithmetic: the proxy in between does not check it) and then echoes every byte; returns the
 /// port.
 pub async fn serve_upgrade_echo() -> u16 {
+    spawn_server(|mut stream| async move {
+        let head = read_head(&mut stream).await;
+        if !head.to_ascii_lowercase().contains("upgrade: websocket") {
+            let _ = stream
+                .write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+                .await;
+            return;
+        }
+        let _ = stream
+            .write_all(
+                b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
+            )
+            .await;
+        let (mut reader, mut writer) = stream.split();
+        let _ = tokio::io::copy(&mut reader, &mut writer).await;
+    })
+    .await
+}
+
+/// Runs `connection` for every connection on a free port of every address; returns the port.
+async fn spawn_server<F, Fut>(connection: F) -> u16
+where
+    F: Fn(tokio::net::TcpStream) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
     let listener = tokio::net::TcpListener::bind("0.0.0.0:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     tokio::spawn(async move {
-        while let Ok((mut stream, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let head = read_head(&mut stream).await;
-                if !head.to_ascii_lowercase().contains("upgrade: websocket") {
-                    let _ = stream
-                        .write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
-                        .await;
-                    return;
-                }
-                let _ = stream
-                    .write_all(
-                        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
-                    )
-                    .await;
-                let (mut reader, mut writer) = stream.split();
-                let _ = tokio::io::copy(&mut reader, &mut writer).await;
-            });
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(connection(stream));
         }
     });
     port
+}
+
+async fn answer_ok(stream: &mut tokio::net::TcpStream, body: &str) {
+    let response = format!(
+        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = stream.write_all(response.as_bytes()).await;
 }
 
 /// Reads a request's head (up to the blank line), byte by byte: nothing after it is consumed.
