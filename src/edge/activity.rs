@@ -77,19 +77,14 @@ impl Activity {
 
     /// Records a request on `key`'s branch, unless one was recorded within `every`.
     pub async fn record(&self, key: &ObjectRef<BranchRelease>, source: &str) {
-        self.record_within(key, source, self.every).await;
+        if self.take_slot(key, Instant::now(), self.every) {
+            self.write(key, source).await;
+        }
     }
 
-    /// Records a request on `key`'s branch, unless one was recorded within `every`.
-    pub async fn record_within(
-        &self,
-        key: &ObjectRef<BranchRelease>,
-        source: &str,
-        every: Duration,
-    ) {
-        if !self.take_slot(key, Instant::now(), every) {
-            return;
-        }
+    /// Writes the activity of a slot the caller took (see `take_slot`); a failed write frees
+    /// the slot for the next request.
+    pub async fn write(&self, key: &ObjectRef<BranchRelease>, source: &str) {
         let now = whole_seconds(Timestamp::now());
         let api = Api::<BranchRelease>::namespaced(
             self.client.clone(),

@@ -54,7 +54,7 @@ pub async fn answer(edge: Arc<Edge>, request: Request<Incoming>, peer: SocketAdd
     let headers = request.headers();
     let client = client_of(peer.ip(), header(headers, "x-forwarded-for"));
     if !edge.rate.allow(client, Instant::now()) {
-        return too_many("too many requests\n");
+        return too_many("too many requests\n", "1");
     }
     // HTTP/2 names the host in the request line.
     let host = header(headers, HOST.as_str())
@@ -73,7 +73,9 @@ pub async fn answer(edge: Arc<Edge>, request: Request<Incoming>, peer: SocketAdd
             Verdict::Pass => {}
             Verdict::LoggedIn => strip.push(AUTHORIZATION),
             Verdict::Ask => return log_in(&release),
-            Verdict::TooManyFailures => return too_many("too many failed logins; wait a minute\n"),
+            Verdict::TooManyFailures => {
+                return too_many("too many failed logins; wait a minute\n", "10");
+            }
         }
     }
     let key = ObjectRef::from_obj(release.as_ref());
@@ -87,14 +89,17 @@ pub async fn answer(edge: Arc<Edge>, request: Request<Incoming>, peer: SocketAdd
     );
     if state_of(&release) == LifecycleState::Awake && !path.starts_with(request::OWN_PATHS) {
         if matches!(intent, Intent::Wake { .. }) {
-            // Real use keeps the branch awake; bots, monitors and HEADs do not.
+            // Real use keeps the branch awake; bots, monitors and HEADs do not. The slot is
+            // taken here, so only the request that writes costs a task.
             let every = super::activity::traffic_interval(&release);
-            let edge = edge.clone();
-            tokio::spawn(async move {
-                edge.traffic
-                    .record_within(&key, crate::api::activity_source::REQUEST, every)
-                    .await;
-            });
+            if edge.traffic.take_slot(&key, Instant::now(), every) {
+                let edge = edge.clone();
+                tokio::spawn(async move {
+                    edge.traffic
+                        .write(&key, crate::api::activity_source::REQUEST)
+                        .await;
+                });
+            }
         }
         return pass(&edge, &release, request, peer, &strip).await;
     }
@@ -197,11 +202,11 @@ fn log_in(release: &BranchRelease) -> Response {
     response
 }
 
-fn too_many(message: &'static str) -> Response {
+fn too_many(message: &'static str, retry_after: &'static str) -> Response {
     let mut response = (StatusCode::TOO_MANY_REQUESTS, message).into_response();
     response
         .headers_mut()
-        .insert(RETRY_AFTER, HeaderValue::from_static("10"));
+        .insert(RETRY_AFTER, HeaderValue::from_static(retry_after));
     response
 }
 
