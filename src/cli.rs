@@ -49,6 +49,16 @@ pub struct EdgeArgs {
     /// Clients held at once while their branch wakes.
     #[arg(long, env = "OKSA_EDGE_MAX_HELD", default_value_t = 512)]
     pub max_held: usize,
+    /// Networks of the proxies in front of the edge (the ingress controllers), comma-separated:
+    /// only their X-Forwarded-For names the client, for allowCIDRs and the per-client limits.
+    #[arg(
+        long,
+        env = "OKSA_EDGE_TRUSTED_PROXIES",
+        value_delimiter = ',',
+        default_value = crate::edge::limits::DEFAULT_TRUSTED_PROXIES,
+        value_parser = crate::edge::protect::network
+    )]
+    pub trusted_proxies: Vec<crate::api::Cidr>,
 }
 
 impl EdgeArgs {
@@ -63,6 +73,7 @@ impl EdgeArgs {
             per_client_per_second: self.client_rate,
             per_client_burst: self.client_burst,
             max_held: self.max_held,
+            trusted_proxies: self.trusted_proxies.clone(),
         }
     }
 }

@@ -351,6 +351,26 @@ async fn an_allowed_network_passes_without_a_login_and_too_many_failures_stop() 
         a.code == 401
     })
     .await;
+    // Only the trusted proxy names the client: Traefik drops a client's own X-Forwarded-For,
+    // and the edge ignores it from anyone else (a pod reaching the edge directly).
+    let forged = [("X-Forwarded-For", "192.0.2.77")];
+    let edge = support::edge::address_in(&project).await;
+    let (_, port) = edge.rsplit_once(':').unwrap();
+    for (via, address) in [
+        ("Traefik", traefik.clone()),
+        ("loopback", format!("127.0.0.1:{port}")),
+    ] {
+        let refused = request(&address, "GET", &host, "/", &forged).await;
+        assert_eq!(
+            refused.code, 401,
+            "a forged address through {via}: {refused:?}"
+        );
+    }
+    let named = request(&edge, "GET", &host, "/", &forged).await;
+    assert_eq!(
+        named.body, "feature says hi",
+        "named by the trusted proxy: {named:?}"
+    );
     let wrong = basic("ada", "wrong");
     let mut codes = Vec::new();
     for _ in 0..12 {

@@ -48,11 +48,17 @@ pub struct Edge {
     pub holds: Semaphore,
     pub guard: Guard,
     pub proxy: Proxy,
+    /// Proxies whose `X-Forwarded-For` names the client (see `limits::client_of`).
+    pub trusted_proxies: Vec<crate::api::Cidr>,
 }
 
 pub async fn answer(edge: Arc<Edge>, request: Request<Incoming>, peer: SocketAddr) -> Response {
     let headers = request.headers();
-    let client = client_of(peer.ip(), header(headers, "x-forwarded-for"));
+    let client = client_of(
+        peer.ip(),
+        header(headers, "x-forwarded-for"),
+        &edge.trusted_proxies,
+    );
     if !edge.rate.allow(client, Instant::now()) {
         return too_many("too many requests\n", "1");
     }

@@ -1,24 +1,44 @@
 //! How much one client may ask of the edge: a token bucket per client address, in bounded memory.
-//!
-//! Behind the ingress controller every connection comes from it, so the client is the last
-//! address of `X-Forwarded-For` (the one the controller appended); a client that reaches the edge
-//! directly is its peer address.
+//! And who the client is.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::Instant;
 
+use crate::api::Cidr;
+use crate::edge::protect::in_networks;
+
 /// Clients remembered at most; past it, full buckets (idle clients) are forgotten first, and if
 /// that frees nothing the oldest half goes.
 const MAX_CLIENTS: usize = 100_000;
 
-/// The client a request comes from.
-pub fn client_of(peer: IpAddr, forwarded_for: Option<&str>) -> IpAddr {
-    forwarded_for
-        .and_then(|list| list.rsplit(',').next())
-        .and_then(|last| last.trim().parse().ok())
-        .unwrap_or(peer)
+/// The proxies trusted to name the client by default: the private networks, where an ingress
+/// controller in the cluster has its pods' addresses, and loopback (a sidecar in the edge's pod).
+pub const DEFAULT_TRUSTED_PROXIES: &str =
+    "10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,100.64.0.0/10,127.0.0.0/8,fc00::/7,::1/128";
+
+/// The client a request comes from. Its peer, unless the peer is a trusted proxy (the ingress
+/// controller): then `X-Forwarded-For` read from the right, where each proxy appended the address
+/// it saw, up to the first address that is not a trusted proxy itself (a load balancer in front
+/// of the controller appends too). Anyone else's `X-Forwarded-For` is ignored: a pod that reaches
+/// the edge directly cannot pass for an allowed network.
+pub fn client_of(peer: IpAddr, forwarded_for: Option<&str>, trusted: &[Cidr]) -> IpAddr {
+    let peer = peer.to_canonical();
+    if !in_networks(peer, trusted) {
+        return peer;
+    }
+    let mut client = peer;
+    for hop in forwarded_for.unwrap_or_default().rsplit(',') {
+        let Ok(address) = hop.trim().parse::<IpAddr>() else {
+            break;
+        };
+        client = address.to_canonical();
+        if !in_networks(client, trusted) {
+            break;
+        }
+    }
+    client
 }
 
 pub struct RateLimit {
@@ -95,16 +115,57 @@ mod tests {
 
     use super::*;
 
+    fn trusted() -> Vec<Cidr> {
+        DEFAULT_TRUSTED_PROXIES
+            .split(',')
+            .map(|n| crate::edge::protect::network(n).unwrap())
+            .collect()
+    }
+
+    fn ip(text: &str) -> IpAddr {
+        text.parse().unwrap()
+    }
+
     #[test]
-    fn the_client_is_the_address_the_proxy_appended() {
-        let peer: IpAddr = "10.0.0.9".parse().unwrap();
-        assert_eq!(client_of(peer, None), peer);
+    fn behind_a_trusted_proxy_the_client_is_the_address_it_appended() {
+        let controller = ip("10.0.0.9");
+        assert_eq!(client_of(controller, None, &trusted()), controller);
         assert_eq!(
-            client_of(peer, Some("1.2.3.4, 203.0.113.7")),
-            "203.0.113.7".parse::<IpAddr>().unwrap(),
+            client_of(controller, Some("1.2.3.4, 203.0.113.7"), &trusted()),
+            ip("203.0.113.7"),
             "a client may write the first addresses, not the last"
         );
-        assert_eq!(client_of(peer, Some("garbage")), peer);
+        assert_eq!(
+            client_of(
+                controller,
+                Some("1.2.3.4, 203.0.113.7, 10.1.0.3"),
+                &trusted()
+            ),
+            ip("203.0.113.7"),
+            "a load balancer of the cluster before the controller appended too"
+        );
+        assert_eq!(
+            client_of(controller, Some("garbage"), &trusted()),
+            controller
+        );
+        assert_eq!(
+            client_of(ip("::ffff:10.0.0.9"), Some("203.0.113.7"), &trusted()),
+            ip("203.0.113.7")
+        );
+    }
+
+    #[test]
+    fn anyone_else_is_the_client_whatever_it_forwards() {
+        let outside = ip("203.0.113.50");
+        assert_eq!(client_of(outside, Some("10.9.9.9"), &trusted()), outside);
+        assert_eq!(
+            client_of(ip("10.0.0.9"), Some("10.9.9.9"), &[]),
+            ip("10.0.0.9"),
+            "no proxy trusted: the peer"
+        );
+        assert!(crate::edge::protect::network("10.0.0.0/33").is_err());
+        assert!(crate::edge::protect::network("office").is_err());
+        assert!(crate::edge::protect::network("fc00::/7").is_ok());
     }
 
     #[test]

@@ -52,6 +52,8 @@ pub struct EdgeConfig {
     pub per_client_burst: u32,
     /// Clients held at once while their branch wakes.
     pub max_held: usize,
+    /// Proxies whose `X-Forwarded-For` names the client (the ingress controllers).
+    pub trusted_proxies: Vec<crate::api::Cidr>,
 }
 
 impl Default for EdgeConfig {
@@ -62,6 +64,10 @@ impl Default for EdgeConfig {
             per_client_per_second: 20,
             per_client_burst: 60,
             max_held: 512,
+            trusted_proxies: limits::DEFAULT_TRUSTED_PROXIES
+                .split(',')
+                .filter_map(|n| protect::network(n).ok())
+                .collect(),
         }
     }
 }
@@ -85,6 +91,7 @@ pub async fn run(
         holds: Semaphore::new(config.max_held),
         guard: protect::Guard::default(),
         proxy: proxy::Proxy::default(),
+        trusted_proxies: config.trusted_proxies,
     });
     info!(listen = ?listener.local_addr().ok(), "serving the edge");
     let handle = move |request, peer: SocketAddr| answer::answer(edge.clone(), request, peer);

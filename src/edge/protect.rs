@@ -200,14 +200,29 @@ pub fn in_networks(client: IpAddr, networks: &[Cidr]) -> bool {
     networks.iter().any(|network| contains(&network.0, client))
 }
 
+/// `text` as a network, or why it is none (for settings, where a typo must stop the start).
+pub fn network(text: &str) -> Result<Cidr, String> {
+    match parse_network(text.trim()) {
+        Some(_) => Ok(Cidr(text.trim().to_string())),
+        None => Err(format!(
+            "{text:?} is not a network in CIDR notation (10.0.0.0/8, fc00::/7)"
+        )),
+    }
+}
+
+fn parse_network(network: &str) -> Option<(IpAddr, u32)> {
+    let (address, length) = network.split_once('/')?;
+    let address = address.parse::<IpAddr>().ok()?.to_canonical();
+    let length = length.parse::<u32>().ok()?;
+    let most = if address.is_ipv4() { 32 } else { 128 };
+    (length <= most).then_some((address, length))
+}
+
 fn contains(network: &str, client: IpAddr) -> bool {
-    let Some((address, length)) = network.split_once('/') else {
+    let Some((address, length)) = parse_network(network) else {
         return false;
     };
-    let (Ok(address), Ok(length)) = (address.parse::<IpAddr>(), length.parse::<u32>()) else {
-        return false;
-    };
-    match (address.to_canonical(), client) {
+    match (address, client) {
         (IpAddr::V4(net), IpAddr::V4(ip)) if length <= 32 => {
             let mask = u32::MAX.checked_shl(32 - length).unwrap_or(0);
             u32::from(net) & mask == u32::from(ip) & mask

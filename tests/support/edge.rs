@@ -23,6 +23,7 @@ const NAMESPACE: &str = "oksa-test-edge";
 /// address the plane can reach.
 pub async fn ensure_running(cap_per_hour: u32) -> Option<EdgeService> {
     let address = super::web::machine_address()?;
+    let trusted = address.clone();
     let std_listener = std::net::TcpListener::bind("0.0.0.0:0").ok()?;
     std_listener.set_nonblocking(true).ok()?;
     let port = std_listener.local_addr().ok()?.port();
@@ -35,7 +36,11 @@ pub async fn ensure_running(cap_per_hour: u32) -> Option<EdgeService> {
         runtime.block_on(async move {
             let client = super::client().await;
             let listener = tokio::net::TcpListener::from_std(std_listener).unwrap();
+            // Traefik reaches the edge from this machine's address, and only its
+            // X-Forwarded-For names the client (a request from loopback is anyone's).
+            let trusted_proxies = vec![oksa::api::Cidr(format!("{trusted}/32"))];
             let config = oksa::edge::EdgeConfig {
+                trusted_proxies,
                 cap_per_hour,
                 // Tests send bursts from one address.
                 per_client_per_second: 1000,
