@@ -13,6 +13,8 @@ use kube::{Api, Client, ResourceExt};
 
 use crate::api::{BranchRelease, Phase, Project};
 
+pub mod protected;
+
 #[derive(Debug, thiserror::Error)]
 pub enum DemoError {
     #[error("starting the local control plane failed: {0}")]
@@ -191,6 +193,12 @@ pub async fn run(repo: &Path, exit_when_ready: bool, timeout: Duration) -> Resul
     ensure_cluster(repo)?;
     let client = Client::try_default().await.map_err(DemoError::Connect)?;
     crate::crd::install(&client).await?;
+    // On the local plane the edge runs too, so a protected branch can be shown for real.
+    let traefik = protected::local_traefik();
+    let edge_service = match traefik {
+        Some(_) => protected::start_edge(&client).await?,
+        None => None,
+    };
     let operator_client = client.clone();
     tokio::spawn(async move {
         let ready = Arc::new(crate::readiness::Readiness::default());
@@ -199,7 +207,7 @@ pub async fn run(repo: &Path, exit_when_ready: bool, timeout: Duration) -> Resul
             crate::metrics::Metrics::default(),
             ready,
             crate::policy::Policy::default(),
-            None,
+            edge_service,
             std::future::pending(),
         )
         .await;
@@ -284,6 +292,15 @@ pub async fn run(repo: &Path, exit_when_ready: bool, timeout: Duration) -> Resul
             // Sleep and wake one branch, as a person would with kubectl.
             if let Some(branch) = current.last() {
                 sleep_and_wake(&client, branch, timeout).await?;
+            }
+            let guarded = current.iter().find_map(|release| {
+                let project = projects
+                    .iter()
+                    .find(|p| p.name_any() == release.spec.project)?;
+                crate::routing::protection(release, project).map(|_| (release, project))
+            });
+            if let (Some(traefik), Some((release, project))) = (traefik, guarded) {
+                protected::show(&client, traefik, release, project).await?;
             }
             break;
         }

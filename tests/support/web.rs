@@ -9,20 +9,7 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-/// An IPv4 address of this machine that is not loopback, from `hostname -I`.
-pub fn machine_address() -> Option<String> {
-    let output = std::process::Command::new("hostname")
-        .arg("-I")
-        .output()
-        .ok()?;
-    String::from_utf8_lossy(&output.stdout)
-        .split_whitespace()
-        .find(|a| {
-            a.parse::<std::net::Ipv4Addr>()
-                .is_ok_and(|ip| !ip.is_loopback())
-        })
-        .map(str::to_string)
-}
+pub use oksa::demo::protected::machine_address;
 
 /// Serves `body` to every request on a free port of every address; returns the port.
 pub async fn serve(body: &'static str) -> u16 {
