@@ -1,5 +1,6 @@
 //! The README's main command, in its non-interactive mode: examples/ (a Project and two
-//! branches) becomes Ready on the cluster under test, and the demo says where they are served.
+//! branches) becomes Ready on the cluster under test, the demo says where they are served, and
+//! on the local plane it shows the protected branch asking for a login.
 
 mod support;
 
@@ -24,4 +25,9 @@ fn the_demo_brings_every_example_branch_to_ready() {
     assert!(stdout.contains("asleep after"), "{stdout}");
     assert!(stdout.contains("Sleeping"), "{stdout}");
     assert!(stdout.contains("awake and Ready again after"), "{stdout}");
+    // On the local plane, the protected branch asks for a login through Traefik.
+    if support::plane().state.is_some() {
+        assert!(stdout.contains("without a login: 401"), "{stdout}");
+        assert!(stdout.contains("with -u demo:oksa-demo: 200"), "{stdout}");
+    }
 }
