@@ -122,9 +122,7 @@ pub async fn edge(args: crate::cli::EdgeArgs) -> Result<(), StartError> {
     let health = tokio::net::TcpListener::bind(args.health_listen)
         .await
         .map_err(|e| StartError::Listen(args.health_listen, e))?;
-    let traffic = tokio::net::TcpListener::bind(args.listen)
-        .await
-        .map_err(|e| StartError::Listen(args.listen, e))?;
+    let traffic = shared_listener(args.listen).map_err(|e| StartError::Listen(args.listen, e))?;
     let server = tokio::spawn(crate::server::serve(
         health,
         Metrics::default(),
@@ -134,6 +132,21 @@ pub async fn edge(args: crate::cli::EdgeArgs) -> Result<(), StartError> {
     tokio::spawn(crate::api_probe::run(client.clone(), ready.clone()));
     crate::edge::run(client, traffic, args.config(), ready, shutdown).await;
     finish(server, args.health_listen).await
+}
+
+/// A listener other processes may bind too (SO_REUSEPORT): the kernel spreads new connections
+/// across every edge process on the port, so a new edge can start serving before the old one has
+/// drained, outside Kubernetes as in a pod; the benchmark runs two replicas on one address this way.
+fn shared_listener(address: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = match address {
+        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    socket.set_reuseaddr(true)?;
+    #[cfg(unix)]
+    socket.set_reuseport(true)?;
+    socket.bind(address)?;
+    socket.listen(1024)
 }
 
 async fn finish(

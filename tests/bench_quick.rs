@@ -1,10 +1,17 @@
-//! The benchmark's quick variant, so the benchmark itself cannot rot: it completes and reports
-//! every figure. Its timings are not asserted (a shared CI machine is no place for that).
+//! The benchmarks' quick variants, so the benchmarks themselves cannot rot: they complete and
+//! report every figure. Their timings are not asserted (a shared CI machine is no place for that).
+//! They run one at a time: each starts an operator of its own, and two would both reconcile
+//! everything.
 
 mod support;
 
+use std::sync::Mutex;
+
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
 #[test]
 fn the_quick_benchmark_completes_and_reports() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let output_file =
         std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("bench-quick.json");
     let helm = support::plane()
@@ -92,4 +99,62 @@ fn the_quick_benchmark_completes_and_reports() {
         Some(0.0),
         "a resync with nothing to change wrote:\n{stdout}"
     );
+}
+
+#[test]
+fn the_quick_edge_benchmark_completes_and_reports() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    if support::plane().state.is_none() {
+        eprintln!("not run: it needs the local plane's Traefik (KUBECONFIG names another cluster)");
+        return;
+    }
+    let output_file =
+        std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("bench-edge-quick.json");
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_oksa-bench"))
+        .args(["--oksa", env!("CARGO_BIN_EXE_oksa"), "edge"])
+        .args(["--seconds", "2", "--rate", "40", "--connections", "8"])
+        .args(["--flood-seconds", "6", "--flood-connections", "20"])
+        .args(["--slow-clients", "5", "--changes", "2"])
+        .arg("--output")
+        .arg(&output_file)
+        .env("KUBECONFIG", support::kubeconfig_path())
+        .output()
+        .expect("running oksa-bench edge");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "oksa-bench edge failed:\n{stdout}\n{stderr}"
+    );
+    for line in [
+        "moderate load: Traefik → server",
+        "added by the edge",
+        "full speed: Traefik → edge → server",
+        "per edge core",
+        "slow clients",
+        "the operator's Lease",
+        "a protected host without a login",
+        "a change to its Deployment",
+        "kill -9 of one of two edges (POSTs)",
+    ] {
+        assert!(stdout.contains(line), "missing {line:?} in:\n{stdout}");
+    }
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&output_file).unwrap()).unwrap();
+    for run in ["latency_direct", "latency_through_edge"] {
+        assert!(report[run]["ok"].as_u64().unwrap() > 0, "{run}:\n{stdout}");
+    }
+    assert!(
+        report["throughput_through_edge"]["edge_cpu_seconds"]
+            .as_f64()
+            .unwrap()
+            > 0.0
+    );
+    assert!(report["flood"]["guard"]["asked"].as_u64().unwrap() > 0);
+    assert_eq!(
+        report["flood"]["guard"]["passed"], 0,
+        "a protected host let a request through without a login during the flood:\n{stdout}"
+    );
+    assert_eq!(report["flood"]["changes"]["count"], 2);
+    assert!(report["kill"]["load"]["ok"].as_u64().unwrap() > 0);
 }

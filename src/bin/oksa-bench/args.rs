@@ -8,6 +8,8 @@ use std::path::PathBuf;
     about = "Benchmark Oksa against helm-per-branch and the API server's limit"
 )]
 pub struct Args {
+    #[command(subcommand)]
+    pub mode: Option<Mode>,
     /// Projects to create.
     #[arg(long, default_value_t = 20)]
     pub projects: usize,
@@ -45,4 +47,41 @@ pub struct Args {
     /// Seconds to wait for everything to be Ready in each phase.
     #[arg(long, default_value_t = 600)]
     pub timeout: u64,
+}
+
+/// Other measurements than the branches'.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum Mode {
+    /// The edge: added latency and throughput against Traefik straight to the same server, a
+    /// flood while the operator works, and `kill -9` of one of two replicas under load.
+    Edge(EdgeArgs),
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct EdgeArgs {
+    /// Seconds of each latency and throughput run.
+    #[arg(long, default_value_t = 15)]
+    pub seconds: u64,
+    /// Requests per second of the latency runs (a moderate load), over 4 connections.
+    #[arg(long, default_value_t = 200)]
+    pub rate: u32,
+    /// Connections of the throughput runs (each sends its next request when the last is answered).
+    #[arg(long, default_value_t = 64)]
+    pub connections: usize,
+    /// Seconds of the flood.
+    #[arg(long, default_value_t = 60)]
+    pub flood_seconds: u64,
+    /// Connections of the flood, through Traefik.
+    #[arg(long, default_value_t = 300)]
+    pub flood_connections: usize,
+    /// Slow clients during the flood, straight at the edge: each sends its headers a byte every
+    /// two seconds.
+    #[arg(long, default_value_t = 100)]
+    pub slow_clients: usize,
+    /// Image changes timed to their Deployment, on the quiet plane and again during the flood.
+    #[arg(long, default_value_t = 5)]
+    pub changes: usize,
+    /// Where the raw figures go.
+    #[arg(long, default_value = "target/bench/edge.json")]
+    pub output: PathBuf,
 }

@@ -3,6 +3,7 @@
 //! A program of its own, not part of the operator's library.
 
 mod args;
+mod edge;
 mod helm;
 mod limit;
 mod oksa_phase;
@@ -53,19 +54,19 @@ async fn run(args: Args) -> Result<(), String> {
             binary.display()
         ));
     }
+    if let Some(args::Mode::Edge(edge_args)) = &args.mode {
+        let run_id = run_id();
+        eprintln!("The edge, through the local plane's Traefik...");
+        let report = edge::run(&client, edge_args, &binary, &run_id).await?;
+        println!("{}", report.table());
+        return write(&edge_args.output, &report);
+    }
     let helm = args.helm.clone().unwrap_or_else(|| {
         tools
             .map(|t| t.join("helm"))
             .unwrap_or_else(|| "helm".into())
     });
-    let run_id = format!(
-        "{:x}",
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs()
-            % 0xfffff
-    );
+    let run_id = run_id();
 
     eprintln!(
         "Oksa: {} projects × {} branches...",
@@ -100,11 +101,28 @@ async fn run(args: Args) -> Result<(), String> {
     );
     let report = Report::new(machine, args.projects, args.branches, oksa, helm, limit);
     println!("{}", report.table());
-    if let Some(parent) = args.output.parent() {
+    write(&args.output, &report)
+}
+
+/// Names this run's objects apart from earlier runs'.
+fn run_id() -> String {
+    format!(
+        "{:x}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+            % 0xfffff
+    )
+}
+
+/// Writes the raw figures as JSON.
+fn write(output: &std::path::Path, report: &impl serde::Serialize) -> Result<(), String> {
+    if let Some(parent) = output.parent() {
         std::fs::create_dir_all(parent).map_err(|e| e.to_string())?;
     }
-    std::fs::write(&args.output, serde_json::to_string_pretty(&report).unwrap())
+    std::fs::write(output, serde_json::to_string_pretty(report).unwrap())
         .map_err(|e| e.to_string())?;
-    println!("raw figures: {}", args.output.display());
+    println!("raw figures: {}", output.display());
     Ok(())
 }

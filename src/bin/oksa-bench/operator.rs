@@ -15,12 +15,25 @@ pub struct OperatorProcess {
 impl OperatorProcess {
     /// Starts `oksa run` with `RUST_LOG=rust_log`, its log written to `log`.
     pub fn start(binary: &Path, log: &Path, rust_log: &str) -> std::io::Result<Self> {
+        Self::start_command(binary, &["run"], &[], log, rust_log)
+    }
+
+    /// Starts `oksa ARGS...` with the environment `env` added, its /metrics, /healthz and
+    /// /readyz on a free port of loopback.
+    pub fn start_command(
+        binary: &Path,
+        args: &[&str],
+        env: &[(&str, String)],
+        log: &Path,
+        rust_log: &str,
+    ) -> std::io::Result<Self> {
         let port = std::net::TcpListener::bind("127.0.0.1:0")?
             .local_addr()?
             .port();
         let log = std::fs::File::create(log)?;
         let child = Command::new(binary)
-            .arg("run")
+            .args(args)
+            .envs(env.iter().map(|(name, value)| (name, value)))
             .env("OKSA_LISTEN", format!("127.0.0.1:{port}"))
             .env("RUST_LOG", rust_log)
             .stdout(Stdio::null())
@@ -45,21 +58,7 @@ impl OperatorProcess {
 
     /// User + system CPU seconds so far, from /proc (Linux).
     pub fn cpu_seconds(&self) -> f64 {
-        let stat =
-            std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
-        // Fields after the command name (which is in parentheses and may contain spaces).
-        let fields: Vec<&str> = stat
-            .rsplit_once(')')
-            .map(|(_, rest)| rest.split_whitespace().collect())
-            .unwrap_or_default();
-        let ticks = |i: usize| {
-            fields
-                .get(i)
-                .and_then(|f| f.parse::<f64>().ok())
-                .unwrap_or(0.0)
-        };
-        // utime and stime are fields 14 and 15 of the whole line: 11 and 12 after the name.
-        (ticks(11) + ticks(12)) / clock_ticks_per_second()
+        cpu_seconds_of(self.child.id())
     }
 
     /// Peak resident memory in MiB (VmHWM).
@@ -94,6 +93,16 @@ impl OperatorProcess {
         get(self.port, "/metrics").await.unwrap_or_default()
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// SIGKILL: no draining, no goodbye.
+    pub fn kill_hard(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// SIGTERM, then wait for the exit.
     pub fn stop(mut self) {
         let _ = Command::new("kill")
@@ -119,8 +128,13 @@ async fn memory(pid: u32, port: u16) -> MemorySample {
     }
 }
 
+/// Peak resident memory of process `pid` in MiB (VmHWM).
+pub fn peak_rss_mib_of(pid: u32) -> f64 {
+    proc_status_mib(pid, "VmHWM:")
+}
+
 /// A field of /proc/PID/status given in kB, in MiB (0 when unreadable).
-fn proc_status_mib(pid: u32, field: &str) -> f64 {
+pub fn proc_status_mib(pid: u32, field: &str) -> f64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .unwrap_or_default()
         .lines()
@@ -169,7 +183,7 @@ impl MemorySampler {
     }
 }
 
-fn clock_ticks_per_second() -> f64 {
+pub fn clock_ticks_per_second() -> f64 {
     Command::new("getconf")
         .arg("CLK_TCK")
         .output()
@@ -201,6 +215,24 @@ pub fn sum(metrics: &str, name: &str, labels: &[&str]) -> f64 {
         .filter(|line| labels.iter().all(|l| line.contains(l)))
         .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
+}
+
+/// User + system CPU seconds of process `pid` so far, from /proc (Linux); 0 when it is gone.
+pub fn cpu_seconds_of(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which is in parentheses and may contain spaces).
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // utime and stime are fields 14 and 15 of the whole line: 11 and 12 after the name.
+    (ticks(11) + ticks(12)) / clock_ticks_per_second()
 }
 
 #[cfg(test)]
