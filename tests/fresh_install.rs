@@ -12,7 +12,7 @@ mod support;
 
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::ResourceQuota;
+use k8s_openapi::api::core::v1::{Namespace, ResourceQuota};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
 use kube::{Api, ResourceExt};
@@ -20,7 +20,9 @@ use oksa::api::{BranchRelease, Phase, Project};
 use serde_json::json;
 use support::fixtures::{TestProject, web_branch};
 
-/// Removes every Project and BranchRelease left by earlier runs, then the CRDs themselves.
+/// Removes every Project and BranchRelease left by earlier runs, then the CRDs themselves, and the
+/// Projects' namespaces: Oksa never adopts a namespace of a Project that is gone, so a later run on
+/// this plane (the demo's `shop`) would otherwise find its namespace taken.
 async fn forget_the_crds(client: &kube::Client) {
     let no_finalizers = json!({"metadata": {"finalizers": null}});
     let projects = Api::<Project>::all(client.clone());
@@ -57,6 +59,15 @@ async fn forget_the_crds(client: &kube::Client) {
     }
     for name in ["branchreleases.oksa.dev", "projects.oksa.dev"] {
         support::wait_deleted(&crds, name, Duration::from_secs(120)).await;
+    }
+    let namespaces = Api::<Namespace>::all(client.clone());
+    let managed = ListParams::default().labels("app.kubernetes.io/managed-by=oksa");
+    if let Ok(list) = namespaces.list(&managed).await {
+        for namespace in list {
+            let _ = namespaces
+                .delete(&namespace.name_any(), &DeleteParams::default())
+                .await;
+        }
     }
 }
 

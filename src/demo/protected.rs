@@ -55,20 +55,31 @@ pub async fn start_edge(client: &Client) -> Result<Option<EdgeService>, DemoErro
         let ready = Arc::new(crate::readiness::Readiness::default());
         crate::edge::run(edge_client, listener, config, ready, std::future::pending()).await;
     });
+    Ok(Some(publish_edge(client, NAMESPACE, &address, port).await?))
+}
+
+/// The edge's Service `namespace/oksa-edge` (the namespace created when missing), leading to
+/// `address:port` as the chart's edge Service leads to its pods.
+pub async fn publish_edge(
+    client: &Client,
+    namespace: &str,
+    address: &str,
+    port: u16,
+) -> Result<EdgeService, kube::Error> {
     let params = PatchParams::apply(MANAGER).force();
     Api::<Namespace>::all(client.clone())
         .patch(
-            NAMESPACE,
+            namespace,
             &params,
             &Patch::Apply(json!({"apiVersion": "v1", "kind": "Namespace",
-                "metadata": {"name": NAMESPACE}})),
+                "metadata": {"name": namespace}})),
         )
         .await?;
     let service = EdgeService {
-        namespace: NAMESPACE.to_string(),
+        namespace: namespace.to_string(),
         name: "oksa-edge".to_string(),
     };
-    Api::<Service>::namespaced(client.clone(), NAMESPACE)
+    Api::<Service>::namespaced(client.clone(), namespace)
         .patch(
             &service.name,
             &params,
@@ -77,8 +88,8 @@ pub async fn start_edge(client: &Client) -> Result<Option<EdgeService>, DemoErro
                 "spec": {"ports": [{"name": "http", "port": 80, "targetPort": port}]}})),
         )
         .await?;
-    lead(client, NAMESPACE, &service.name, "http", &address, port).await?;
-    Ok(Some(service))
+    lead(client, namespace, &service.name, "http", address, port).await?;
+    Ok(service)
 }
 
 /// Leads `service` to `address:port` with an EndpointSlice, as the endpoint controller would for

@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::{Namespace, Service};
+use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{DeleteParams, Patch, PatchParams};
 use kube::{Api, Client};
 use serde_json::{Value, json};
@@ -78,30 +78,18 @@ pub async fn lead(
         .map_err(|e| format!("leading {service}: {e}"))
 }
 
-/// The namespace of the benchmark's edge Service, and the Service (its endpoints: `address:port`).
+/// The benchmark's edge Service in `namespace`, leading to `address:port`; returns it as
+/// `namespace/name`.
 pub async fn edge_service(
     client: &Client,
     namespace: &str,
     address: &str,
     port: u16,
 ) -> Result<String, String> {
-    let namespaces = Api::<Namespace>::all(client.clone());
-    apply(
-        &namespaces,
-        namespace,
-        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}}),
-    )
-    .await?;
-    let name = "oksa-edge";
-    apply(
-        &Api::<Service>::namespaced(client.clone(), namespace),
-        name,
-        json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": name},
-            "spec": {"ports": [{"name": "http", "port": 80, "targetPort": port}]}}),
-    )
-    .await?;
-    lead(client, namespace, name, "http", address, port).await?;
-    Ok(format!("{namespace}/{name}"))
+    let service = oksa::demo::protected::publish_edge(client, namespace, address, port)
+        .await
+        .map_err(|e| format!("the edge's Service: {e}"))?;
+    Ok(format!("{}/{}", service.namespace, service.name))
 }
 
 pub const USER: &str = "ada";
