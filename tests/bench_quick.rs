@@ -156,5 +156,15 @@ fn the_quick_edge_benchmark_completes_and_reports() {
         "a protected host let a request through without a login during the flood:\n{stdout}"
     );
     assert_eq!(report["flood"]["changes"]["count"], 2);
+    assert_eq!(
+        report["flood"]["lease"]["holder_changes"], 0,
+        "the operator lost its Lease during the flood:\n{stdout}"
+    );
     assert!(report["kill"]["load"]["ok"].as_u64().unwrap() > 0);
+    // Killing a replica loses at most what was in flight.
+    assert!(
+        report["kill"]["failed"].as_u64().unwrap()
+            <= report["kill"]["in_flight_at_kill"].as_u64().unwrap(),
+        "more requests failed than were in flight when an edge was killed:\n{stdout}"
+    );
 }
