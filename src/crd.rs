@@ -27,6 +27,7 @@ pub fn definitions() -> [CustomResourceDefinition; 2] {
         {
             let schema = &mut version["schema"]["openAPIV3Schema"];
             each_node(schema, "", &mut bound_numbers);
+            each_node(schema, "", &mut |fields, _| flow_description(fields));
             if let Some(spec) = schema["properties"].get_mut("spec") {
                 each_node(spec, "spec", &mut bound_sizes);
             }
@@ -102,6 +103,42 @@ fn each_node(
             each_node(child, property, visit);
         }
     }
+}
+
+/// Doc comments wrap at 100 columns, and `kubectl explain` wraps on its own: a line break kept
+/// inside a paragraph shows as a break mid-sentence. So each paragraph becomes one line; blank
+/// lines between paragraphs and the lines of a list stay.
+fn flow_description(fields: &mut Map<String, Value>) {
+    if let Some(Value::String(text)) = fields.get_mut("description") {
+        *text = flow(text);
+    }
+}
+
+/// `text` with the line breaks inside its paragraphs turned into spaces. Pure.
+fn flow(text: &str) -> String {
+    text.split("\n\n")
+        .map(|paragraph| {
+            let mut flowed = String::new();
+            for line in paragraph.lines().map(str::trim).filter(|l| !l.is_empty()) {
+                if !flowed.is_empty() {
+                    flowed.push(if starts_list_item(line) { '\n' } else { ' ' });
+                }
+                flowed.push_str(line);
+            }
+            flowed
+        })
+        .filter(|paragraph| !paragraph.is_empty())
+        .collect::<Vec<_>>()
+        .join("\n\n")
+}
+
+/// `- item`, `* item` or `1. item`.
+fn starts_list_item(line: &str) -> bool {
+    line.starts_with("- ")
+        || line.starts_with("* ")
+        || line
+            .split_once(". ")
+            .is_some_and(|(n, _)| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()))
 }
 
 /// A new object has no status until Oksa writes one, and kstatus (Helm 4's `--wait`, Flux's
@@ -228,6 +265,40 @@ mod tests {
         for key in ["items", "additionalProperties"] {
             if schema[key].is_object() {
                 nodes(&schema[key], &format!("{path}[]"), found);
+            }
+        }
+    }
+
+    #[test]
+    fn descriptions_read_as_paragraphs() {
+        assert_eq!(
+            super::flow("The processes. Each is a Deployment, and a Service when\nany has ports."),
+            "The processes. Each is a Deployment, and a Service when any has ports."
+        );
+        assert_eq!(
+            super::flow(
+                "One paragraph\nwrapped.\n\nModes:\n- Delete: gone\n  after the window\n- Report: said\n1. first"
+            ),
+            "One paragraph wrapped.\n\nModes:\n- Delete: gone after the window\n- Report: said\n1. first"
+        );
+        for (_, yaml) in super::documents() {
+            let crd: serde_json::Value = serde_yaml_ng::from_str(&yaml).unwrap();
+            let mut found = Vec::new();
+            nodes(
+                &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"],
+                "",
+                &mut found,
+            );
+            for (path, node) in found {
+                let text = node["description"].as_str().unwrap_or_default();
+                for paragraph in text.split("\n\n") {
+                    for line in paragraph.lines().skip(1) {
+                        assert!(
+                            super::starts_list_item(line),
+                            "{path}: a line break mid-paragraph before {line:?}"
+                        );
+                    }
+                }
             }
         }
     }

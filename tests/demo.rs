@@ -19,6 +19,8 @@ fn the_demo_brings_every_example_branch_to_ready() {
         "oksa demo failed:\n{stdout}\n{stderr}"
     );
     assert!(stdout.contains("Every branch is Ready"), "{stdout}");
+    // Its Events are recorded (a repeat with another note used to be refused by the API server).
+    assert!(!stderr.contains("could not record an event"), "{stderr}");
     assert!(stdout.contains("http://main.shop.example.com"), "{stdout}");
     assert!(stdout.contains("feature/New_Checkout"), "{stdout}");
     // A branch falls asleep and wakes.

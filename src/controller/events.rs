@@ -37,7 +37,14 @@ pub async fn publish_to(
         .publish(reference, warning, reason, truncate(note, 1000))
         .await
     {
-        tracing::warn!(%error, reason, "could not record an event");
+        tracing::warn!(
+            error = %crate::apply::describe(&error),
+            reason,
+            kind = reference.kind.as_deref().unwrap_or_default(),
+            namespace = reference.namespace.as_deref().unwrap_or_default(),
+            name = reference.name.as_deref().unwrap_or_default(),
+            "could not record an event"
+        );
     }
 }
 

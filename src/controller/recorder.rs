@@ -4,8 +4,10 @@
 //! with its key), to count repeats into a series. A burst's milestones are distinct events (each
 //! branch's Deploying, then Ready), so at 5,000 branches it held thousands of them at the peak of
 //! the operator's memory. This recorder keeps only what a repeat needs: for each (object, reason,
-//! type) written in the last six minutes, the Event's name and its count. A repeat within that
-//! time is counted into the same Event's series, as Kubernetes' own recorders do.
+//! type, note) written in the last six minutes, the Event's name and its count. A repeat within
+//! that time is counted into the same Event's series, as Kubernetes' own recorders do. The note
+//! is part of what makes a repeat: the API server refuses a changed note on an existing Event,
+//! so another note is another Event.
 
 use std::collections::HashMap;
 use std::collections::hash_map::DefaultHasher;
@@ -55,11 +57,10 @@ impl Recorder {
         let now = Timestamp::now();
         let namespace = regarding.namespace.as_deref().unwrap_or("default");
         let api = Api::<Event>::namespaced(self.client.clone(), namespace);
-        let key = key(regarding, warning, reason);
+        let key = key(regarding, warning, reason, &note);
         let repeat = self.recent.lock().expect("recent events").repeat(key, now);
         if let Some((name, count)) = repeat {
             let series = json!({
-                "note": note,
                 "series": {"count": count, "lastObservedTime": MicroTime(now)},
             });
             match api
@@ -104,8 +105,8 @@ impl Recorder {
     }
 }
 
-/// What makes two Events the same one repeated: the object, the reason and the type.
-fn key(regarding: &ObjectReference, warning: bool, reason: &str) -> u64 {
+/// What makes two Events the same one repeated: the object, the reason, the type and the note.
+fn key(regarding: &ObjectReference, warning: bool, reason: &str, note: &str) -> u64 {
     let mut hasher = DefaultHasher::new();
     (
         &regarding.uid,
@@ -114,6 +115,7 @@ fn key(regarding: &ObjectReference, warning: bool, reason: &str) -> u64 {
         &regarding.name,
         warning,
         reason,
+        note,
     )
         .hash(&mut hasher);
     hasher.finish()
@@ -170,7 +172,7 @@ mod tests {
     fn a_repeat_within_six_minutes_counts_into_the_same_event() {
         let mut recent = Recent::default();
         let start = Timestamp::UNIX_EPOCH;
-        let ready = key(&reference("main"), false, "Ready");
+        let ready = key(&reference("main"), false, "Ready", "ready");
         assert_eq!(recent.repeat(ready, start), None);
         recent.remember(ready, "main.1".into(), 1, start);
         let later = start + SignedDuration::from_mins(5);
@@ -183,10 +185,15 @@ mod tests {
     }
 
     #[test]
-    fn other_objects_reasons_and_types_are_other_events() {
-        let main = key(&reference("main"), false, "Ready");
-        assert_ne!(main, key(&reference("feature"), false, "Ready"));
-        assert_ne!(main, key(&reference("main"), false, "Deploying"));
-        assert_ne!(main, key(&reference("main"), true, "Ready"));
+    fn other_objects_reasons_types_and_notes_are_other_events() {
+        let main = key(&reference("main"), false, "Ready", "ready");
+        assert_ne!(main, key(&reference("feature"), false, "Ready", "ready"));
+        assert_ne!(main, key(&reference("main"), false, "Deploying", "ready"));
+        assert_ne!(main, key(&reference("main"), true, "Ready", "ready"));
+        assert_ne!(
+            main,
+            key(&reference("main"), false, "Ready", "ready at 3f2a1c9"),
+            "the API server keeps an Event's note: another note is another Event"
+        );
     }
 }
