@@ -366,11 +366,17 @@ async fn an_allowed_network_passes_without_a_login_and_too_many_failures_stop() 
             "a forged address through {via}: {refused:?}"
         );
     }
-    let named = request(&edge, "GET", &host, "/", &forged).await;
-    assert_eq!(
-        named.body, "feature says hi",
-        "named by the trusted proxy: {named:?}"
-    );
+    // (Eventually: the branch's kwok pods are endpoints too, and this sandbox's network answers
+    // for their addresses with a 404 of its own.)
+    answer_where(
+        &edge,
+        &host,
+        "/",
+        &forged,
+        "named by the trusted proxy",
+        |a| a.body == "feature says hi",
+    )
+    .await;
     let wrong = basic("ada", "wrong");
     let mut codes = Vec::new();
     for _ in 0..12 {
