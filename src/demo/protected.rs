@@ -195,8 +195,8 @@ async fn stand_in(branch: &str) -> std::io::Result<u16> {
     Ok(port)
 }
 
-/// The status code of `GET /` at `host` through `address`.
-async fn status(address: SocketAddr, host: &str, authorization: Option<&str>) -> Option<u16> {
+/// The status code of `GET /` at `host` through `address` (the demo's and the benchmark's probe).
+pub async fn status(address: SocketAddr, host: &str, authorization: Option<&str>) -> Option<u16> {
     let mut stream = tokio::net::TcpStream::connect(address).await.ok()?;
     let mut request = format!("GET / HTTP/1.0\r\nHost: {host}\r\nUser-Agent: oksa-demo\r\n");
     if let Some(authorization) = authorization {

@@ -10,7 +10,7 @@ use kube::api::{Patch, PatchParams};
 use kube::{Api, Client};
 use serde::Serialize;
 use serde_json::json;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 
 use oksa::api::BranchRelease;
 
@@ -110,7 +110,8 @@ pub async fn watch_guard(traefik: SocketAddr, host: &str, duration: Duration) ->
     let mut watch = GuardWatch::default();
     while started.elapsed() < duration {
         watch.asked += 1;
-        match tokio::time::timeout(Duration::from_secs(5), status_of(traefik, host)).await {
+        let asked = oksa::demo::protected::status(traefik, host, None);
+        match tokio::time::timeout(Duration::from_secs(5), asked).await {
             Ok(Some(401)) => watch.login_asked += 1,
             Ok(Some(code)) if (200..400).contains(&code) => watch.passed += 1,
             _ => watch.other += 1,
@@ -118,15 +119,6 @@ pub async fn watch_guard(traefik: SocketAddr, host: &str, duration: Duration) ->
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
     watch
-}
-
-pub async fn status_of(address: SocketAddr, host: &str) -> Option<u16> {
-    let mut stream = tokio::net::TcpStream::connect(address).await.ok()?;
-    let request = format!("GET / HTTP/1.0\r\nHost: {host}\r\nUser-Agent: oksa-bench\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.ok()?;
-    let mut head = [0u8; 12];
-    stream.read_exact(&mut head).await.ok()?;
-    std::str::from_utf8(&head[9..12]).ok()?.parse().ok()
 }
 
 /// Slow clients: each sends a request line and then a byte of header every two seconds,

@@ -154,7 +154,7 @@ async fn measure(
     let domain = setup::project(client, project, timeout).await?;
     for branch in ["main", "feature", "guarded"] {
         let service = format!("{branch}-web");
-        setup::lead(
+        oksa::demo::protected::lead(
             client,
             project,
             &service,
@@ -162,7 +162,8 @@ async fn measure(
             address,
             upstream_port,
         )
-        .await?;
+        .await
+        .map_err(|e| format!("leading {service}: {e}"))?;
     }
     let target = |branch: &str| Target {
         address: plane.traefik,
@@ -304,7 +305,7 @@ async fn wait_for_code(
     let started = Instant::now();
     let mut last = None;
     while started.elapsed() < timeout {
-        last = flood::status_of(traefik, host).await;
+        last = oksa::demo::protected::status(traefik, host, None).await;
         if last == Some(code) {
             return Ok(());
         }

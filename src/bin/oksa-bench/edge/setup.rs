@@ -64,20 +64,6 @@ where
     .map_err(|e| format!("applying {name}: {e}"))
 }
 
-/// Leads Service `service` to `address:port` (see `oksa::demo::protected::lead`).
-pub async fn lead(
-    client: &Client,
-    namespace: &str,
-    service: &str,
-    port_name: &str,
-    address: &str,
-    port: u16,
-) -> Result<(), String> {
-    oksa::demo::protected::lead(client, namespace, service, port_name, address, port)
-        .await
-        .map_err(|e| format!("leading {service}: {e}"))
-}
-
 /// The benchmark's edge Service in `namespace`, leading to `address:port`; returns it as
 /// `namespace/name`.
 pub async fn edge_service(
