@@ -107,7 +107,7 @@ pub enum Command {
         /// leads to its ready pods. Without it, sleeping branches wake only on a deploy, a
         /// keep-alive or a scale-up. The chart sets it.
         #[arg(long, env = "OKSA_EDGE_SERVICE")]
-        edge_service: Option<crate::controller::edge_endpoints::EdgeService>,
+        edge_service: Option<crate::model::edge_service::EdgeService>,
     },
     /// Serve the edge: the front door of sleeping branches' URLs (the waiting page, the wake on a
     /// person's request). Run apart from the operator, as many replicas as wanted.

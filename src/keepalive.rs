@@ -5,11 +5,9 @@
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Patch, PatchParams};
 use kube::{Api, Client};
-use serde_json::json;
 
-use crate::api::{BranchRelease, activity_source};
+use crate::api::{BranchRelease, activity, activity_source};
 use crate::apply::describe;
-use crate::controller::branch_release::lifecycle::{LAST_ACTIVITY, LAST_ACTIVITY_SOURCE};
 use crate::naming;
 
 #[derive(clap::Args, Debug)]
@@ -39,11 +37,8 @@ pub async fn run(args: KeepaliveArgs) -> Result<(), String> {
         .clone()
         .unwrap_or_else(|| naming::release_name(&args.branch));
     // Whole seconds, as status keeps it.
-    let now = crate::controller::branch_release::lifecycle::whole_seconds(Timestamp::now());
-    let patch = json!({"metadata": {"annotations": {
-        LAST_ACTIVITY: now.to_string(),
-        LAST_ACTIVITY_SOURCE: activity_source::KEEP_ALIVE,
-    }}});
+    let now = activity::whole_seconds(Timestamp::now());
+    let patch = activity::patch(now, activity_source::KEEP_ALIVE);
     Api::<BranchRelease>::namespaced(client, &namespace)
         .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
         .await

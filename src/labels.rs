@@ -34,7 +34,7 @@ pub const VOLUMES_FINALIZER: &str = "oksa.dev/volumes";
 /// On a Project: its namespace is not deleted while it holds retained or detached volumes.
 pub const PROJECT_FINALIZER: &str = "oksa.dev/retained-volumes";
 /// Set, in the operator's memory only, on the stand-in of an object it could not read (see
-/// `controller::lenient`): never written to the cluster.
+/// `watch::lenient`): never written to the cluster.
 pub const UNREADABLE: &str = "oksa.dev/unreadable";
 /// On a namespace Oksa created for a Project: that Project's UID, the proof that Oksa may act on
 /// it (it never adopts a namespace it did not create for that very Project).

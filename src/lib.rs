@@ -17,6 +17,7 @@ pub mod keepalive;
 pub mod labels;
 pub mod leader;
 pub mod metrics;
+pub mod model;
 pub mod naming;
 pub mod policy;
 pub mod quantity;
@@ -28,6 +29,7 @@ pub mod status;
 pub mod table;
 pub mod telemetry;
 pub mod usage;
+pub mod watch;
 
 #[cfg(test)]
 mod test_fixtures;

@@ -41,10 +41,13 @@ pub async fn run(
     install_crds: bool,
     policy: Option<&std::path::Path>,
     election: Option<crate::leader::Election>,
-    edge_service: Option<crate::controller::edge_endpoints::EdgeService>,
+    edge_service: Option<crate::model::edge_service::EdgeService>,
 ) -> Result<(), StartError> {
     let policy = match policy {
-        Some(path) => crate::policy::Policy::load(path).map_err(StartError::Policy)?,
+        Some(path) => std::fs::read_to_string(path)
+            .map_err(|e| format!("reading the policy {}: {e}", path.display()))
+            .and_then(|text| crate::policy::Policy::parse(&text, path))
+            .map_err(StartError::Policy)?,
         None => crate::policy::Policy::default(),
     };
     let client = Client::try_default().await.map_err(StartError::Connect)?;

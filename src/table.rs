@@ -107,7 +107,7 @@ fn awake_bar(status: &crate::api::BranchReleaseStatus, now: Timestamp) -> String
     let Some(lifecycle) = status.lifecycle.as_ref() else {
         return "-".into();
     };
-    let (awake, asleep) = crate::controller::branch_release::cost::week(&lifecycle.history, now);
+    let (awake, asleep) = crate::model::branch_release::cost::week(&lifecycle.history, now);
     if awake + asleep <= 0.0 {
         return "-".into();
     }
@@ -127,7 +127,7 @@ fn saved(status: &crate::api::BranchReleaseStatus, now: Timestamp) -> String {
     else {
         return "-".into();
     };
-    let (_, asleep) = crate::controller::branch_release::cost::week(&lifecycle.history, now);
+    let (_, asleep) = crate::model::branch_release::cost::week(&lifecycle.history, now);
     let cores =
         crate::quantity::Quantity::parse(&requested.cpu).map_or(0.0, |q| q.milli() as f64 / 1000.0);
     format!("{:.1} CPU·h", cores * asleep / 3600.0)

@@ -51,12 +51,7 @@ async fn until_state(project: &TestProject, name: &str, wanted: LifecycleState) 
 }
 
 async fn replicas(project: &TestProject, deployment: &str) -> Option<i32> {
-    let deployment = project
-        .namespaced::<Deployment>()
-        .get(deployment)
-        .await
-        .ok()?;
-    deployment.spec.replicas
+    project.replicas(deployment).await
 }
 
 /// Wakes per project per hour in this binary: the cap's test needs a small one, and it is per
@@ -171,15 +166,7 @@ async fn an_idle_branch_sleeps_keeping_its_volume_with_routes_switched_before_re
     );
 
     // Drift while asleep is undone: someone scales the Deployment up by hand.
-    project
-        .namespaced::<Deployment>()
-        .patch(
-            "main-web",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"spec": {"replicas": 3}})),
-        )
-        .await
-        .unwrap();
+    project.scale_by_hand("main-web", 3).await;
     eventually(LONG, "the Deployment back at zero", || async {
         (replicas(&project, "main-web").await == Some(0)).then_some(())
     })
@@ -265,7 +252,8 @@ async fn a_request_through_traefik_wakes_a_sleeping_branch_and_bots_do_not() {
         (robots.code, robots.body.as_str()),
         (200, "User-agent: *\nDisallow: /\n")
     );
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // No wait: the edge writes a sleeping branch's activity before it answers (see
+    // `edge::answer`), so with the answers in hand, anything they recorded is in the API server.
     let still = project.releases().get("main").await.unwrap();
     assert_eq!(
         state(still.status.as_ref().unwrap()),
@@ -413,7 +401,8 @@ async fn scaled_to_zero_it_stays_asleep_through_deploys_and_page_loads_until_sca
     .await;
     assert_eq!(page.code, 503);
     assert!(page.body.contains("switched off"), "{}", page.body);
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // No wait: the edge writes a sleeping branch's activity before it answers (see
+    // `edge::answer`), so with the answers in hand, anything they recorded is in the API server.
     let release = project.releases().get("main").await.unwrap();
     assert_eq!(
         reason(release.status.as_ref().unwrap()).as_deref(),
@@ -528,7 +517,8 @@ async fn past_the_wake_cap_the_page_asks_for_a_click() {
     }
     let capped = load("c", "GET", "/").await;
     assert!(capped.body.contains("<button"), "{}", capped.body);
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // No wait: the edge writes a sleeping branch's activity before it answers (see
+    // `edge::answer`), so with the answers in hand, anything they recorded is in the API server.
     let c = project.releases().get("c").await.unwrap();
     assert!(!c.annotations().contains_key("oksa.dev/last-activity"));
     // A click from another site's page wakes nothing; the page's own does.
@@ -738,7 +728,7 @@ async fn requested_resources_match_what_is_rendered_and_sleeping_shows_what_it_s
         [false, true]
     );
     // Prometheus sees the same: 0.7 cores asleep.
-    if support::operator::metrics_text().is_some() {
+    if support::operator::metrics_readable("oksa_requested shows what sleeping saves") {
         let line = format!(
             "oksa_requested{{project=\"{}\",resource=\"cpu\",state=\"asleep\"}} 0.7",
             project.name

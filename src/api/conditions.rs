@@ -11,6 +11,16 @@ pub const RECONCILING: &str = "Reconciling";
 /// kstatus: it cannot proceed without a change (of the spec, or of what is in its way); Failed.
 pub const STALLED: &str = "Stalled";
 
+/// The condition saying whether the branch sleeps, and why.
+pub const ASLEEP: &str = "Asleep";
+/// True some time before the branch expires (with a Warning event), so someone can keep it. A
+/// branch expires only once this has stood for its warning window.
+pub const EXPIRING: &str = "ExpiringSoon";
+/// The reason of `ExpiringSoon` in the report-only expiry mode, once the branch would go.
+pub const WOULD_BE_DELETED: &str = "WouldBeDeleted";
+/// True when some of the branch's own lifecycle settings were held to the platform's bounds.
+pub const BOUNDED: &str = "LifecycleBounded";
+
 /// A condition as a reconcile computes it, before timestamps: the part that decides whether the
 /// status changed.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -1,6 +1,6 @@
 //! When a branch sleeps, wakes and expires: the settings (a Project's defaults, a BranchRelease's
 //! overrides) and what status reports. The rules themselves live in
-//! `controller::branch_release::lifecycle`.
+//! `model::branch_release::lifecycle`.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::KubeSchema;

@@ -1,6 +1,7 @@
 //! The custom resources Oksa serves (group `oksa.dev`, version `v1alpha1`). Types only, no logic:
 //! these structs are the source of truth for the CRD YAML in `crds/` and for `kubectl explain`.
 
+pub mod activity;
 mod branch_release;
 pub mod conditions;
 mod lifecycle;

@@ -24,27 +24,51 @@ const QUANTITY_MAPS: &[&str] = &[
     "maxLimitRequestRatio",
 ];
 
-/// True when every field of `declared` is present in `live` with the same value.
-///
-/// Arrays must have the same length and match element by element. An empty array or object in
+/// The paths of the declared fields whose live value differs (`spec.replicas`,
+/// `spec.template.spec.containers[web].image`): what someone else changed; none when every
+/// declared field is live with the same value. Arrays must have the same length (a list that
+/// changed length is named as a whole) and match element by element. An empty array or object in
 /// `declared` matches an absent field, because the API server drops empty fields.
-pub fn holds(declared: &Value, live: &Value) -> bool {
-    matches(declared, live, false)
+pub fn drifted(declared: &Value, live: &Value) -> Vec<String> {
+    let mut paths = Vec::new();
+    walk(declared, live, false, String::new(), &mut paths);
+    paths
 }
 
-fn matches(declared: &Value, live: &Value, quantities: bool) -> bool {
+fn walk(declared: &Value, live: &Value, quantities: bool, path: String, found: &mut Vec<String>) {
     match (declared, live) {
-        (Value::Object(want), Value::Object(have)) => want.iter().all(|(key, value)| {
-            // The values of a quantity map are quantities.
-            let quantities = quantities || QUANTITY_MAPS.contains(&key.as_str());
-            match have.get(key) {
-                Some(live_value) => matches(value, live_value, quantities),
-                None => is_empty(value),
+        (Value::Object(want), Value::Object(have)) => {
+            for (key, value) in want {
+                // The values of a quantity map are quantities.
+                let quantities = quantities || QUANTITY_MAPS.contains(&key.as_str());
+                let path = if path.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{path}.{key}")
+                };
+                match have.get(key) {
+                    Some(live_value) => walk(value, live_value, quantities, path, found),
+                    None if is_empty(value) => {}
+                    None => found.push(path),
+                }
             }
-        }),
-        (Value::Array(want), Value::Array(have)) => {
-            want.len() == have.len() && want.iter().zip(have).all(|(w, h)| matches(w, h, false))
         }
+        (Value::Array(want), Value::Array(have)) if want.len() == have.len() => {
+            for (i, (w, h)) in want.iter().zip(have).enumerate() {
+                let item = match w.get("name").and_then(Value::as_str) {
+                    Some(name) => format!("{path}[{name}]"),
+                    None => format!("{path}[{i}]"),
+                };
+                walk(w, h, false, item, found);
+            }
+        }
+        (want, have) if scalar_matches(want, have, quantities) => {}
+        _ => found.push(path),
+    }
+}
+
+fn scalar_matches(declared: &Value, live: &Value, quantities: bool) -> bool {
+    match (declared, live) {
         (Value::String(want), Value::String(have)) if quantities => {
             want == have || quantity::compare(want, have) == Some(std::cmp::Ordering::Equal)
         }
@@ -69,6 +93,10 @@ fn is_empty(value: &Value) -> bool {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    fn holds(declared: &Value, live: &Value) -> bool {
+        drifted(declared, live).is_empty()
+    }
 
     #[test]
     fn defaults_added_by_the_server_are_not_drift() {
@@ -117,6 +145,23 @@ mod tests {
             &json!({"image": "nginx:1"}),
             &json!({"image": "nginx:2"})
         ));
+    }
+
+    #[test]
+    fn drift_is_named_by_the_paths_someone_changed() {
+        let declared = json!({"spec": {"replicas": 2, "template": {"spec": {"containers": [
+            {"name": "web", "image": "nginx:1", "ports": [{"containerPort": 80}]}]}}}});
+        let live = json!({"spec": {"replicas": 5, "template": {"spec": {"containers": [
+            {"name": "web", "image": "nginx:2", "ports": []}]}}}});
+        assert_eq!(
+            drifted(&declared, &live),
+            [
+                "spec.replicas",
+                "spec.template.spec.containers[web].image",
+                "spec.template.spec.containers[web].ports",
+            ]
+        );
+        assert!(drifted(&declared, &declared).is_empty());
     }
 
     #[test]

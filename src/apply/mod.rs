@@ -1,6 +1,8 @@
-//! The applier: brings the children of one owner to what the owner declares.
+//! The applier: brings the children of one owner to what the owner declares. What to do with
+//! each child is decided by `plan` (pure, shared with `oksa deploy --dry-run`); this module
+//! carries it out.
 //!
-//! For each declared child it decides skip-or-apply from two facts:
+//! For each declared child the plan decides skip-or-apply from two facts:
 //! - what Oksa last applied, kept on the child as a hash of the declaration (`fingerprint`): any
 //!   change of the declaration, including a field Oksa no longer declares, is applied, and
 //!   server-side apply removes what is no longer declared;
@@ -15,16 +17,18 @@
 //! are the owner's.
 
 mod drift;
+pub mod failed;
 pub mod fingerprint;
+pub mod plan;
 mod refusal;
 mod tally;
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::fmt::Debug;
 use std::sync::Arc;
 
 use k8s_openapi::NamespaceResourceScope;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{ApiResource, DeleteParams, DynamicObject, Patch, PatchParams, Preconditions};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, Client, Resource, ResourceExt};
@@ -32,56 +36,14 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-pub use refusal::{Refusal, RefusalReason, describe, is_refusal};
+pub use crate::model::refusal::{Refusal, RefusalReason};
+pub use failed::Failed;
+pub use plan::{Belonging, Leftover, Owner, Step};
+pub use refusal::{describe, is_refusal};
 pub use tally::Tally;
 
 use crate::compact::Compact;
 use crate::labels::FIELD_MANAGER;
-
-/// The owner of a set of children.
-#[derive(Clone, Debug)]
-pub struct Owner {
-    /// The controller reference every child carries.
-    pub reference: OwnerReference,
-    /// Labels every child of this owner carries. A child with these labels and no controller
-    /// reference at all was the owner's before (a retained or detached volume, an object of an
-    /// older Oksa) and is taken back; anything else without the reference is refused.
-    pub labels: BTreeMap<String, String>,
-}
-
-/// Who a live object belongs to, as far as this owner is concerned.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Belonging {
-    Ours,
-    /// No controller reference, but the owner's labels: it was ours and is taken back.
-    Adoptable,
-    /// Someone else's: names who, when known.
-    Foreign(String),
-}
-
-impl Owner {
-    pub fn belonging(&self, meta: &ObjectMeta) -> Belonging {
-        let controller = meta
-            .owner_references
-            .iter()
-            .flatten()
-            .find(|r| r.controller == Some(true));
-        match controller {
-            Some(owner) if owner.uid == self.reference.uid => Belonging::Ours,
-            Some(owner) => Belonging::Foreign(format!("{} {}", owner.kind, owner.name)),
-            None => {
-                let labels = meta.labels.as_ref();
-                let carries =
-                    |key: &String, value: &String| labels.and_then(|l| l.get(key)) == Some(value);
-                if !self.labels.is_empty() && self.labels.iter().all(|(k, v)| carries(k, v)) {
-                    Belonging::Adoptable
-                } else {
-                    Belonging::Foreign("nobody Oksa knows (it was not created by Oksa)".into())
-                }
-            }
-        }
-    }
-}
 
 /// The state of one declared child after the applier has dealt with it.
 pub type Synced<K> = Result<Arc<K>, Refusal>;
@@ -119,7 +81,7 @@ impl<'a> Applier<'a> {
         store: &Store<Compact<K>>,
         namespace: &str,
         name: &str,
-    ) -> Result<Option<Value>, kube::Error>
+    ) -> Result<Option<Value>, Failed>
     where
         K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
             + Clone
@@ -127,60 +89,58 @@ impl<'a> Applier<'a> {
             + Serialize
             + Debug,
     {
+        let kind = K::kind(&());
         let key = ObjectRef::new(name).within(namespace);
         if let Some(cached) = store.get(&key) {
-            return cached.json().map(Some).map_err(kube::Error::SerdeError);
+            return cached
+                .json()
+                .map(Some)
+                .map_err(failed::decoding("read", &kind, name));
         }
         let api = Api::<K>::namespaced(self.client.clone(), namespace);
-        match api.get_opt(name).await? {
+        match api
+            .get_opt(name)
+            .await
+            .map_err(failed::on("read", &kind, name))?
+        {
             Some(object) => serde_json::to_value(object)
                 .map(Some)
-                .map_err(kube::Error::SerdeError),
+                .map_err(failed::decoding("read", &kind, name)),
             None => Ok(None),
         }
     }
 
     /// Applies `declared` over `live` unless it is already in place. Refuses an object that is
     /// not the owner's, and reports the API server's refusal of the object as declared.
-    pub async fn apply<K>(
-        &self,
-        declared: &K,
-        live: Option<&Value>,
-    ) -> Result<Synced<K>, kube::Error>
+    pub async fn apply<K>(&self, declared: &K, live: Option<&Value>) -> Result<Synced<K>, Failed>
     where
         K: Resource<DynamicType = ()> + Clone + Serialize + DeserializeOwned + Debug,
     {
         let kind = K::kind(&()).to_string();
         let name = declared.name_any();
-        let belonging = live.map(|live| self.owner.belonging_of_json(live));
-        if let Some(Belonging::Foreign(whose)) = belonging {
-            return Ok(Err(Refusal {
-                message: format!(
-                    "{kind} {name} already exists and belongs to {whose}; Oksa does not take over an object it did not create for this {}",
-                    self.owner.reference.kind
-                ),
-                kind,
-                name,
-                reason: RefusalReason::NotOwned,
-            }));
+        let stamped =
+            plan::Stamped::of(declared).map_err(failed::decoding("apply", &kind, &name))?;
+        match (plan::step(self.owner, &stamped, live), live) {
+            (Step::Refuse(whose), _) => {
+                return Ok(Err(Refusal {
+                    message: format!(
+                        "{kind} {name} already exists and belongs to {whose}; Oksa does not take over an object it did not create for this {}",
+                        self.owner.reference.kind
+                    ),
+                    kind,
+                    name,
+                    reason: RefusalReason::NotOwned,
+                }));
+            }
+            (Step::Skip, Some(live)) => {
+                self.tally.skipped(&kind, &name);
+                return serde_json::from_value(live.clone())
+                    .map(|object| Ok(Arc::new(object)))
+                    .map_err(failed::decoding("read", &kind, &name));
+            }
+            _ => {}
         }
-        let mut body = serde_json::to_value(declared).map_err(kube::Error::SerdeError)?;
-        let hash = fingerprint::stamp(&mut body);
-        // A child declared without an owner reference (a retained claim) is the owner's by its
-        // labels alone.
-        let declared_unowned = declared.owner_references().is_empty();
-        let in_place = belonging == Some(Belonging::Ours)
-            || (declared_unowned && belonging == Some(Belonging::Adoptable));
-        if let Some(live) = live
-            && in_place
-            && fingerprint::on(live) == Some(hash.as_str())
-            && drift::holds(&body, live)
-        {
-            self.tally.skipped(&kind, &name);
-            return serde_json::from_value(live.clone())
-                .map(|object| Ok(Arc::new(object)))
-                .map_err(kube::Error::SerdeError);
-        }
+        let body = stamped.body;
         // Untyped, so that one applier serves namespaced and cluster-scoped kinds alike.
         let resource = ApiResource::erase::<K>(&());
         let api: Api<DynamicObject> = match declared.namespace() {
@@ -193,7 +153,7 @@ impl<'a> Applier<'a> {
                 self.tally.wrote(&kind, &name, "apply");
                 let applied = serde_json::to_value(applied)
                     .and_then(serde_json::from_value)
-                    .map_err(kube::Error::SerdeError)?;
+                    .map_err(failed::decoding("apply", &kind, &name))?;
                 Ok(Ok(Arc::new(applied)))
             }
             Err(kube::Error::Api(status)) if is_refusal(&status) => Ok(Err(Refusal {
@@ -205,19 +165,19 @@ impl<'a> Applier<'a> {
                 name,
                 reason: RefusalReason::Rejected,
             })),
-            Err(error) => Err(error),
+            Err(error) => Err(failed::on("apply", &kind, &name)(error)),
         }
     }
 
     /// Brings one kind of child in line with the declaration: applies each declared object (see
     /// `apply`, concurrently: they are independent), then prunes the owner's objects of that kind
-    /// that are no longer declared. Returns each declared object's state, in order.
+    /// (in its scope: see `Owner::scopes`) that are no longer declared (see `plan::leftover`).
+    /// Returns each declared object's state, in order.
     pub async fn sync<K>(
         &self,
         store: &Store<Compact<K>>,
         declared: Vec<K>,
-        belongs: impl Fn(&Compact<K>) -> bool,
-    ) -> Result<Vec<Synced<K>>, kube::Error>
+    ) -> Result<Vec<Synced<K>>, Failed>
     where
         K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
             + Clone
@@ -236,11 +196,12 @@ impl<'a> Applier<'a> {
             .map(|o| (o.namespace(), o.name_any()))
             .collect();
         // Filtered in place: the store holds every branch's children, this owner's are a few.
+        let kind = K::kind(&());
         let stale: Vec<_> = store
-            .state_filter(|o| belongs(o))
+            .state_filter(|o| self.owner.scopes(o.meta().namespace.as_deref(), o.labels()))
             .into_iter()
             .filter(|o| !wanted.contains(&(o.namespace(), o.name_any())))
-            .filter(|o| self.owner.belonging(&o.full_meta()) == Belonging::Ours)
+            .filter(|o| plan::leftover(self.owner, &kind, &o.full_meta()) == Some(Leftover::Prune))
             .collect();
         for object in stale {
             self.delete::<K>(&object.namespace().unwrap_or_default(), object.meta())
@@ -251,7 +212,7 @@ impl<'a> Applier<'a> {
 
     /// Deletes one object, guarded by its UID so that a re-created object of the same name is
     /// never hit. An object already gone counts as deleted.
-    pub async fn delete<K>(&self, namespace: &str, meta: &ObjectMeta) -> Result<(), kube::Error>
+    pub async fn delete<K>(&self, namespace: &str, meta: &ObjectMeta) -> Result<(), Failed>
     where
         K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
             + Clone
@@ -266,13 +227,11 @@ impl<'a> Applier<'a> {
             }),
             ..DeleteParams::background()
         };
-        match api
-            .delete(meta.name.as_deref().unwrap_or_default(), &params)
-            .await
-        {
+        let name = meta.name.as_deref().unwrap_or_default();
+        match api.delete(name, &params).await {
             Ok(_) => {}
             Err(kube::Error::Api(status)) if status.is_not_found() => {}
-            Err(error) => return Err(error),
+            Err(error) => return Err(failed::on("prune", &K::kind(&()), name)(error)),
         }
         self.tally.wrote(
             &K::kind(&()),
@@ -280,63 +239,5 @@ impl<'a> Applier<'a> {
             "delete",
         );
         Ok(())
-    }
-}
-
-impl Owner {
-    /// `belonging` of an object as JSON; metadata that cannot be read is no proof of anything.
-    fn belonging_of_json(&self, live: &Value) -> Belonging {
-        match serde_json::from_value::<ObjectMeta>(live["metadata"].clone()) {
-            Ok(meta) => self.belonging(&meta),
-            Err(_) => Belonging::Foreign("an unreadable owner".into()),
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::labels;
-    use serde_json::json;
-
-    fn owner() -> Owner {
-        Owner {
-            reference: OwnerReference {
-                api_version: "oksa.dev/v1alpha1".into(),
-                kind: "BranchRelease".into(),
-                name: "main".into(),
-                uid: "uid-main".into(),
-                controller: Some(true),
-                block_owner_deletion: Some(true),
-            },
-            labels: labels::release_labels("shop", "main"),
-        }
-    }
-
-    fn meta(value: serde_json::Value) -> ObjectMeta {
-        serde_json::from_value(value).unwrap()
-    }
-
-    #[test]
-    fn only_the_controller_reference_of_this_owner_makes_a_child_ours() {
-        let owner = owner();
-        let ours = meta(
-            json!({"ownerReferences": [{"apiVersion": "oksa.dev/v1alpha1",
-            "kind": "BranchRelease", "name": "main", "uid": "uid-main", "controller": true}]}),
-        );
-        assert_eq!(owner.belonging(&ours), Belonging::Ours);
-        let sibling = meta(
-            json!({"ownerReferences": [{"apiVersion": "oksa.dev/v1alpha1",
-            "kind": "BranchRelease", "name": "api", "uid": "uid-api", "controller": true}],
-            "labels": labels::release_labels("shop", "main")}),
-        );
-        assert_eq!(
-            owner.belonging(&sibling),
-            Belonging::Foreign("BranchRelease api".into())
-        );
-        let hand_made = meta(json!({"labels": {"app": "web"}}));
-        assert!(matches!(owner.belonging(&hand_made), Belonging::Foreign(_)));
-        let detached = meta(json!({"labels": labels::release_labels("shop", "main")}));
-        assert_eq!(owner.belonging(&detached), Belonging::Adoptable);
     }
 }

@@ -81,7 +81,7 @@ pub struct Context {
     pub release_progress: Coalescer,
     /// Where the edge answers (its ready pods), as the routes of sleeping branches reach it;
     /// None: no edge, or its endpoints not known yet.
-    pub edge: tokio::sync::watch::Receiver<Option<super::edge_endpoints::EdgeEndpoints>>,
+    pub edge: tokio::sync::watch::Receiver<Option<crate::model::edge_service::EdgeEndpoints>>,
     /// Whether an edge is deployed (`--edge-service`): then the routes of branches that may
     /// sleep lead through it, which counts their requests as activity.
     pub edge_deployed: bool,
@@ -165,7 +165,7 @@ impl Context {
         caches_ready: tokio::sync::watch::Receiver<bool>,
         policy: Policy,
         gateway_api: bool,
-        edge: tokio::sync::watch::Receiver<Option<super::edge_endpoints::EdgeEndpoints>>,
+        edge: tokio::sync::watch::Receiver<Option<crate::model::edge_service::EdgeEndpoints>>,
     ) -> Self {
         let recorder = std::sync::Arc::new(Recorder::new(
             client.clone(),

@@ -7,6 +7,10 @@ pub enum Error {
     #[error("Kubernetes API request failed: {}", crate::apply::describe(.0))]
     Api(#[source] kube::Error),
 
+    /// A request of the applier, naming its step and object.
+    #[error("{0}")]
+    Child(Box<crate::apply::Failed>),
+
     #[error("{0} has no {1}")]
     MissingField(&'static str, &'static str),
 
@@ -18,12 +22,17 @@ impl Error {
     /// A short, stable name of the error's kind, for metric labels.
     pub fn kind(&self) -> &'static str {
         match self {
-            Error::Api(kube::Error::Api(status)) if status.is_conflict() => "conflict",
-            Error::Api(kube::Error::Api(_)) => "api_status",
-            Error::Api(_) => "api_transport",
+            Error::Api(error) => crate::apply::failed::api_error_kind(error),
+            Error::Child(failed) => failed.kind_of_cause(),
             Error::MissingField(..) => "missing_field",
             Error::Serialize(..) => "serialize",
         }
+    }
+}
+
+impl From<crate::apply::Failed> for Error {
+    fn from(failed: crate::apply::Failed) -> Self {
+        Error::Child(Box::new(failed))
     }
 }
 

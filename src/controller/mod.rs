@@ -12,11 +12,10 @@ mod error;
 mod events;
 pub mod expiry_budget;
 mod finalizer;
-mod lenient;
 pub mod project;
 mod recorder;
+mod status_writer;
 mod turns;
-pub(crate) mod watch;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -40,7 +39,8 @@ use crate::api::{BranchRelease, Project};
 use crate::compact::{Compact, Labels};
 use crate::labels::{self, MANAGED_SELECTOR};
 use crate::metrics::Metrics;
-use crate::naming;
+use crate::model::index;
+use crate::watch;
 
 /// Runs both controllers until `shutdown` completes, then lets running reconciles finish.
 /// `ready` turns true once every cache has its first full list.
@@ -55,7 +55,7 @@ pub async fn run(
     metrics: Metrics,
     ready: Arc<crate::readiness::Readiness>,
     policy: crate::policy::Policy,
-    edge: Option<edge_endpoints::EdgeService>,
+    edge: Option<crate::model::edge_service::EdgeService>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
     let (projects, projects_writer) = reflector::store();
@@ -225,10 +225,7 @@ pub async fn run(
         move |pod: Compact<Pod>| -> Option<ObjectRef<BranchRelease>> {
             let namespace = pod.namespace()?;
             let release_name = pod.labels().get(labels::RELEASE)?;
-            let is_its = |r: &BranchRelease| {
-                r.namespace().as_deref() == Some(namespace.as_str())
-                    && naming::release_name(&r.spec.branch) == *release_name
-            };
+            let is_its = |r: &BranchRelease| index::runs_pod_of(r, &namespace, release_name);
             let named_alike = ObjectRef::new(release_name).within(&namespace);
             releases
                 .get(&named_alike)
@@ -365,29 +362,6 @@ async fn gateway_api_installed(client: &Client) -> bool {
     }
 }
 
-/// The part of a Project its branches depend on: its spec, whether it is being deleted, and
-/// whether (and why not) it is ready with a namespace. Its status changes all the time besides
-/// (branch counts, quota usage): those must not reconcile every branch of the project again.
-fn what_branches_see(project: &Project) -> Option<u64> {
-    use std::hash::{Hash, Hasher};
-    let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    project.metadata.generation.hash(&mut hasher);
-    project
-        .metadata
-        .deletion_timestamp
-        .is_some()
-        .hash(&mut hasher);
-    if let Some(status) = &project.status {
-        status.namespace.hash(&mut hasher);
-        if let Some(ready) =
-            crate::api::conditions::find(&status.conditions, crate::api::conditions::READY)
-        {
-            (&ready.status, &ready.reason, &ready.message).hash(&mut hasher);
-        }
-    }
-    Some(hasher.finish())
-}
-
 /// Forgets the failure count and the last status write of an object that is gone, so that
 /// neither map grows with every object that ever existed.
 fn forget_if_gone<K: Resource<DynamicType = ()> + Clone>(
@@ -404,31 +378,21 @@ fn forget_if_gone<K: Resource<DynamicType = ()> + Clone>(
     }
 }
 
-/// The blocked siblings (Pending or Invalid, in the same namespace) that a change of `release`
-/// may unblock: when it is being deleted (a branch limit, a name, a host it held) or its spec
-/// changed (a renamed component). Other changes, its status above all, free nothing.
+/// A Project as its branches see it (see `index::what_branches_see`), as a watch predicate.
+fn what_branches_see(project: &Project) -> Option<u64> {
+    Some(index::what_branches_see(project))
+}
+
+/// The blocked siblings that a change of `release` may unblock (see `index::blocked_by`).
 fn blocked_by(
     releases: &reflector::Store<BranchRelease>,
     release: &BranchRelease,
 ) -> Vec<ObjectRef<BranchRelease>> {
-    let status = release.status.as_ref();
-    let spec_changed = status.and_then(|s| s.observed_generation) != release.metadata.generation;
-    let cached = releases.get(&ObjectRef::from_obj(release));
-    let leaving = release.metadata.deletion_timestamp.is_some() || cached.is_none();
-    if !(spec_changed || leaving) {
-        return Vec::new();
-    }
-    releases
-        .state_filter(|r| {
-            r.metadata.namespace == release.metadata.namespace
-                && r.metadata.uid != release.metadata.uid
-                && matches!(
-                    r.status.as_ref().and_then(|s| s.phase),
-                    Some(crate::api::Phase::Pending | crate::api::Phase::Invalid)
-                )
-        })
-        .iter()
-        .map(|r| ObjectRef::from_obj(r.as_ref()))
+    let still_cached = releases.get(&ObjectRef::from_obj(release)).is_some();
+    let all = releases.state();
+    index::blocked_by(release, still_cached, all.iter().map(Arc::as_ref))
+        .into_iter()
+        .map(ObjectRef::from_obj)
         .collect()
 }
 
@@ -468,62 +432,15 @@ fn unreadable_reporter<K: Resource<DynamicType = ()>>(
 fn update_gauges(ctx: &Context) {
     let stores = &ctx.stores;
     let metrics = &ctx.metrics;
-    let mut by_phase = std::collections::BTreeMap::<String, i64>::new();
-    for phase in [
-        "Pending",
-        "Progressing",
-        "Ready",
-        "Degraded",
-        "Invalid",
-        "Sleeping",
-        "Expired",
-        "Unknown",
-    ] {
-        by_phase.insert(phase.to_string(), 0);
-    }
-    for release in stores.releases.state() {
-        let phase = release.status.as_ref().and_then(|s| s.phase);
-        let phase = phase
-            .map(|p| format!("{p:?}"))
-            .unwrap_or_else(|| "Unknown".into());
-        *by_phase.entry(phase).or_default() += 1;
-    }
-    // What each project's branches request, awake and asleep.
-    let mut requested =
-        std::collections::BTreeMap::<(String, &'static str, &'static str), f64>::new();
-    for project in stores.projects.state() {
-        for resource in ["cpu", "memory"] {
-            for state in ["awake", "asleep"] {
-                requested.insert((project.name_any(), resource, state), 0.0);
-            }
-        }
-    }
-    for release in stores.releases.state() {
-        let Some(status) = release.status.as_ref() else {
-            continue;
-        };
-        let Some(figures) = status.requested.as_ref() else {
-            continue;
-        };
-        let state = match status.phase {
-            Some(crate::api::Phase::Sleeping | crate::api::Phase::Expired) => "asleep",
-            _ => "awake",
-        };
-        let value = |text: &str| {
-            crate::quantity::Quantity::parse(text).map_or(0.0, |q| q.milli() as f64 / 1000.0)
-        };
-        for (resource, amount) in [
-            ("cpu", value(&figures.cpu)),
-            ("memory", value(&figures.memory)),
-        ] {
-            *requested
-                .entry((release.spec.project.clone(), resource, state))
-                .or_default() += amount;
-        }
-    }
+    let projects = stores.projects.state();
+    let releases = stores.releases.state();
+    let gauges = index::branch_gauges(
+        projects.iter().map(Arc::as_ref),
+        releases.iter().map(Arc::as_ref),
+    );
     // Series of deleted projects go with them.
     metrics.requested.clear();
-    for ((project, resource, state), amount) in requested {
+    for ((project, resource, state), amount) in gauges.requested {
         metrics
             .requested
             .get_or_create(&crate::metrics::RequestedLabels {
@@ -533,10 +450,12 @@ fn update_gauges(ctx: &Context) {
             })
             .set(amount);
     }
-    for (phase, count) in by_phase {
+    for (phase, count) in gauges.by_phase {
         metrics
             .branches
-            .get_or_create(&crate::metrics::PhaseLabels { phase })
+            .get_or_create(&crate::metrics::PhaseLabels {
+                phase: phase.to_string(),
+            })
             .set(count);
     }
     let sizes = [

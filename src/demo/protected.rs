@@ -17,7 +17,7 @@ use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::api::{BranchRelease, Project};
-use crate::controller::edge_endpoints::EdgeService;
+use crate::model::edge_service::EdgeService;
 
 use super::DemoError;
 

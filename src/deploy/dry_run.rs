@@ -1,7 +1,8 @@
 //! `oksa deploy --dry-run`: everything a deploy checks, and what it would change, with nothing
 //! written. The API server checks the BranchRelease (schema and validation rules) through its
-//! server-side dry run; Oksa's own rules are the controller's pure code (`validate::check`,
-//! `volumes::plan`); the changes are its rendering (`build::build`) against the live children.
+//! server-side dry run; Oksa's own rules are the model's (`validate::check`, `volumes::plan`);
+//! the changes are its rendering (`build::build`) against the live children, decided by the
+//! applier's own `plan`.
 
 use std::fmt::Debug;
 use std::sync::Arc;
@@ -19,11 +20,11 @@ use serde::de::DeserializeOwned;
 use super::exit;
 use super::preview::{self, Declared, Live};
 use crate::api::{BranchRelease, Phase, Project};
-use crate::apply::{Belonging, Owner, describe, fingerprint};
-use crate::controller::branch_release::build::{self, Release, ReleaseObjects};
-use crate::controller::branch_release::validate;
-use crate::controller::branch_release::volumes::{self, ClaimPlan};
+use crate::apply::{Owner, describe};
 use crate::gateway_api::HTTPRoute;
+use crate::model::branch_release::build::{self, Release, ReleaseObjects};
+use crate::model::branch_release::validate;
+use crate::model::branch_release::volumes::{self, ClaimPlan};
 use crate::{labels, naming};
 
 pub async fn run(client: &Client, namespace: &str, release: &BranchRelease) -> Result<u8, String> {
@@ -110,6 +111,7 @@ pub async fn run(client: &Client, namespace: &str, release: &BranchRelease) -> R
             .controller_owner_ref(&())
             .ok_or("the API server's answer has no uid")?,
         labels: labels::release_labels(&candidate.spec.project, &release_name),
+        namespace: namespace.to_string(),
     };
     let declared = preview::declared(&next);
     let live = [
@@ -137,6 +139,7 @@ pub async fn run(client: &Client, namespace: &str, release: &BranchRelease) -> R
     }
 
     let changes = preview::changes(
+        &owner,
         previous.as_ref().map(preview::declared).as_deref(),
         &declared,
         &live,
@@ -164,17 +167,15 @@ where
     K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
         + Clone
         + DeserializeOwned
+        + serde::Serialize
         + Debug,
 {
     let kind = K::kind(&()).to_string();
     let api = Api::<K>::namespaced(client.clone(), namespace);
-    let selector = owner
-        .labels
-        .iter()
-        .map(|(key, value)| format!("{key}={value}"))
-        .collect::<Vec<_>>()
-        .join(",");
-    let mut objects = match api.list(&ListParams::default().labels(&selector)).await {
+    let mut objects = match api
+        .list(&ListParams::default().labels(&owner.selector()))
+        .await
+    {
         Ok(list) => list.items,
         // A kind this cluster does not serve (Gateway API not installed): none of it exists.
         Err(kube::Error::Api(status)) if status.is_not_found() => return Ok(Vec::new()),
@@ -192,21 +193,14 @@ where
             objects.push(object);
         }
     }
-    Ok(objects
+    objects
         .iter()
-        // A claim detached before is not this branch's to detach again (unless declared again,
-        // which attaches it).
-        .filter(|o| {
-            !o.labels().contains_key(labels::DETACHED)
-                || declared
-                    .iter()
-                    .any(|d| d.kind == kind && d.name == o.name_any())
+        .map(|object| {
+            Ok(Live {
+                kind: kind.clone(),
+                name: object.name_any(),
+                object: serde_json::to_value(object).map_err(|e| format!("reading {kind}: {e}"))?,
+            })
         })
-        .map(|object| Live {
-            kind: kind.clone(),
-            name: object.name_any(),
-            applied: object.annotations().get(fingerprint::ANNOTATION).cloned(),
-            ours: !matches!(owner.belonging(object.meta()), Belonging::Foreign(_)),
-        })
-        .collect())
+        .collect()
 }

@@ -1,13 +1,14 @@
 //! What a deploy would change in the cluster, object by object and field by field. Pure: the
-//! dry run (`dry_run.rs`) gathers the declarations and the live objects, this decides.
+//! dry run (`dry_run.rs`) gathers the declarations and the live objects; what happens to each is
+//! the applier's own `plan`, so the dry run says what the controller would do.
 
 use std::collections::BTreeSet;
 
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::apply::fingerprint;
-use crate::controller::branch_release::build::ReleaseObjects;
+use crate::apply::plan::{self, Leftover, Owner, Reason, Stamped, Step};
+use crate::model::branch_release::build::ReleaseObjects;
 
 /// One object a BranchRelease declares, as JSON (the form the applier hashes and sends).
 #[derive(Debug, Clone)]
@@ -15,17 +16,16 @@ pub struct Declared {
     pub kind: &'static str,
     pub name: String,
     pub body: Value,
+    /// Declared without an owner reference (a retained claim).
+    pub unowned: bool,
 }
 
-/// A live child: what the cluster has under a name.
+/// A live child: what the cluster has under a name, as JSON.
 #[derive(Debug, Clone)]
 pub struct Live {
     pub kind: String,
     pub name: String,
-    /// The hash of what Oksa last applied to it (`fingerprint::ANNOTATION`), if any.
-    pub applied: Option<String>,
-    /// False when the object is not this BranchRelease's (another one's, or made by hand).
-    pub ours: bool,
+    pub object: Value,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,6 +35,10 @@ pub enum Action {
     /// when the previous declaration is not known.
     Change(Vec<String>),
     Unchanged,
+    /// Someone else changed these declared fields: they are put back.
+    PutBack(Vec<String>),
+    /// The owner's by its labels, without its owner reference: taken back.
+    TakeBack,
     /// No longer declared: deleted (claims are never deleted: they are detached and kept).
     Prune,
     /// A claim no longer declared: kept, detached from the branch.
@@ -64,6 +68,7 @@ pub fn declared(objects: &ReleaseObjects) -> Vec<Declared> {
                 kind,
                 name: object.meta().name.clone().unwrap_or_default(),
                 body: serde_json::to_value(object).unwrap_or(Value::Null),
+                unowned: object.meta().owner_references.is_none(),
             })
             .collect()
     }
@@ -77,9 +82,11 @@ pub fn declared(objects: &ReleaseObjects) -> Vec<Declared> {
 }
 
 /// Decides the action for every declared object and every live child that is no longer
-/// declared. `previous` is the rendering of the spec the cluster has now (None for a new
-/// BranchRelease); `refused` names claims whose change Oksa refuses, with the reason.
+/// declared, by the applier's `plan`. `previous` is the rendering of the spec the cluster has now
+/// (None for a new BranchRelease), to name the fields a new declaration changes; `refused` names
+/// claims whose change Oksa refuses, with the reason.
 pub fn changes(
+    owner: &Owner,
     previous: Option<&[Declared]>,
     next: &[Declared],
     live: &[Live],
@@ -89,31 +96,18 @@ pub fn changes(
     let mut changes: Vec<Change> = next
         .iter()
         .map(|declared| {
-            let action = if let Some((_, why)) = refused.iter().find(|(name, _)| {
+            let refusal = refused.iter().find(|(name, _)| {
                 declared.kind == "PersistentVolumeClaim" && *name == declared.name
-            }) {
-                Action::Refused(why.clone())
-            } else {
-                match find_live(declared.kind, &declared.name) {
-                    None => Action::Create,
-                    Some(live) if !live.ours => Action::Taken,
-                    Some(live) => {
-                        let mut body = declared.body.clone();
-                        let hash = fingerprint::stamp(&mut body);
-                        if live.applied.as_deref() == Some(hash.as_str()) {
-                            Action::Unchanged
-                        } else {
-                            let before = previous.and_then(|p| {
-                                p.iter()
-                                    .find(|o| o.kind == declared.kind && o.name == declared.name)
-                            });
-                            Action::Change(
-                                before
-                                    .map(|b| differing_fields(&b.body, &declared.body))
-                                    .unwrap_or_default(),
-                            )
-                        }
-                    }
+            });
+            let action = match refusal {
+                Some((_, why)) => Action::Refused(why.clone()),
+                None => {
+                    let live = find_live(declared.kind, &declared.name).map(|l| &l.object);
+                    let before = previous.and_then(|p| {
+                        p.iter()
+                            .find(|o| o.kind == declared.kind && o.name == declared.name)
+                    });
+                    action(owner, declared, before, live)
                 }
             };
             Change {
@@ -123,23 +117,52 @@ pub fn changes(
             }
         })
         .collect();
-    for child in live.iter().filter(|l| l.ours) {
+    for child in live {
         let declared = next
             .iter()
             .any(|d| d.kind == child.kind && d.name == child.name);
-        if !declared {
-            changes.push(Change {
-                kind: child.kind.clone(),
-                name: child.name.clone(),
-                action: if child.kind == "PersistentVolumeClaim" {
-                    Action::Detach
-                } else {
-                    Action::Prune
-                },
-            });
-        }
+        let meta = serde_json::from_value(child.object["metadata"].clone()).unwrap_or_default();
+        let action = match plan::leftover(owner, &child.kind, &meta) {
+            _ if declared => continue,
+            Some(Leftover::Prune) => Action::Prune,
+            Some(Leftover::Detach) => Action::Detach,
+            Some(Leftover::Detached) | None => continue,
+        };
+        changes.push(Change {
+            kind: child.kind.clone(),
+            name: child.name.clone(),
+            action,
+        });
     }
     changes
+}
+
+/// The plan's step for one declared object, as the dry run shows it.
+fn action(
+    owner: &Owner,
+    declared: &Declared,
+    before: Option<&Declared>,
+    live: Option<&Value>,
+) -> Action {
+    let mut body = declared.body.clone();
+    let hash = crate::apply::fingerprint::stamp(&mut body);
+    let stamped = Stamped {
+        body,
+        hash,
+        unowned: declared.unowned,
+    };
+    match plan::step(owner, &stamped, live) {
+        Step::Create => Action::Create,
+        Step::Skip => Action::Unchanged,
+        Step::Refuse(_) => Action::Taken,
+        Step::Apply(Reason::TakeBack) => Action::TakeBack,
+        Step::Apply(Reason::Drift(fields)) => Action::PutBack(fields),
+        Step::Apply(Reason::Declared) => Action::Change(
+            before
+                .map(|b| differing_fields(&b.body, &declared.body))
+                .unwrap_or_default(),
+        ),
+    }
 }
 
 /// The paths of the fields that differ between two declarations, removals included. List items
@@ -216,6 +239,10 @@ pub fn describe(change: &Change) -> String {
         Action::Change(fields) if fields.is_empty() => "change".to_string(),
         Action::Change(fields) => format!("change: {}", fields.join(", ")),
         Action::Unchanged => "unchanged".to_string(),
+        Action::PutBack(fields) => {
+            format!("put back: {} (changed outside Oksa)", fields.join(", "))
+        }
+        Action::TakeBack => "take back (it lost its owner reference)".to_string(),
         Action::Prune => "delete (no longer declared)".to_string(),
         Action::Detach => "detach (no longer declared; the claim and its data are kept)".into(),
         Action::Taken => "refused: the name is taken by an object Oksa did not create for this \
@@ -238,22 +265,47 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn deployment(image: &str, env: Value) -> Declared {
+    fn owner() -> Owner {
+        crate::apply::plan::test_owner()
+    }
+
+    fn declared(kind: &'static str, name: &str, spec: Value) -> Declared {
         Declared {
-            kind: "Deployment",
-            name: "main-web".into(),
-            body: json!({"metadata": {"name": "main-web"}, "spec": {"template": {"spec": {
-                "containers": [{"name": "web", "image": image, "env": env}]}}}}),
+            kind,
+            name: name.into(),
+            body: json!({"metadata": {"name": name,
+                "ownerReferences": [serde_json::to_value(owner().reference).unwrap()]},
+                "spec": spec}),
+            unowned: false,
         }
     }
 
-    fn live(declared: &Declared, ours: bool) -> Live {
-        let mut body = declared.body.clone();
+    fn deployment(image: &str, env: Value) -> Declared {
+        declared(
+            "Deployment",
+            "main-web",
+            json!({"template": {"spec": {"containers": [{"name": "web", "image": image, "env": env}]}}}),
+        )
+    }
+
+    /// The object as the cluster holds it once Oksa applied `declared`; `owner_uid` None: made
+    /// by hand, with no owner.
+    fn live(declared: &Declared, owner_uid: Option<&str>) -> Live {
+        let mut object = declared.body.clone();
+        crate::apply::fingerprint::stamp(&mut object);
+        match owner_uid {
+            // As declared: the owner's reference.
+            Some("uid-main") => {}
+            Some(uid) => {
+                object["metadata"]["ownerReferences"] = json!([{"apiVersion": "oksa.dev/v1alpha1",
+                    "kind": "BranchRelease", "name": "x", "uid": uid, "controller": true}])
+            }
+            None => object["metadata"]["ownerReferences"] = Value::Null,
+        }
         Live {
             kind: declared.kind.into(),
             name: declared.name.clone(),
-            applied: Some(fingerprint::stamp(&mut body)),
-            ours,
+            object,
         }
     }
 
@@ -275,32 +327,26 @@ mod tests {
     fn each_object_is_created_changed_unchanged_pruned_or_refused() {
         let old = deployment("nginx:1", json!([]));
         let new = deployment("nginx:2", json!([]));
-        let service = Declared {
-            kind: "Service",
-            name: "main-web".into(),
-            body: json!({"metadata": {"name": "main-web"}, "spec": {"ports": [{"port": 80}]}}),
-        };
-        let claim = Declared {
-            kind: "PersistentVolumeClaim",
-            name: "main-data".into(),
-            body: json!({"metadata": {"name": "main-data"}}),
-        };
-        let gone = Live {
-            kind: "Service".into(),
-            name: "main-api".into(),
-            applied: None,
-            ours: true,
-        };
-        let old_claim = Live {
-            kind: "PersistentVolumeClaim".into(),
-            name: "main-cache".into(),
-            applied: None,
-            ours: true,
-        };
+        let service = declared("Service", "main-web", json!({"ports": [{"port": 80}]}));
+        let claim = declared("PersistentVolumeClaim", "main-data", json!({}));
+        let gone = live(
+            &declared("Service", "main-api", json!({})),
+            Some("uid-main"),
+        );
+        let old_claim = live(
+            &declared("PersistentVolumeClaim", "main-cache", json!({})),
+            Some("uid-main"),
+        );
         let changes = changes(
+            &owner(),
             Some(&[old.clone(), service.clone()]),
             &[new, service.clone(), claim],
-            &[live(&old, true), live(&service, true), gone, old_claim],
+            &[
+                live(&old, Some("uid-main")),
+                live(&service, Some("uid-main")),
+                gone,
+                old_claim,
+            ],
             &[("main-data".into(), "shrinking was refused".into())],
         );
         let actions: Vec<(&str, &Action)> = changes
@@ -329,11 +375,43 @@ mod tests {
     #[test]
     fn a_new_object_is_created_and_a_foreign_one_is_refused() {
         let web = deployment("nginx:1", json!([]));
-        let created = changes(None, std::slice::from_ref(&web), &[], &[]);
+        let created = changes(&owner(), None, std::slice::from_ref(&web), &[], &[]);
         assert_eq!(created[0].action, Action::Create);
         assert!(!refused(&created));
-        let taken = changes(None, std::slice::from_ref(&web), &[live(&web, false)], &[]);
+        let foreign = [live(&web, Some("uid-other"))];
+        let taken = changes(&owner(), None, std::slice::from_ref(&web), &foreign, &[]);
         assert_eq!(taken[0].action, Action::Taken);
         assert!(refused(&taken));
+        // Made by hand, with none of the owner's labels: someone else's too.
+        let hand_made = [live(&web, None)];
+        let taken = changes(&owner(), None, std::slice::from_ref(&web), &hand_made, &[]);
+        assert_eq!(taken[0].action, Action::Taken);
+    }
+
+    #[test]
+    fn a_hand_edit_of_a_declared_field_shows_as_put_back_as_the_controller_would() {
+        let web = deployment("nginx:1", json!([]));
+        let mut edited = live(&web, Some("uid-main"));
+        edited.object["spec"]["template"]["spec"]["containers"][0]["image"] = json!("nginx:evil");
+        let changes = changes(
+            &owner(),
+            Some(std::slice::from_ref(&web)),
+            std::slice::from_ref(&web),
+            &[edited],
+            &[],
+        );
+        assert_eq!(
+            changes[0].action,
+            Action::PutBack(vec!["spec.template.spec.containers[web].image".into()])
+        );
+        assert!(describe(&changes[0]).ends_with(
+            "put back: spec.template.spec.containers[web].image (changed outside Oksa)"
+        ));
+    }
+
+    #[test]
+    fn an_object_of_another_owner_is_never_pruned_by_this_one() {
+        let sibling = live(&declared("Service", "main-api", json!({})), Some("uid-api"));
+        assert!(changes(&owner(), None, &[], &[sibling], &[]).is_empty());
     }
 }

@@ -14,13 +14,9 @@ use k8s_openapi::jiff::Timestamp;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Client};
-use serde_json::json;
 use tracing::{info, warn};
 
 use crate::api::BranchRelease;
-use crate::controller::branch_release::lifecycle::{
-    LAST_ACTIVITY, LAST_ACTIVITY_SOURCE, whole_seconds,
-};
 
 const MAX_REMEMBERED: usize = 50_000;
 /// Requests an awake branch serves are written at most this often (see `traffic_interval`).
@@ -85,15 +81,11 @@ impl Activity {
     /// Writes the activity of a slot the caller took (see `take_slot`); a failed write frees
     /// the slot for the next request.
     pub async fn write(&self, key: &ObjectRef<BranchRelease>, source: &str) {
-        let now = whole_seconds(Timestamp::now());
         let api = Api::<BranchRelease>::namespaced(
             self.client.clone(),
             key.namespace.as_deref().unwrap_or_default(),
         );
-        let patch = json!({"metadata": {"annotations": {
-            LAST_ACTIVITY: now.to_string(),
-            LAST_ACTIVITY_SOURCE: source,
-        }}});
+        let patch = crate::api::activity::patch(Timestamp::now(), source);
         match api
             .patch(&key.name, &PatchParams::default(), &Patch::Merge(&patch))
             .await
@@ -113,6 +105,7 @@ impl Activity {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[tokio::test]
     async fn one_slot_per_branch_per_period_however_many_ask() {

@@ -19,8 +19,8 @@ use kube::runtime::{WatchStreamExt, watcher};
 use super::backends::Backends;
 use super::index::HostIndex;
 use crate::api::{BranchRelease, Project};
-use crate::controller::watch;
 use crate::readiness::Readiness;
+use crate::watch;
 
 const REBUILD_AT_MOST_EVERY: Duration = Duration::from_millis(100);
 

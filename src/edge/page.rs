@@ -7,8 +7,8 @@
 
 use serde::Serialize;
 
+use crate::api::conditions::ASLEEP;
 use crate::api::{BranchRelease, LifecycleState, sleep_reason};
-use crate::controller::branch_release::lifecycle::ASLEEP;
 
 use super::request::{STATUS_PATH, WAKE_PATH};
 

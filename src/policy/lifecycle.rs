@@ -82,7 +82,7 @@ impl LifecycleBounds {
         .into_iter()
         .filter_map(|(name, value)| {
             let value = value.as_deref()?;
-            crate::controller::branch_release::lifecycle::parse_duration(value)
+            crate::model::branch_release::lifecycle::parse_duration(value)
                 .is_none()
                 .then(|| format!("branchLifecycle.{name}: {value:?} is not a duration like 7d"))
         })

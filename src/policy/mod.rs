@@ -116,17 +116,14 @@ fn level_name(level: PodSecurityLevel) -> &'static str {
 }
 
 impl Policy {
-    /// Reads a policy file (YAML); fields it leaves out keep their defaults.
-    pub fn load(path: &Path) -> Result<Policy, String> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("reading the policy {}: {e}", path.display()))?;
-        let policy: Policy = serde_yaml_ng::from_str(&text)
-            .map_err(|e| format!("the policy {} is not valid: {e}", path.display()))?;
+    /// Reads a policy (YAML) from `origin` (a file's name, for the message); fields it leaves
+    /// out keep their defaults.
+    pub fn parse(text: &str, origin: &Path) -> Result<Policy, String> {
+        let origin = origin.display();
+        let policy: Policy = serde_yaml_ng::from_str(text)
+            .map_err(|e| format!("the policy {origin} is not valid: {e}"))?;
         match policy.branch_lifecycle.invalid().first() {
-            Some(problem) => Err(format!(
-                "the policy {} is not valid: {problem}",
-                path.display()
-            )),
+            Some(problem) => Err(format!("the policy {origin} is not valid: {problem}")),
             None => Ok(policy),
         }
     }

@@ -10,7 +10,7 @@ use k8s_openapi::api::core::v1::{Namespace, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
 use kube::{Api, ResourceExt};
-use oksa::controller::edge_endpoints::EdgeService;
+use oksa::model::edge_service::EdgeService;
 use serde_json::json;
 
 /// Seconds the test edge gives a client to send its headers (the chart's default is 10).

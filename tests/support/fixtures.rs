@@ -67,6 +67,28 @@ impl TestProject {
         Api::namespaced(self.client.clone(), &self.namespace)
     }
 
+    /// The replicas a Deployment of the project's namespace asks for (None: no such Deployment).
+    pub async fn replicas(&self, deployment: &str) -> Option<i32> {
+        let deployment = self
+            .namespaced::<k8s_openapi::api::apps::v1::Deployment>()
+            .get(deployment)
+            .await
+            .ok()?;
+        deployment.spec.replicas
+    }
+
+    /// Someone (not Oksa) scales a Deployment by hand: drift.
+    pub async fn scale_by_hand(&self, deployment: &str, replicas: i32) {
+        self.namespaced::<k8s_openapi::api::apps::v1::Deployment>()
+            .patch(
+                deployment,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"spec": {"replicas": replicas}})),
+            )
+            .await
+            .expect("scaling by hand");
+    }
+
     pub fn namespaced<K>(&self) -> Api<K>
     where
         K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,

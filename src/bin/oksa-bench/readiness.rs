@@ -13,8 +13,8 @@ use kube::runtime::watcher;
 use kube::{Api, Client, ResourceExt};
 
 use super::watch;
-use oksa::controller::branch_release::status::component_ready;
 use oksa::labels;
+use oksa::model::branch_release::status::component_ready;
 
 /// What one branch needs to count as Ready.
 #[derive(Debug, Clone, Copy)]

@@ -7,7 +7,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use serde_json::json;
 
 use oksa::api::{BranchRelease, BranchReleaseSpec, Project};
-use oksa::controller::branch_release::build::{self, ReleaseObjects};
+use oksa::model::branch_release::build::{self, ReleaseObjects};
 
 pub const CHILDREN_PER_BRANCH: usize = 6;
 

@@ -16,13 +16,13 @@ use kube::api::{Patch, PatchParams};
 use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
 
-use super::volumes::{self, ClaimPlan};
 use crate::api::BranchRelease;
-use crate::apply::{Applier, Belonging, Refusal};
+use crate::apply::{Applier, Belonging, Leftover, Refusal, plan};
 use crate::controller::context::Context;
 use crate::controller::error::Result;
 use crate::controller::events;
 use crate::labels;
+use crate::model::branch_release::volumes::{self, ClaimPlan};
 use crate::naming;
 
 /// A volume's claim as it now is, and why it is not as declared, if it is not.
@@ -33,9 +33,9 @@ pub async fn sync(
     ctx: &Context,
     applier: &Applier<'_>,
     release: &BranchRelease,
-    namespace: &str,
     declared: Vec<PersistentVolumeClaim>,
 ) -> Result<Vec<ClaimState>> {
+    let namespace = applier.owner().namespace.as_str();
     let mut states = Vec::with_capacity(declared.len());
     for (volume, mut claim) in release.spec.volumes.iter().zip(declared) {
         let name = claim.name_any();
@@ -72,59 +72,52 @@ pub async fn sync(
     Ok(states)
 }
 
-/// Detaches the claims of this branch whose volume left the spec, and returns the names of every
-/// detached claim of this branch (detached now or before), for status.
+/// Detaches the claims of this branch whose volume left the spec (see `plan::leftover`), and
+/// returns the names of every detached claim of this branch (detached now or before), for status.
 pub async fn detach_undeclared(
     ctx: &Context,
     applier: &Applier<'_>,
     release: &BranchRelease,
-    namespace: &str,
-    release_name: &str,
 ) -> Result<Vec<String>> {
+    let owner = applier.owner();
+    let release_name = naming::release_name(&release.spec.branch);
     let wanted: Vec<String> = release
         .spec
         .volumes
         .iter()
-        .map(|v| naming::volume_claim_name(release_name, &v.name))
+        .map(|v| naming::volume_claim_name(&release_name, &v.name))
         .collect();
     let mut detached = Vec::new();
-    let of_release = ctx.stores.claims.state_filter(|c| {
-        c.meta().namespace.as_deref() == Some(namespace)
-            && c.labels().get(labels::RELEASE) == Some(release_name)
-    });
-    for cached in of_release {
+    let in_scope = ctx
+        .stores
+        .claims
+        .state_filter(|c| owner.scopes(c.meta().namespace.as_deref(), c.labels()));
+    for cached in in_scope {
         let name = cached.name_any();
         if wanted.contains(&name) {
             continue;
         }
-        match applier.owner().belonging(&cached.full_meta()) {
-            Belonging::Ours => {
+        let meta = cached.full_meta();
+        match plan::leftover(owner, "PersistentVolumeClaim", &meta) {
+            Some(Leftover::Detach) => {
                 let claim = cached.object().map_err(kube::Error::SerdeError)?;
                 set_detached(ctx, &claim, true).await?;
                 applier
                     .tally()
                     .wrote("PersistentVolumeClaim", &claim.name_any(), "detach");
-                let note = format!(
-                    "volume of claim {name} is no longer in the spec: the claim and its data are kept, \
-                     detached (label {}=true), until someone deletes it; declaring the volume again takes it back",
-                    labels::DETACHED
-                );
-                events::publish(ctx, release, false, "VolumeDetached", note).await;
+                // A retained claim (no owner reference) was kept on purpose: no news.
+                if owner.belonging(&meta) == Belonging::Ours {
+                    let note = format!(
+                        "volume of claim {name} is no longer in the spec: the claim and its data are kept, \
+                         detached (label {}=true), until someone deletes it; declaring the volume again takes it back",
+                        labels::DETACHED
+                    );
+                    events::publish(ctx, release, false, "VolumeDetached", note).await;
+                }
                 detached.push(name);
             }
-            Belonging::Adoptable if cached.labels().contains_key(labels::DETACHED) => {
-                detached.push(name)
-            }
-            // A retained claim (no owner reference) whose volume left the spec.
-            Belonging::Adoptable => {
-                let claim = cached.object().map_err(kube::Error::SerdeError)?;
-                set_detached(ctx, &claim, true).await?;
-                applier
-                    .tally()
-                    .wrote("PersistentVolumeClaim", &claim.name_any(), "detach");
-                detached.push(name);
-            }
-            _ => {}
+            Some(Leftover::Detached) => detached.push(name),
+            Some(Leftover::Prune) | None => {}
         }
     }
     detached.sort();

@@ -1,12 +1,6 @@
-//! BranchRelease → the running environment of one branch.
+//! The BranchRelease driver (`reconcile.rs`) and the volumes' I/O (`claims.rs`); the pure parts
+//! (validate, lifecycle, build, status) are in `crate::model::branch_release`.
 
-pub mod build;
+mod children;
 mod claims;
-pub mod cost;
-pub mod diagnose;
-pub mod lifecycle;
 pub mod reconcile;
-pub mod schedule;
-pub mod status;
-pub mod validate;
-pub mod volumes;

@@ -1,7 +1,3 @@
-//! Project → namespace with access, quota, defaults and isolation.
+//! The Project driver; the pure parts (validate, build, status) are in `crate::model::project`.
 
-pub mod build;
 pub mod reconcile;
-pub mod status;
-pub mod validate;
-pub mod waker_objects;

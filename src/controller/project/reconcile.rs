@@ -1,5 +1,5 @@
-//! The Project reconcile: validate → build → apply → status. A thin driver around the pure
-//! functions of this folder.
+//! The Project driver: view → finalize → validate → render → apply → status → requeue, around
+//! the pure functions of `crate::model::project`.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -13,18 +13,18 @@ use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
 use tracing::{info, instrument};
 
-use super::build::{self, ProjectObjects};
-use super::status::{self, Outcome};
-use super::validate::{self, NamespaceVerdict};
-use super::waker_objects;
 use crate::api::Project;
 use crate::api::conditions::{self, READY};
 use crate::apply::{Applier, Owner, Refusal, Tally};
-use crate::compact::Labels;
 use crate::controller::context::Context;
 use crate::controller::error::{Error, Result};
+use crate::controller::status_writer::{self, Written};
 use crate::controller::{events, finalizer};
 use crate::labels::{self, FIELD_MANAGER};
+use crate::model::project::build::{self, ProjectObjects};
+use crate::model::project::status::{self, Outcome};
+use crate::model::project::validate::{self, NamespaceVerdict};
+use crate::model::project::waker_objects;
 
 pub const CONTROLLER: &str = "project";
 
@@ -43,94 +43,101 @@ async fn reconcile_project(project: Arc<Project>, ctx: &Context) -> Result<Actio
         .projects
         .get(&ObjectRef::from_obj(project.as_ref()))
         .unwrap_or(project);
-    let projects = Api::<Project>::all(ctx.client.clone());
     let namespace_name = project.namespace_name();
     if project.metadata.deletion_timestamp.is_some() {
-        return finalize(ctx, &project, &projects, &namespace_name).await;
+        return finalize(ctx, &project, &namespace_name).await;
     }
-    let namespaces = Api::<Namespace>::all(ctx.client.clone());
-    // A namespace the cache shows as created by Oksa for this very Project is trusted. Anything
-    // else (absent, or not ours) is read from the API: the decision not to adopt someone else's
-    // namespace must not rest on a cache that could miss a namespace created a moment ago.
+    let existing = existing_namespace(ctx, &project, &namespace_name).await?;
+    let outcome = match verdict(ctx, &project, existing.as_ref()) {
+        NamespaceVerdict::Refused(refusal) => Outcome::Refused(refusal),
+        NamespaceVerdict::Terminating => Outcome::Terminating,
+        NamespaceVerdict::Ours => provide(ctx, &project, existing).await?,
+    };
+    let held = write_status(ctx, &project, &outcome, &namespace_name).await?;
+    // A held summary is written once its window has passed.
+    let recheck = status::recheck(&outcome);
+    Ok(Action::requeue(
+        held.map_or(recheck, |wait| wait.min(recheck)),
+    ))
+}
+
+/// The Project's namespace as it is. A namespace the cache shows as created by Oksa for this very
+/// Project is trusted. Anything else (absent, or not ours) is read from the API: the decision not
+/// to adopt someone else's namespace must not rest on a cache that could miss a namespace created
+/// a moment ago.
+async fn existing_namespace(
+    ctx: &Context,
+    project: &Project,
+    name: &str,
+) -> Result<Option<Namespace>> {
     let cached = ctx
         .stores
         .namespaces
-        .get(&ObjectRef::new(&namespace_name))
-        .filter(|ns| validate::owned_by(&project, &ns.metadata))
+        .get(&ObjectRef::new(name))
+        .filter(|ns| validate::owned_by(project, &ns.metadata))
         .map(|ns| Namespace {
             metadata: ns.metadata.clone(),
             ..Namespace::default()
         });
-    let existing = match cached {
-        Some(namespace) => Some(namespace),
-        None => namespaces.get_opt(&namespace_name).await?,
-    };
+    match cached {
+        Some(namespace) => Ok(Some(namespace)),
+        None => Ok(Api::<Namespace>::all(ctx.client.clone())
+            .get_opt(name)
+            .await?),
+    }
+}
 
-    let verdict = match ctx.policy.check(&project) {
-        Err(violation) => NamespaceVerdict::Refused(validate::Refusal {
+/// Whether the Project may have its namespace: the platform's policy, the namespace's owner, and
+/// the domain no other Project holds.
+fn verdict(ctx: &Context, project: &Project, existing: Option<&Namespace>) -> NamespaceVerdict {
+    if let Err(violation) = ctx.policy.check(project) {
+        return NamespaceVerdict::Refused(validate::Refusal {
             reason: "PolicyViolation",
             message: violation.message,
-        }),
-        Ok(()) => validate::check_namespace(&project, existing.as_ref()),
-    };
-    let outcome = match verdict {
-        NamespaceVerdict::Refused(refusal) => Outcome::Refused(refusal),
-        NamespaceVerdict::Terminating => Outcome::Terminating,
+        });
+    }
+    match validate::check_namespace(project, existing) {
         NamespaceVerdict::Ours => {
             let others = ctx.stores.projects.state();
-            match validate::check_domain(&project, others.iter().map(|p| p.as_ref())) {
-                Some(refusal) => Outcome::Refused(refusal),
-                None => {
-                    // Before the namespace exists, so that its deletion always passes here.
-                    if finalizer::add(&projects, project.as_ref(), labels::PROJECT_FINALIZER)
-                        .await?
-                    {
-                        ctx.metrics
-                            .wrote("Project", &project.name_any(), "finalizer");
-                    }
-                    let owner = Owner {
-                        reference: project
-                            .controller_owner_ref(&())
-                            .ok_or(Error::MissingField("Project", "metadata.uid"))?,
-                        labels: labels::project_labels(&project.name_any()),
-                    };
-                    let objects = build::build(&project, owner.reference.clone());
-                    let refusals = apply_namespace(ctx, &owner, objects, existing).await?;
-                    if refusals.is_empty() {
-                        Outcome::Ready
-                    } else {
-                        Outcome::ChildrenRefused(refusals)
-                    }
-                }
+            match validate::check_domain(project, others.iter().map(|p| p.as_ref())) {
+                Some(refusal) => NamespaceVerdict::Refused(refusal),
+                None => NamespaceVerdict::Ours,
             }
         }
-    };
+        verdict => verdict,
+    }
+}
 
-    let held = write_status(ctx, &project, &outcome, &namespace_name).await?;
-    let recheck = match outcome {
-        Outcome::Ready => Duration::from_secs(600),
-        Outcome::Terminating => Duration::from_secs(2),
-        // Nothing to retry until the spec or the world changes; a slow recheck notices a conflicting
-        // object that went away.
-        Outcome::Refused(_) | Outcome::ChildrenRefused(_) => Duration::from_secs(300),
-        Outcome::DeletionBlocked(_) => Duration::from_secs(10),
+/// Provides the namespace and everything in it.
+async fn provide(ctx: &Context, project: &Project, existing: Option<Namespace>) -> Result<Outcome> {
+    // Before the namespace exists, so that its deletion always passes here.
+    let projects = Api::<Project>::all(ctx.client.clone());
+    if finalizer::add(&projects, project, labels::PROJECT_FINALIZER).await? {
+        ctx.metrics
+            .wrote("Project", &project.name_any(), "finalizer");
+    }
+    let owner = Owner {
+        reference: project
+            .controller_owner_ref(&())
+            .ok_or(Error::MissingField("Project", "metadata.uid"))?,
+        labels: labels::project_labels(&project.name_any()),
+        namespace: project.namespace_name(),
     };
-    // A held summary is written once its window has passed.
-    Ok(Action::requeue(
-        held.map_or(recheck, |wait| wait.min(recheck)),
-    ))
+    let objects = build::build(project, owner.reference.clone());
+    let refusals = apply_namespace(ctx, &owner, objects, existing).await?;
+    Ok(if refusals.is_empty() {
+        Outcome::Ready
+    } else {
+        Outcome::ChildrenRefused(refusals)
+    })
 }
 
 /// A Project being deleted: its finalizer deletes its namespace (and everything in it), unless
 /// it holds volumes kept on purpose, `retain: true` or detached ones. Then the deletion waits,
 /// and says so, until a person has deleted those claims: their data is never lost silently. The
 /// namespace has no owner reference, so nothing but this finalizer deletes it.
-async fn finalize(
-    ctx: &Context,
-    project: &Project,
-    projects: &Api<Project>,
-    namespace: &str,
-) -> Result<Action> {
+async fn finalize(ctx: &Context, project: &Project, namespace: &str) -> Result<Action> {
+    let projects = &Api::<Project>::all(ctx.client.clone());
     if !finalizer::has(project, labels::PROJECT_FINALIZER) {
         return Ok(Action::await_change());
     }
@@ -235,45 +242,24 @@ async fn apply_namespace(
         }
     }
     let project = owner.labels[labels::PROJECT].clone();
-    let in_namespace = |object_namespace: Option<String>, object_labels: &Labels| {
-        object_namespace.as_deref() == Some(name.as_str())
-            && object_labels.get(labels::PROJECT) == Some(project.as_str())
-    };
     let stores = &ctx.stores;
     let edge = ctx.edge.borrow().clone();
     let waker = waker_objects::build(&project, &name, &owner.reference, edge.as_ref());
-    let is_waker = |object_namespace: Option<String>, object_name: &str, object_labels: &Labels| {
-        object_namespace.as_deref() == Some(name.as_str())
-            && waker_objects::is_waker_object(object_name, object_labels)
-            && object_labels.get(labels::PROJECT) == Some(project.as_str())
-    };
     let (waker_service, waker_endpoints) = tokio::try_join!(
-        applier.sync(&stores.services, vec![waker.service], |o| {
-            is_waker(o.namespace(), &o.name_any(), o.labels())
-        }),
+        applier.sync(&stores.services, vec![waker.service]),
         applier.sync(
             &stores.endpoint_slices,
-            waker.endpoints.into_iter().collect(),
-            |o| is_waker(o.namespace(), &o.name_any(), o.labels())
+            waker.endpoints.into_iter().collect()
         ),
     )?;
     let (role_bindings, quota, limit_range, network_policy) = tokio::try_join!(
-        applier.sync(&stores.role_bindings, objects.role_bindings, |o| {
-            in_namespace(o.namespace(), o.labels())
-        }),
-        applier.sync(&stores.quotas, objects.quota.into_iter().collect(), |o| {
-            in_namespace(o.namespace(), o.labels())
-        }),
+        applier.sync(&stores.role_bindings, objects.role_bindings),
+        applier.sync(&stores.quotas, objects.quota.into_iter().collect()),
         applier.sync(
             &stores.limit_ranges,
-            objects.limit_range.into_iter().collect(),
-            |o| in_namespace(o.namespace(), o.labels())
+            objects.limit_range.into_iter().collect()
         ),
-        applier.sync(
-            &stores.network_policies,
-            vec![objects.network_policy],
-            |o| in_namespace(o.namespace(), o.labels())
-        ),
+        applier.sync(&stores.network_policies, vec![objects.network_policy]),
     )?;
     Ok(role_bindings
         .into_iter()
@@ -314,9 +300,8 @@ fn count_branches(ctx: &Context, namespace: &str) -> crate::api::BranchCounts {
     status::count(&releases)
 }
 
-/// Writes the status only when it changed, and records an event when the Ready condition flips
-/// or changes its reason. A change of its summaries alone may have to wait (see `coalesce`):
-/// then nothing is written, and the time to wait is returned.
+/// Writes the status (see `status_writer`), and records an event when the Ready condition flips
+/// or changes its reason. Returns how long a held change of its summaries waits.
 async fn write_status(
     ctx: &Context,
     project: &Project,
@@ -352,50 +337,24 @@ async fn write_status(
         new_status.observed_generation,
         Timestamp::now(),
     ));
-    let key = ObjectRef::from_obj(project).erase();
-    let cached_version = project.metadata.resource_version.as_deref();
-    if ctx.project_summaries.behind_own_write(&key, cached_version) {
-        return Ok(None);
+    let written = status_writer::write(ctx, project, &new_status).await?;
+    if let Written::Changed { old } = &written {
+        let old_ready = conditions::find(&old.conditions, READY);
+        let new_ready = conditions::find(&new_status.conditions, READY);
+        if let Some(new_ready) = new_ready
+            && old_ready.map(|c| (&c.status, &c.reason))
+                != Some((&new_ready.status, &new_ready.reason))
+        {
+            let warning = new_ready.status != "True";
+            events::publish(
+                ctx,
+                project,
+                warning,
+                &new_ready.reason,
+                new_ready.message.clone(),
+            )
+            .await;
+        }
     }
-    let old_status = project.status.clone().unwrap_or_default();
-    if old_status == new_status {
-        ctx.project_summaries.settled(&key);
-        return Ok(None);
-    }
-    if status::only_summaries_changed(&old_status, &new_status)
-        && let Some(wait) = ctx.project_summaries.wait_before(&key, Instant::now())
-    {
-        return Ok(Some(wait));
-    }
-    let api = Api::<Project>::all(ctx.client.clone());
-    let patch = json!({"apiVersion": "oksa.dev/v1alpha1", "kind": "Project", "status": new_status});
-    let written = api
-        .patch_status(
-            &project.name_any(),
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(&patch),
-        )
-        .await?;
-    ctx.metrics.wrote("Project", &project.name_any(), "status");
-    let versions = (cached_version, written.metadata.resource_version.as_deref());
-    // A Project's summaries do not roll out: only those holding an update set its window.
-    ctx.project_summaries
-        .wrote(&key, Instant::now(), versions, false);
-
-    let old_ready = conditions::find(&old_status.conditions, READY);
-    let new_ready = conditions::find(&new_status.conditions, READY);
-    if let Some(new_ready) = new_ready
-        && old_ready.map(|c| (&c.status, &c.reason)) != Some((&new_ready.status, &new_ready.reason))
-    {
-        let warning = new_ready.status != "True";
-        events::publish(
-            ctx,
-            project,
-            warning,
-            &new_ready.reason,
-            new_ready.message.clone(),
-        )
-        .await;
-    }
-    Ok(None)
+    Ok(written.held())
 }

@@ -19,7 +19,7 @@ pub enum Outcome {
     /// The namespace of an earlier Project with this name is still being deleted.
     Terminating,
     /// The namespace is in place, but some of its objects could not be written as declared.
-    ChildrenRefused(Vec<crate::apply::Refusal>),
+    ChildrenRefused(Vec<crate::model::refusal::Refusal>),
     /// The Project is being deleted, and its namespace holds volumes kept on purpose: it is not
     /// deleted (nor anything in it) until a person deletes those claims.
     DeletionBlocked(Vec<String>),
@@ -230,6 +230,19 @@ pub fn compute(
     }
 }
 
+/// When a Project is looked at again, by its outcome: a ready one rarely, a refused one slowly
+/// (nothing changes until its spec or the world does; the recheck notices a conflicting object
+/// that went away), one waiting for its namespace or its kept claims soon.
+pub fn recheck(outcome: &Outcome) -> std::time::Duration {
+    let seconds = match outcome {
+        Outcome::Ready => 600,
+        Outcome::Terminating => 2,
+        Outcome::Refused(_) | Outcome::ChildrenRefused(_) => 300,
+        Outcome::DeletionBlocked(_) => 10,
+    };
+    std::time::Duration::from_secs(seconds)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -281,5 +294,16 @@ mod tests {
         assert_eq!(status.namespace.as_deref(), Some("shop"));
         assert_eq!(status.branches.unwrap().summary, "2/3");
         assert!(conditions::is_true(&status.conditions, READY));
+    }
+
+    #[test]
+    fn a_ready_project_is_looked_at_rarely_and_one_waiting_soon() {
+        let ready = recheck(&Outcome::Ready);
+        let blocked = recheck(&Outcome::DeletionBlocked(vec!["main-keep".into()]));
+        let terminating = recheck(&Outcome::Terminating);
+        assert!(
+            terminating < blocked && blocked < ready,
+            "{terminating:?} {blocked:?} {ready:?}"
+        );
     }
 }

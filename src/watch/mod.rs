@@ -1,4 +1,7 @@
-//! Watch streams that keep the caches in `Stores` current and trigger reconciles.
+//! Watch streams that keep the caches current (the controller's `Stores`, the edge's) and trigger
+//! reconciles. Kube plumbing shared by the runtime and the edge.
+
+mod lenient;
 
 use std::fmt::Debug;
 
@@ -9,9 +12,9 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource};
 use serde::de::DeserializeOwned;
 
-use super::lenient::{Lenient, Placeholder};
 use crate::compact::Compact;
 use crate::labels::MANAGED_SELECTOR;
+use lenient::{Lenient, Placeholder};
 
 /// Objects per page of a watch's list. Each page's body is held whole while it is parsed, and at
 /// start-up every watch lists at once: at kube's default of 500 the bodies were the operator's

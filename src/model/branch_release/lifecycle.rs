@@ -16,20 +16,8 @@ use crate::api::{
 };
 use crate::policy::{GitopsMarks, LifecycleBounds};
 
-/// The condition saying whether the branch sleeps, and why.
-pub const ASLEEP: &str = "Asleep";
-/// True some time before the branch expires (with a Warning event), so someone can keep it. A
-/// branch expires only once this has stood for its warning window.
-pub const EXPIRING: &str = "ExpiringSoon";
-/// The reason of `ExpiringSoon` in the report-only expiry mode, once the branch would go.
-pub const WOULD_BE_DELETED: &str = "WouldBeDeleted";
-/// True when some of the branch's own lifecycle settings were held to the platform's bounds.
-pub const BOUNDED: &str = "LifecycleBounded";
-
-/// Annotations a keep-alive (`oksa keepalive`) and the waker write on a BranchRelease: activity
-/// recorded without touching its spec (so without a new generation or a GitOps diff).
-pub const LAST_ACTIVITY: &str = "oksa.dev/last-activity";
-pub const LAST_ACTIVITY_SOURCE: &str = "oksa.dev/last-activity-source";
+pub use crate::api::activity::{LAST_ACTIVITY, LAST_ACTIVITY_SOURCE, whole_seconds};
+pub use crate::api::conditions::{ASLEEP, BOUNDED, EXPIRING, WOULD_BE_DELETED};
 
 const DEFAULT_WAKE_TIMEOUT: Duration = Duration::from_secs(300);
 /// How long a branch woken outside its awake hours stays up without activity, when it has no
@@ -48,13 +36,6 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
         _ => return None,
     };
     Some(Duration::from_secs(number * seconds))
-}
-
-/// `at` without its fraction of a second. Status times are stored to the second (`metav1.Time`),
-/// so anything computed finer would differ from what was read back and be written again on every
-/// reconcile, each write triggering the next.
-pub fn whole_seconds(at: Timestamp) -> Timestamp {
-    Timestamp::from_second(at.as_second()).unwrap_or(at)
 }
 
 /// A branch's lifecycle settings: its own, else its Project's defaults.

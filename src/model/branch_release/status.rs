@@ -9,7 +9,7 @@ use super::diagnose::Problem;
 use super::validate::Blocked;
 use crate::api::conditions::{self, DEGRADED, Desired, PROGRESSING, READY, RECONCILING, STALLED};
 use crate::api::{BranchRelease, BranchReleaseStatus, ComponentStatus, Phase, VolumeStatus};
-use crate::apply::Refusal;
+use crate::model::refusal::Refusal;
 
 /// What a reconcile saw of one component.
 pub struct ComponentObservation<'a> {
@@ -519,7 +519,7 @@ mod tests {
         observation.refusals.push(Refusal {
             kind: "Deployment".into(),
             name: "main-web".into(),
-            reason: crate::apply::RefusalReason::Rejected,
+            reason: crate::model::refusal::RefusalReason::Rejected,
             message: "Deployment main-web was refused by the API server: spec.template.spec.containers[0].ports[0].name: Invalid value".into(),
         });
         let status = observed(&release(2), &observation, at(1));

@@ -10,8 +10,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference}
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use crate::compact::Labels;
-use crate::controller::edge_endpoints::EdgeEndpoints;
 use crate::labels;
+use crate::model::edge_service::EdgeEndpoints;
 use crate::naming::{EDGE_PORT, EDGE_SERVICE, LEGACY_WAKER_SERVICE};
 
 const PORT_NAME: &str = "http";

@@ -1,0 +1,13 @@
+//! BranchRelease → the running environment of one branch, as pure functions: validate, decide
+//! (lifecycle), render (build), compose the status.
+
+pub mod build;
+pub mod cost;
+pub mod diagnose;
+pub mod lifecycle;
+pub mod milestones;
+pub mod outcome;
+pub mod schedule;
+pub mod status;
+pub mod validate;
+pub mod volumes;
