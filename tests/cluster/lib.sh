@@ -40,6 +40,11 @@ provisioner_key() {
   cat "$CLUSTER_DIR"/provisioner/*.go "$CLUSTER_DIR/provisioner/go.sum" | sha256sum | cut -c1-12
 }
 PROVISIONER_BIN="$OKSA_CACHE/provisioner-$(provisioner_key)"
+# What a running plane was started from: a plane started from other sources (new kwok stages, a new
+# provisioner, a changed start-up) is not reused.
+plane_key() {
+  { cat "$CLUSTER_DIR/up" "$CLUSTER_DIR/kwok/fault-stages.yaml"; provisioner_key; } | sha256sum | cut -c1-12
+}
 
 log() { printf '%s %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "error: $*"; exit 1; }

@@ -4,6 +4,9 @@
 //
 // Pods on kwok's fake nodes never mount anything, so the folder only has to exist; what matters to
 // the tests is the real Kubernetes lifecycle: claims bind, grow, refuse to shrink, and are released.
+// A claim whose dataSource is another claim starts as a copy of that claim's folder, as a CSI driver
+// that clones volumes would give it: tests write bytes into the source's folder and read them back
+// from the clone's.
 package main
 
 import (
@@ -39,7 +42,7 @@ func main() {
 	}
 
 	go runResizer(ctx, client, *name)
-	controller.NewProvisionController(ctx, client, *name, &hostPathProvisioner{root: *root},
+	controller.NewProvisionController(ctx, client, *name, &hostPathProvisioner{root: *root, client: client},
 		controller.LeaderElection(false),
 	).Run(ctx)
 }

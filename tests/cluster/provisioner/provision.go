@@ -8,20 +8,33 @@ import (
 
 	v1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
 	"sigs.k8s.io/sig-storage-lib-external-provisioner/v13/controller"
 )
 
 type hostPathProvisioner struct {
-	root string
+	root   string
+	client kubernetes.Interface
 }
 
 var _ controller.Provisioner = &hostPathProvisioner{}
 
-func (p *hostPathProvisioner) Provision(_ context.Context, options controller.ProvisionOptions) (*v1.PersistentVolume, controller.ProvisioningState, error) {
+func (p *hostPathProvisioner) Provision(ctx context.Context, options controller.ProvisionOptions) (*v1.PersistentVolume, controller.ProvisioningState, error) {
 	claim := options.PVC
+	// Before the folder: a source not ready yet is tried again, and leaves nothing behind.
+	source, err := p.sourceFolder(ctx, claim)
+	if err != nil {
+		return nil, controller.ProvisioningFinished, err
+	}
 	path := filepath.Join(p.root, fmt.Sprintf("%s_%s_%s", claim.Namespace, claim.Name, options.PVName))
 	if err := os.MkdirAll(path, 0o777); err != nil {
 		return nil, controller.ProvisioningFinished, fmt.Errorf("creating %s: %w", path, err)
+	}
+	if source != "" {
+		if err := copyTree(source, path); err != nil {
+			_ = os.RemoveAll(path)
+			return nil, controller.ProvisioningFinished, fmt.Errorf("cloning %s: %w", source, err)
+		}
 	}
 	reclaim := v1.PersistentVolumeReclaimDelete
 	if options.StorageClass.ReclaimPolicy != nil {
@@ -49,7 +62,7 @@ func (p *hostPathProvisioner) Delete(_ context.Context, volume *v1.PersistentVol
 	}
 	path := volume.Spec.HostPath.Path
 	// Never remove anything outside our own root, whatever a PersistentVolume says.
-	if rel, err := filepath.Rel(p.root, path); err != nil || rel == "." || filepath.IsAbs(rel) || rel[:2] == ".." {
+	if !p.owns(path) {
 		return fmt.Errorf("refusing to delete %s: not under %s", path, p.root)
 	}
 	return os.RemoveAll(path)
