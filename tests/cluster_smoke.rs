@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim, Pod, Service};
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, Service};
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use serde_json::json;
 use support::{TestNamespace, eventually, wait_for};
@@ -149,25 +149,10 @@ async fn deployments_become_ready_and_claims_bind_grow_and_refuse_to_shrink() {
     ns.cleanup().await;
 }
 
-/// The folder behind a bound claim of the local plane's provisioner.
 async fn folder_of(ns: &TestNamespace, claim: &str) -> std::path::PathBuf {
-    let bound = wait_for(
-        &ns.api::<PersistentVolumeClaim>(),
-        claim,
-        TIMEOUT,
-        "Bound",
-        |c: Option<&PersistentVolumeClaim>| {
-            c.and_then(|c| c.status.as_ref())
-                .is_some_and(|s| s.phase.as_deref() == Some("Bound"))
-        },
-    )
-    .await;
-    let volume_name = bound.spec.unwrap().volume_name.unwrap();
-    let volume = kube::Api::<PersistentVolume>::all(ns.client.clone())
-        .get(&volume_name)
+    support::claim_folder(&ns.client, &ns.name, claim)
         .await
-        .unwrap();
-    volume.spec.unwrap().host_path.unwrap().path.into()
+        .expect("the local plane's volume folder")
 }
 
 #[tokio::test]

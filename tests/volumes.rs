@@ -287,3 +287,133 @@ async fn retain_holds_however_soon_the_branch_is_deleted_and_the_project_waits_f
         .unwrap();
     wait_deleted(&project.api(), &project.name, TIMEOUT).await;
 }
+
+/// Branch `branch` with volume `db` (`size`) mounted by its web component, running `image`.
+fn with_db(branch: &str, size: &str, image: &str, extra: serde_json::Value) -> serde_json::Value {
+    let mut web = web_component("web", image);
+    web["containers"][0]["volumeMounts"] = json!([{"volume": "db", "mountPath": "/db"}]);
+    let mut spec = json!({"branch": branch, "components": [web],
+        "volumes": [{"name": "db", "size": size}]});
+    spec.as_object_mut()
+        .unwrap()
+        .extend(extra.as_object().cloned().unwrap_or_default());
+    spec
+}
+
+#[tokio::test]
+async fn a_new_branch_starts_with_a_clone_of_the_reference_data_once() {
+    let project = TestProject::create(
+        "reference",
+        json!({"referenceData": {"branch": "main", "volumes": ["db"]}}),
+    )
+    .await;
+    let claims = project.namespaced::<PersistentVolumeClaim>();
+
+    // A branch created before its source: it waits, and says why.
+    project
+        .create_release("early", with_db("early", "1Gi", "nginx", json!({})))
+        .await;
+    let waiting = project
+        .wait_release("early", "waiting for its reference data", |s| {
+            condition(s, "ReferenceData").is_some_and(|(status, reason, _)| {
+                status == "False" && reason == "WaitingForSource"
+            })
+        })
+        .await;
+    let (_, _, why) = condition(waiting.status.as_ref().unwrap(), "ReferenceData").unwrap();
+    assert!(
+        why.contains("claim main-db of branch main does not exist yet"),
+        "{why}"
+    );
+    assert!(claims.get_opt("early-db").await.unwrap().is_none());
+
+    // The reference branch keeps its own data; a test writes into it.
+    project
+        .create_ready("main", with_db("main", "1Gi", "nginx", json!({})))
+        .await;
+    let main_db = claims.get("main-db").await.unwrap();
+    assert!(main_db.spec.as_ref().unwrap().data_source.is_none());
+    let source = support::claim_folder(&project.client, &project.namespace, "main-db").await;
+    if let Some(source) = &source {
+        std::fs::write(
+            source.join("users.sql"),
+            "INSERT INTO users VALUES ('alice');\n",
+        )
+        .unwrap();
+    }
+
+    // The waiting branch goes on by itself once the source is there; a new one clones at once.
+    for branch in ["early", "feature"] {
+        if branch == "feature" {
+            project
+                .create_release(branch, with_db(branch, "2Gi", "nginx", json!({})))
+                .await;
+        }
+        let ready = project
+            .wait_release(branch, "Ready with its reference data", |s| {
+                s.phase == Some(Phase::Ready)
+                    && condition(s, "ReferenceData").is_some_and(|(status, _, _)| status == "True")
+            })
+            .await;
+        let volume = &ready.status.unwrap().volumes[0];
+        assert_eq!(volume.cloned_from.as_deref(), Some("main-db"), "{volume:?}");
+        assert!(volume.cloned_at.is_some());
+        let claim = claims.get(&format!("{branch}-db")).await.unwrap();
+        assert_eq!(
+            claim.spec.unwrap().data_source.unwrap().name,
+            "main-db",
+            "{branch}"
+        );
+    }
+    let feature_db = claims.get("feature-db").await.unwrap();
+    let clone = support::claim_folder(&project.client, &project.namespace, "feature-db").await;
+    if let Some(clone) = &clone {
+        assert_eq!(
+            std::fs::read_to_string(clone.join("users.sql")).unwrap(),
+            "INSERT INTO users VALUES ('alice');\n"
+        );
+        // The branch's own changes to its data.
+        std::fs::write(clone.join("users.sql"), "-- mine\n").unwrap();
+    }
+
+    // A redeploy never clones again: the same claim, the branch's own data.
+    project
+        .apply_release(
+            "feature",
+            with_db("feature", "2Gi", "nginx:1.28", json!({})),
+        )
+        .await
+        .unwrap();
+    project
+        .wait_release("feature", "Ready with the new image", |s| {
+            s.phase == Some(Phase::Ready) && s.components[0].images == ["nginx:1.28"]
+        })
+        .await;
+    assert_eq!(
+        claims.get("feature-db").await.unwrap().uid(),
+        feature_db.uid()
+    );
+    if let Some(clone) = &clone {
+        assert_eq!(
+            std::fs::read_to_string(clone.join("users.sql")).unwrap(),
+            "-- mine\n"
+        );
+    }
+
+    // A branch that opts out starts empty, and says nothing of reference data.
+    let own = project
+        .create_ready(
+            "own",
+            with_db(
+                "own",
+                "1Gi",
+                "nginx",
+                json!({"referenceData": {"disabled": true}}),
+            ),
+        )
+        .await;
+    assert!(condition(own.status.as_ref().unwrap(), "ReferenceData").is_none());
+    let own_db = claims.get("own-db").await.unwrap();
+    assert!(own_db.spec.unwrap().data_source.is_none());
+    project.cleanup().await;
+}

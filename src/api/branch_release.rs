@@ -91,6 +91,11 @@ pub struct BranchReleaseSpec {
     /// branch is public unless it sets this); `public: true` opens it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub protection: Option<crate::api::Protection>,
+
+    /// Where this branch's reference data comes from, instead of its Project's
+    /// `referenceData.branch`; `disabled: true` starts its volumes empty.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reference_data: Option<crate::api::BranchReferenceData>,
 }
 
 /// A DNS host name, e.g. `shop.example.com`.
@@ -424,7 +429,13 @@ pub struct VolumeStatus {
     /// Size the volume has.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub capacity: Option<String>,
-    /// Why a change to the volume was refused, while it is.
+    /// Why a change to the volume was refused, or why it waits for its reference data.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// The claim the volume's data was cloned from (reference data), when it was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cloned_from: Option<String>,
+    /// When it was cloned (its claim's creation).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cloned_at: Option<Time>,
 }

@@ -11,6 +11,8 @@ pub const RECONCILING: &str = "Reconciling";
 /// kstatus: it cannot proceed without a change (of the spec, or of what is in its way); Failed.
 pub const STALLED: &str = "Stalled";
 
+/// Whether the branch's reference data was cloned (only on branches that have some).
+pub const REFERENCE_DATA: &str = "ReferenceData";
 /// The condition saying whether the branch sleeps, and why.
 pub const ASLEEP: &str = "Asleep";
 /// True some time before the branch expires (with a Warning event), so someone can keep it. A

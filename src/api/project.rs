@@ -84,6 +84,11 @@ pub struct ProjectSpec {
     /// every branch but production, unless a BranchRelease sets its own.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub protection: Option<crate::api::Protection>,
+
+    /// Volumes a new branch starts with as copies of a reference branch's (its database, its
+    /// files), cloned once when the branch's volume is created.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reference_data: Option<crate::api::ReferenceData>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, schemars::JsonSchema)]

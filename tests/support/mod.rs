@@ -111,6 +111,33 @@ pub fn plane() -> &'static Plane {
     })
 }
 
+/// The folder behind a bound claim of the local plane's provisioner (waits until it is bound);
+/// None on a cluster given by `KUBECONFIG`, whose volumes this machine cannot read.
+pub async fn claim_folder(client: &Client, namespace: &str, claim: &str) -> Option<PathBuf> {
+    plane().state.as_ref()?;
+    let claims = Api::<k8s_openapi::api::core::v1::PersistentVolumeClaim>::namespaced(
+        client.clone(),
+        namespace,
+    );
+    let bound = wait_for(
+        &claims,
+        claim,
+        Duration::from_secs(60),
+        "Bound",
+        |c: Option<&k8s_openapi::api::core::v1::PersistentVolumeClaim>| {
+            c.and_then(|c| c.status.as_ref())
+                .is_some_and(|s| s.phase.as_deref() == Some("Bound"))
+        },
+    )
+    .await;
+    let volume_name = bound.spec?.volume_name?;
+    let volume = Api::<k8s_openapi::api::core::v1::PersistentVolume>::all(client.clone())
+        .get(&volume_name)
+        .await
+        .ok()?;
+    Some(volume.spec?.host_path?.path.into())
+}
+
 /// A client for the cluster under test.
 pub async fn client() -> Client {
     let kubeconfig = Kubeconfig::read_from(kubeconfig_path()).expect("reading the kubeconfig");

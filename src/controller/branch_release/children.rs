@@ -7,13 +7,13 @@ use std::sync::Arc;
 use futures::TryFutureExt;
 use k8s_openapi::api::apps::v1::Deployment;
 
-use super::claims::{self, ClaimState};
-use crate::api::BranchRelease;
+use super::claims;
+use crate::api::{BranchRelease, Project};
 use crate::apply::Applier;
 use crate::controller::context::Context;
 use crate::controller::error::{Error, Result};
 use crate::model::branch_release::build::ReleaseObjects;
-use crate::model::branch_release::outcome;
+use crate::model::branch_release::outcome::{self, VolumeState};
 use crate::model::refusal::Refusal;
 
 /// The child set as applied.
@@ -21,7 +21,7 @@ pub struct Children {
     /// Per component, in order: its Deployment as applied or cached (None: refused).
     pub deployments: Vec<Option<Arc<Deployment>>>,
     /// Per volume, in order.
-    pub claims: Vec<ClaimState>,
+    pub claims: Vec<VolumeState>,
     /// Every child not written as declared, and why.
     pub refusals: Vec<Refusal>,
     /// Claims of volumes no longer declared, kept with their data.
@@ -37,6 +37,7 @@ pub async fn apply(
     ctx: &Context,
     applier: &Applier<'_>,
     release: &BranchRelease,
+    project: &Project,
     objects: ReleaseObjects,
     routes_first: bool,
 ) -> Result<Children> {
@@ -58,7 +59,7 @@ pub async fn apply(
     };
     let workloads = async {
         tokio::try_join!(
-            claims::sync(ctx, applier, release, objects.claims),
+            claims::sync(ctx, applier, release, project, objects.claims),
             applier
                 .sync(&stores.deployments, objects.deployments)
                 .err_into::<Error>(),

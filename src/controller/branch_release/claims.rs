@@ -16,36 +16,64 @@ use kube::api::{Patch, PatchParams};
 use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
 
-use crate::api::BranchRelease;
+use crate::api::{BranchRelease, Project};
 use crate::apply::{Applier, Belonging, Leftover, Refusal, plan};
 use crate::controller::context::Context;
 use crate::controller::error::Result;
 use crate::controller::events;
 use crate::labels;
+use crate::model::branch_release::outcome::VolumeState;
+use crate::model::branch_release::reference::{self, Origin, Source, Start};
 use crate::model::branch_release::volumes::{self, ClaimPlan};
 use crate::naming;
 
-/// A volume's claim as it now is, and why it is not as declared, if it is not.
-pub type ClaimState = (Option<Arc<PersistentVolumeClaim>>, Option<String>);
-
-/// Creates, grows or refuses each volume's claim, in the order of `spec.volumes`.
+/// Creates, grows or refuses each volume's claim, in the order of `spec.volumes`. A new claim of
+/// reference data is created as a clone of its source (see `reference`), or waits for it.
 pub async fn sync(
     ctx: &Context,
     applier: &Applier<'_>,
     release: &BranchRelease,
+    project: &Project,
     declared: Vec<PersistentVolumeClaim>,
-) -> Result<Vec<ClaimState>> {
+) -> Result<Vec<VolumeState>> {
     let namespace = applier.owner().namespace.as_str();
+    let when_missing = project
+        .spec
+        .reference_data
+        .as_ref()
+        .map(|r| r.when_missing)
+        .unwrap_or_default();
     let mut states = Vec::with_capacity(declared.len());
     for (volume, mut claim) in release.spec.volumes.iter().zip(declared) {
         let name = claim.name_any();
         let live_json = applier.live(&ctx.stores.claims, namespace, &name).await?;
-        let live: Option<Arc<PersistentVolumeClaim>> = live_json
-            .clone()
-            .map(serde_json::from_value)
-            .transpose()
-            .map_err(kube::Error::SerdeError)?
-            .map(Arc::new);
+        let live = read_claim(live_json.clone())?;
+        let source = reference::source(release, project, &volume.name);
+        if live.is_none() {
+            let source_claim = match &source {
+                Source::Clone { claim, .. } => {
+                    read_claim(applier.live(&ctx.stores.claims, namespace, claim).await?)?
+                }
+                Source::Own => None,
+            };
+            match reference::start(volume, &source, when_missing, source_claim.as_deref()) {
+                Start::Wait(why) => {
+                    states.push(VolumeState {
+                        origin: Some(Origin::Waiting(why)),
+                        ..VolumeState::default()
+                    });
+                    continue;
+                }
+                Start::Clone(from) => {
+                    claim.spec.get_or_insert_default().data_source =
+                        Some(reference::data_source(&from));
+                }
+                Start::EmptyInstead(why) => {
+                    events::publish(ctx, release, true, "ReferenceDataMissing", why).await;
+                }
+                Start::Empty => {}
+            }
+        }
         if let Some(live) = &live
             && applier.owner().belonging(&live.metadata) == Belonging::Adoptable
             && live.labels().contains_key(labels::DETACHED)
@@ -56,7 +84,7 @@ pub async fn sync(
                 .tally()
                 .wrote("PersistentVolumeClaim", &live.name_any(), "attach");
         }
-        let state = match volumes::plan(volume, &mut claim, live.as_deref()) {
+        let (current, refusal) = match volumes::plan(volume, &mut claim, live.as_deref()) {
             ClaimPlan::Refuse(message) => (live, Some(message)),
             ClaimPlan::Create | ClaimPlan::Apply => {
                 match applier.apply(&claim, live_json.as_ref()).await? {
@@ -67,9 +95,25 @@ pub async fn sync(
                 }
             }
         };
-        states.push(state);
+        let origin = current
+            .as_deref()
+            .and_then(|c| reference::origin(&volume.name, &source, c));
+        states.push(VolumeState {
+            claim: current,
+            refusal,
+            origin,
+        });
     }
     Ok(states)
+}
+
+/// A claim from its JSON (see `Applier::live`).
+fn read_claim(json: Option<serde_json::Value>) -> Result<Option<Arc<PersistentVolumeClaim>>> {
+    Ok(json
+        .map(serde_json::from_value)
+        .transpose()
+        .map_err(kube::Error::SerdeError)?
+        .map(Arc::new))
 }
 
 /// Detaches the claims of this branch whose volume left the spec (see `plan::leftover`), and

@@ -25,7 +25,7 @@ use crate::labels;
 use crate::model::branch_release::build::{self, Release, ReleaseObjects, Rendering};
 use crate::model::branch_release::diagnose::{self, Problem};
 use crate::model::branch_release::milestones::milestones;
-use crate::model::branch_release::{lifecycle, outcome, status, validate};
+use crate::model::branch_release::{lifecycle, outcome, reference, status, validate};
 use crate::naming;
 
 pub const CONTROLLER: &str = "branchrelease";
@@ -86,7 +86,15 @@ async fn reconcile_release(release: Arc<BranchRelease>, ctx: &Context) -> Result
 
     let tally = Tally::new(&ctx.metrics);
     let applier = Applier::new(&ctx.client, &owner, &tally);
-    let children = children::apply(ctx, &applier, &release, objects, decision.edge_answers).await?;
+    let children = children::apply(
+        ctx,
+        &applier,
+        &release,
+        project,
+        objects,
+        decision.edge_answers,
+    )
+    .await?;
     // Right after a write, pods are expected not to be ready yet, so diagnosing waits for a
     // reconcile that wrote nothing.
     let (problems, awaiting_probe) = if tally.writes() == 0 {
@@ -94,7 +102,13 @@ async fn reconcile_release(release: Arc<BranchRelease>, ctx: &Context) -> Result
     } else {
         (vec![None; release.spec.components.len()], false)
     };
-    let refused = !children.refusals.is_empty();
+    // A refused child may be in the way of an object no watch sees (it lacks Oksa's label), and
+    // a volume waiting for its reference data waits for another branch's claim: look again soon.
+    let refused = !children.refusals.is_empty()
+        || children
+            .claims
+            .iter()
+            .any(|c| matches!(c.origin, Some(reference::Origin::Waiting(_))));
     let applied = outcome::Applied {
         release_name: &release_name,
         url,

@@ -7,6 +7,7 @@ pub mod diagnose;
 pub mod lifecycle;
 pub mod milestones;
 pub mod outcome;
+pub mod reference;
 pub mod schedule;
 pub mod status;
 pub mod validate;

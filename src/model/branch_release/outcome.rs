@@ -13,6 +13,7 @@ use kube::ResourceExt;
 use super::build::Rendering;
 use super::diagnose::Problem;
 use super::lifecycle::{self, Decision, Settings};
+use super::reference::Origin;
 use super::status::{self, ComponentObservation, Observation, VolumeObservation};
 use crate::api::{BranchRelease, BranchReleaseStatus, Component, Phase};
 use crate::gateway_api::HTTPRoute;
@@ -81,6 +82,17 @@ pub fn gateway_api_missing(route: &HTTPRoute) -> Refusal {
     }
 }
 
+/// A volume's claim as a reconcile left it.
+#[derive(Debug, Clone, Default)]
+pub struct VolumeState {
+    /// The claim as it now is; None while it is not created.
+    pub claim: Option<Arc<PersistentVolumeClaim>>,
+    /// Why it is not as declared, if it is not.
+    pub refusal: Option<String>,
+    /// Where its data came from, for reference data.
+    pub origin: Option<Origin>,
+}
+
 /// What one reconcile wrote and found, as the status is composed from it.
 pub struct Applied<'a> {
     pub release_name: &'a str,
@@ -90,8 +102,8 @@ pub struct Applied<'a> {
     pub deployments: &'a [Option<Arc<Deployment>>],
     /// Per component, why it is not ready (diagnosed only once nothing was written).
     pub problems: Vec<Option<Problem>>,
-    /// Per volume, in order: its claim and why it is not as declared.
-    pub claims: &'a [(Option<Arc<PersistentVolumeClaim>>, Option<String>)],
+    /// Per volume, in order.
+    pub claims: &'a [VolumeState],
     pub refusals: Vec<Refusal>,
     pub detached_volumes: Vec<String>,
 }
@@ -132,11 +144,12 @@ pub fn compose(
             .volumes
             .iter()
             .zip(applied.claims)
-            .map(|(volume, (claim, refusal))| VolumeObservation {
+            .map(|(volume, state)| VolumeObservation {
                 name: volume.name.clone(),
                 claim_name: naming::volume_claim_name(applied.release_name, &volume.name),
-                claim: claim.as_deref(),
-                refusal: refusal.clone(),
+                claim: state.claim.as_deref(),
+                refusal: state.refusal.clone(),
+                origin: state.origin.clone(),
             })
             .collect(),
         refusals: applied.refusals,
@@ -177,7 +190,7 @@ pub fn not_ready_recheck(status: &BranchReleaseStatus, now: Timestamp) -> Durati
 /// What decides when a reconciled BranchRelease is looked at again.
 pub struct Outlook<'a> {
     pub status: &'a BranchReleaseStatus,
-    /// Some child was refused.
+    /// Some child was refused, or waits for what no watch announces (a reference claim).
     pub refused: bool,
     /// A pod runs but is not ready: only a recheck will see its probe pass.
     pub awaiting_probe: bool,
@@ -198,7 +211,6 @@ pub fn requeue(outlook: &Outlook) -> Duration {
     let next = if ready {
         Duration::from_secs(600)
     } else if outlook.refused {
-        // An object in the way may be one no watch sees (it lacks Oksa's label): look again soon.
         Duration::from_secs(15)
     } else if outlook.awaiting_probe {
         not_ready_recheck(outlook.status, outlook.now)

@@ -6,8 +6,11 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 
 use super::diagnose::Problem;
+use super::reference::Origin;
 use super::validate::Blocked;
-use crate::api::conditions::{self, DEGRADED, Desired, PROGRESSING, READY, RECONCILING, STALLED};
+use crate::api::conditions::{
+    self, DEGRADED, Desired, PROGRESSING, READY, RECONCILING, REFERENCE_DATA, STALLED,
+};
 use crate::api::{BranchRelease, BranchReleaseStatus, ComponentStatus, Phase, VolumeStatus};
 use crate::model::refusal::Refusal;
 
@@ -28,6 +31,8 @@ pub struct VolumeObservation<'a> {
     pub claim: Option<&'a PersistentVolumeClaim>,
     /// Why a change to it was refused.
     pub refusal: Option<String>,
+    /// Where its data came from, for reference data (see `reference`).
+    pub origin: Option<Origin>,
 }
 
 pub struct Observation<'a> {
@@ -128,6 +133,56 @@ pub fn blocked(release: &BranchRelease, blocked: &Blocked, now: Timestamp) -> Br
     }
 }
 
+/// `ReferenceData`, for a branch with reference data: True once every such volume was cloned,
+/// else why not (waiting for its source, or started empty).
+fn reference_condition(volumes: &[VolumeObservation]) -> Option<Desired> {
+    let origins: Vec<(&str, &Origin)> = volumes
+        .iter()
+        .filter_map(|v| Some((v.name.as_str(), v.origin.as_ref()?)))
+        .collect();
+    if origins.is_empty() {
+        return None;
+    }
+    let waiting: Vec<&str> = origins
+        .iter()
+        .filter_map(|(_, o)| match o {
+            Origin::Waiting(why) => Some(why.as_str()),
+            _ => None,
+        })
+        .collect();
+    let empty: Vec<&str> = origins
+        .iter()
+        .filter_map(|(_, o)| match o {
+            Origin::StartedEmpty(why) => Some(why.as_str()),
+            _ => None,
+        })
+        .collect();
+    Some(if !waiting.is_empty() {
+        Desired::new(
+            REFERENCE_DATA,
+            false,
+            "WaitingForSource",
+            waiting.join("; "),
+        )
+    } else if !empty.is_empty() {
+        Desired::new(REFERENCE_DATA, false, "StartedEmpty", empty.join("; "))
+    } else {
+        let cloned: Vec<String> = origins
+            .iter()
+            .filter_map(|(name, o)| match o {
+                Origin::Cloned { from, .. } => Some(format!("{name} from {from}")),
+                _ => None,
+            })
+            .collect();
+        Desired::new(
+            REFERENCE_DATA,
+            true,
+            "Cloned",
+            format!("cloned: {}", cloned.join(", ")),
+        )
+    })
+}
+
 /// Status of a deployed BranchRelease.
 pub fn observed(
     release: &BranchRelease,
@@ -173,7 +228,18 @@ pub fn observed(
                 .and_then(|s| s.capacity.as_ref())
                 .and_then(|c| c.get("storage"))
                 .map(|q| q.0.clone()),
-            message: v.refusal.clone(),
+            message: v.refusal.clone().or_else(|| match &v.origin {
+                Some(Origin::Waiting(why) | Origin::StartedEmpty(why)) => Some(why.clone()),
+                _ => None,
+            }),
+            cloned_from: match &v.origin {
+                Some(Origin::Cloned { from, .. }) => Some(from.clone()),
+                _ => None,
+            },
+            cloned_at: match &v.origin {
+                Some(Origin::Cloned { at, .. }) => at.clone(),
+                _ => None,
+            },
         })
         .collect();
 
@@ -197,12 +263,13 @@ pub fn observed(
         .volumes
         .iter()
         .filter(|v| claim_phase(v.claim).as_deref() != Some("Bound"))
-        .map(|v| {
-            format!(
+        .map(|v| match (&v.origin, claim_phase(v.claim)) {
+            (Some(Origin::Waiting(why)), None) => why.clone(),
+            (_, phase) => format!(
                 "volume {} is {}",
                 v.name,
-                claim_phase(v.claim).unwrap_or_else(|| "not created".into())
-            )
+                phase.unwrap_or_else(|| "not created".into())
+            ),
         })
         .collect();
     let problems: Vec<&Problem> = observation
@@ -350,7 +417,10 @@ pub fn observed(
                 degraded_condition,
                 reconciling_condition,
                 stalled_condition,
-            ],
+            ]
+            .into_iter()
+            .chain(reference_condition(&observation.volumes))
+            .collect::<Vec<_>>(),
             generation,
             now,
         ),
@@ -415,6 +485,7 @@ mod tests {
                 claim_name: "main-files".into(),
                 claim: Some(c),
                 refusal,
+                origin: None,
             }],
             refusals: vec![],
             detached_volumes: vec![],

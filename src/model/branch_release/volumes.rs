@@ -42,6 +42,10 @@ pub fn plan(
     let name = &volume.name;
     let live_spec = live.spec.clone().unwrap_or_default();
     let desired_spec = desired.spec.get_or_insert_default();
+    // What a claim was created from (reference data) never changes, and cannot: it is declared
+    // as it is.
+    desired_spec.data_source = live_spec.data_source.clone();
+    desired_spec.data_source_ref = live_spec.data_source_ref.clone();
     match (&volume.storage_class_name, &live_spec.storage_class_name) {
         (Some(wanted), Some(has)) if wanted != has => {
             return ClaimPlan::Refuse(format!(
