@@ -58,6 +58,22 @@ pub fn component_object_name(release_name: &str, component: &str) -> String {
     format!("{release_name}-{component}")
 }
 
+/// Name of the Kubernetes Job that runs deploy job `job` for `generation` of a branch: a new one
+/// per generation, the same one for every retry of it. At most 63 characters (the Job controller
+/// copies it into a label): a longer one keeps its start and a hash of the whole.
+pub fn job_name(release_name: &str, job: &str, generation: i64) -> String {
+    let name = format!("{release_name}-{job}-{generation}");
+    if name.len() <= 63 {
+        return name;
+    }
+    let keep = 63 - HASH_LEN - 1;
+    format!(
+        "{}-{}",
+        name[..keep].trim_end_matches('-'),
+        short_hash(&name)
+    )
+}
+
 /// Name of a volume's PersistentVolumeClaim. Stable for the branch, so a retained claim is found
 /// again by a BranchRelease re-created for the same branch.
 pub fn volume_claim_name(release_name: &str, volume: &str) -> String {
@@ -231,5 +247,24 @@ mod tests {
         assert!(!host_in_domain("badexample.com", "example.com"));
         assert!(!host_in_domain("example.com.evil.org", "example.com"));
         assert!(!host_in_domain("other.org", "example.com"));
+    }
+
+    #[test]
+    fn a_job_is_named_by_its_generation_and_fits_a_label() {
+        assert_eq!(job_name("main", "migrate", 3), "main-migrate-3");
+        let long = job_name(
+            &"a".repeat(MAX_RELEASE_NAME),
+            "import-configuration",
+            123_456,
+        );
+        assert!(long.len() <= 63, "{long}");
+        assert_ne!(
+            long,
+            job_name(
+                &"a".repeat(MAX_RELEASE_NAME),
+                "import-configuration",
+                123_457
+            )
+        );
     }
 }

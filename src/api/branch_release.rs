@@ -34,6 +34,9 @@ use serde::{Deserialize, Serialize};
 #[x_kube(validation = Rule::new(
     "!has(self.routes) || self.routes.all(r, self.components.exists(c, c.name == r.component))"
 ).message("every route must name a component declared in spec.components").field_path(".routes"))]
+#[x_kube(validation = Rule::new(
+    "!has(self.jobs) || self.jobs.all(j, self.jobs.exists_one(k, k.name == j.name) && (!has(j.volumeMounts) || j.volumeMounts.all(m, has(self.volumes) && self.volumes.exists(v, v.name == m.volume))))"
+).message("every job needs a name of its own, and its volumeMounts must name volumes declared in spec.volumes").field_path(".jobs"))]
 pub struct BranchReleaseSpec {
     /// Name of the Project this branch belongs to. The BranchRelease must live in that
     /// Project's namespace. Immutable.
@@ -91,6 +94,12 @@ pub struct BranchReleaseSpec {
     /// branch is public unless it sets this); `public: true` opens it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub protection: Option<crate::api::Protection>,
+
+    /// Steps each deploy runs once the components are ready (database updates, a configuration
+    /// import): one Job per generation; the branch is Ready once they succeeded.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 8))]
+    pub jobs: Vec<crate::api::DeployJob>,
 
     /// Where this branch's reference data comes from, instead of its Project's
     /// `referenceData.branch`; `disabled: true` starts its volumes empty.
@@ -378,6 +387,9 @@ pub struct BranchReleaseStatus {
     /// (`kubectl delete pvc NAME`); declaring the volume again takes its claim back.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub detached_volumes: Vec<String>,
+    /// The jobs of the current generation (see `spec.jobs`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub jobs: Vec<crate::api::JobStatus>,
     /// Commit that was last Ready.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deployed_commit: Option<String>,

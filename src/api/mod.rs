@@ -5,12 +5,14 @@
 pub mod activity;
 mod branch_release;
 pub mod conditions;
+mod jobs;
 mod lifecycle;
 mod project;
 mod protection;
 mod reference_data;
 
 pub use branch_release::*;
+pub use jobs::*;
 pub use lifecycle::*;
 pub use project::*;
 pub use protection::*;

@@ -2,6 +2,7 @@
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{
     LimitRange, Namespace, PersistentVolumeClaim, Pod, ResourceQuota, Service,
 };
@@ -54,6 +55,8 @@ pub struct Stores {
     pub endpoint_slices: Store<Compact<EndpointSlice>>,
     /// The HorizontalPodAutoscalers of autoscaled components.
     pub autoscalers: Store<Compact<HorizontalPodAutoscaler>>,
+    /// The Jobs of the branches' deploy jobs.
+    pub jobs: Store<Compact<Job>>,
 }
 
 pub struct Context {
@@ -118,6 +121,7 @@ impl Stores {
             "networkpolicies",
             "endpointslices",
             "horizontalpodautoscalers",
+            "jobs",
         ]);
         // An error only means the writer was dropped (shutting down): nothing left to wait for.
         let synced = |name: &'static str| move |_| readiness.synced(name);
@@ -153,6 +157,7 @@ impl Stores {
             self.autoscalers
                 .wait_until_ready()
                 .map(synced("horizontalpodautoscalers")),
+            self.jobs.wait_until_ready().map(synced("jobs")),
         );
     }
 }

@@ -73,6 +73,7 @@ pub async fn run(
     let (network_policies, network_policies_writer) = reflector::store();
     let (endpoint_slices, endpoint_slices_writer) = reflector::store();
     let (autoscalers, autoscalers_writer) = reflector::store();
+    let (jobs, jobs_writer) = reflector::store();
     let stores = Stores {
         projects,
         namespaces,
@@ -89,6 +90,7 @@ pub async fn run(
         network_policies,
         endpoint_slices,
         autoscalers,
+        jobs,
     };
     let (caches_ready_tx, caches_ready) = tokio::sync::watch::channel(false);
     // Expiry judges time by the API server's clock, not this machine's.
@@ -266,6 +268,7 @@ pub async fn run(
         .owns_stream(watch::managed(&client, ingresses_writer))
         .owns_stream(watch::managed(&client, claims_writer))
         .owns_stream(watch::managed(&client, autoscalers_writer))
+        .owns_stream(watch::managed(&client, jobs_writer))
         // A pod's change (pulled, crashed, ready) is how a component's progress or failure shows.
         // Cached with their labels and status only (`Compact` drops a pod's spec).
         .watches_stream(watch::managed(&client, pods_writer), release_of_pod)
@@ -474,6 +477,7 @@ fn update_gauges(ctx: &Context) {
         ("NetworkPolicy", stores.network_policies.len()),
         ("EndpointSlice", stores.endpoint_slices.len()),
         ("HorizontalPodAutoscaler", stores.autoscalers.len()),
+        ("Job", stores.jobs.len()),
     ];
     for (kind, size) in sizes {
         let kind_labels = crate::metrics::KindLabels { kind };

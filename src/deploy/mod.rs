@@ -27,7 +27,8 @@ pub mod exit {
     pub const ERROR: u8 = 1;
     /// Oksa refused the BranchRelease (phase Invalid): the spec must change.
     pub const REFUSED: u8 = 2;
-    /// The rollout failed: a component stays Degraded (image pull, crash loop, probe...).
+    /// The rollout failed: a component stays Degraded (image pull, crash loop, probe...), or a
+    /// deploy job failed.
     pub const FAILED: u8 = 3;
     /// Not Ready before the timeout.
     pub const TIMEOUT: u8 = 4;
@@ -206,6 +207,8 @@ pub enum Verdict {
     Ready,
     Refused,
     Degraded,
+    /// Failed for good: a deploy job of this generation failed (it is never retried).
+    Failed,
 }
 
 /// Pure: the verdict for the current state of a BranchRelease.
@@ -217,7 +220,10 @@ pub fn verdict(release: &BranchRelease) -> Verdict {
     else {
         return Verdict::Waiting;
     };
+    let stalled_by_a_job = conditions::find(&status.conditions, conditions::STALLED)
+        .is_some_and(|c| c.status == "True" && c.reason == "JobFailed");
     match status.phase {
+        Some(Phase::Degraded) if stalled_by_a_job => Verdict::Failed,
         Some(Phase::Ready) => Verdict::Ready,
         Some(Phase::Invalid) => Verdict::Refused,
         Some(Phase::Degraded) if !conditions::is_true(&status.conditions, READY) => {
@@ -336,6 +342,7 @@ async fn follow(
         let code = match verdict {
             Verdict::Ready => Some(exit::READY),
             Verdict::Refused => Some(exit::REFUSED),
+            Verdict::Failed => Some(exit::FAILED),
             _ if failed => Some(exit::FAILED),
             _ if started.elapsed() >= Duration::from_secs(args.timeout) => Some(exit::TIMEOUT),
             _ => None,

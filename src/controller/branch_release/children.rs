@@ -6,15 +6,21 @@ use std::sync::Arc;
 
 use futures::TryFutureExt;
 use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Pod;
+use kube::Resource;
+use kube::runtime::reflector::ObjectRef;
 
 use super::claims;
 use crate::api::{BranchRelease, Project};
 use crate::apply::Applier;
 use crate::controller::context::Context;
 use crate::controller::error::{Error, Result};
-use crate::model::branch_release::build::ReleaseObjects;
+use crate::model::branch_release::build::{Release, ReleaseObjects};
+use crate::model::branch_release::jobs::{self, JobState};
 use crate::model::branch_release::outcome::{self, VolumeState};
+use crate::model::branch_release::status::JobObservation;
 use crate::model::refusal::Refusal;
+use crate::naming;
 
 /// The child set as applied.
 pub struct Children {
@@ -91,4 +97,60 @@ pub async fn apply(
         refusals,
         detached,
     })
+}
+
+/// Applies the deploy jobs of the current generation (see `jobs`): existing ones stay, new ones
+/// start once `may_start` (the components are ready, the branch awake), other generations' go.
+/// Returns how each of the spec's jobs stands.
+pub async fn apply_jobs(
+    ctx: &Context,
+    applier: &Applier<'_>,
+    release: &Release<'_>,
+    may_start: bool,
+) -> Result<Vec<JobObservation>> {
+    let store = &ctx.stores.jobs;
+    let namespace = applier.owner().namespace.as_str();
+    let exists = |name: &str| store.get(&ObjectRef::new(name).within(namespace)).is_some();
+    let declared = jobs::declared(release, may_start, exists);
+    let synced = applier.sync(store, declared).await?;
+    let generation = release.branch_release.metadata.generation.unwrap_or(0);
+    Ok(release
+        .branch_release
+        .spec
+        .jobs
+        .iter()
+        .map(|job| {
+            let job_name = naming::job_name(&release.name, &job.name, generation);
+            let found = synced.iter().find(|s| match s {
+                Ok(found) => found.metadata.name.as_deref() == Some(job_name.as_str()),
+                Err(refusal) => refusal.name == job_name,
+            });
+            let state = match found {
+                Some(Err(refusal)) => JobState::Failed {
+                    exit_code: None,
+                    message: refusal.message.clone(),
+                },
+                Some(Ok(found)) => jobs::state(Some(found), &job_pods(ctx, namespace, &job_name)),
+                None => JobState::Waiting,
+            };
+            JobObservation {
+                name: job.name.clone(),
+                job_name,
+                state,
+            }
+        })
+        .collect())
+}
+
+/// The cached pods of one Job (the Job controller labels them with its name).
+fn job_pods(ctx: &Context, namespace: &str, job_name: &str) -> Vec<Pod> {
+    ctx.stores
+        .pods
+        .state_filter(|p| {
+            p.meta().namespace.as_deref() == Some(namespace)
+                && p.labels().get("batch.kubernetes.io/job-name") == Some(job_name)
+        })
+        .into_iter()
+        .filter_map(|p| p.object().ok())
+        .collect()
 }

@@ -109,6 +109,17 @@ async fn reconcile_release(release: Arc<BranchRelease>, ctx: &Context) -> Result
             .claims
             .iter()
             .any(|c| matches!(c.origin, Some(reference::Origin::Waiting(_))));
+    // Deploy jobs start once this generation's components are ready, never while asleep.
+    let may_start =
+        !decision.asleep && outcome::rolled_out(&release, &children.deployments, rendering);
+    let model = Release {
+        branch_release: &release,
+        project,
+        name: release_name.clone(),
+        owner: owner.reference.clone(),
+        rendering,
+    };
+    let jobs = children::apply_jobs(ctx, &applier, &model, may_start).await?;
     let applied = outcome::Applied {
         release_name: &release_name,
         url,
@@ -118,6 +129,7 @@ async fn reconcile_release(release: Arc<BranchRelease>, ctx: &Context) -> Result
         claims: &children.claims,
         refusals: children.refusals,
         detached_volumes: children.detached,
+        jobs,
     };
     let new_status = outcome::compose(&release, applied, &decision, &settings, now);
     let written = status_writer::write(ctx, release.as_ref(), &new_status).await?;

@@ -113,11 +113,16 @@ impl Release<'_> {
         self.branch_release.namespace().unwrap_or_default()
     }
 
-    fn labels(&self) -> BTreeMap<String, String> {
+    pub(super) fn labels(&self) -> BTreeMap<String, String> {
         labels::release_labels(&self.branch_release.spec.project, &self.name)
     }
 
-    fn meta(&self, name: String, labels: BTreeMap<String, String>, owned: bool) -> ObjectMeta {
+    pub(super) fn meta(
+        &self,
+        name: String,
+        labels: BTreeMap<String, String>,
+        owned: bool,
+    ) -> ObjectMeta {
         ObjectMeta {
             name: Some(name),
             namespace: Some(self.namespace()),
@@ -287,19 +292,7 @@ fn deployment(release: &Release, component: &Component) -> Deployment {
                         .iter()
                         .map(|c| container(c, &defaults, restricted))
                         .collect(),
-                    volumes: (!mounted.is_empty()).then(|| {
-                        mounted
-                            .iter()
-                            .map(|v| PodVolume {
-                                name: v.name.clone(),
-                                persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
-                                    claim_name: naming::volume_claim_name(&release.name, &v.name),
-                                    read_only: None,
-                                }),
-                                ..PodVolume::default()
-                            })
-                            .collect()
-                    }),
+                    volumes: claim_volumes(&release.name, &mounted),
                     image_pull_secrets: (!defaults.image_pull_secrets.is_empty()).then(|| {
                         defaults
                             .image_pull_secrets
@@ -330,6 +323,23 @@ fn deployment(release: &Release, component: &Component) -> Deployment {
     }
 }
 
+/// The pod volumes of the branch's volumes a pod mounts (None: none).
+pub(super) fn claim_volumes(release_name: &str, mounted: &[&Volume]) -> Option<Vec<PodVolume>> {
+    (!mounted.is_empty()).then(|| {
+        mounted
+            .iter()
+            .map(|v| PodVolume {
+                name: v.name.clone(),
+                persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+                    claim_name: naming::volume_claim_name(release_name, &v.name),
+                    read_only: None,
+                }),
+                ..PodVolume::default()
+            })
+            .collect()
+    })
+}
+
 /// Declared in full either way: a Deployment moving from rolling updates to Recreate (a volume
 /// added) must lose its `rollingUpdate` settings, or the API server refuses it, and server-side
 /// apply removes only what Oksa itself declared before.
@@ -350,7 +360,7 @@ fn strategy(exclusive_volume: bool) -> DeploymentStrategy {
     }
 }
 
-fn container(
+pub(super) fn container(
     container: &Container,
     defaults: &crate::api::BranchDefaults,
     restricted: bool,

@@ -4,6 +4,7 @@
 pub mod build;
 pub mod cost;
 pub mod diagnose;
+pub mod jobs;
 pub mod lifecycle;
 pub mod milestones;
 pub mod outcome;

@@ -14,7 +14,7 @@ use super::build::Rendering;
 use super::diagnose::Problem;
 use super::lifecycle::{self, Decision, Settings};
 use super::reference::Origin;
-use super::status::{self, ComponentObservation, Observation, VolumeObservation};
+use super::status::{self, ComponentObservation, JobObservation, Observation, VolumeObservation};
 use crate::api::{BranchRelease, BranchReleaseStatus, Component, Phase};
 use crate::gateway_api::HTTPRoute;
 use crate::model::refusal::{Refusal, RefusalReason};
@@ -44,6 +44,25 @@ pub fn awake_replicas(component: &Component, deployment: &Deployment) -> i32 {
             .unwrap_or(autoscaling.min_replicas),
         None => component.replicas.unwrap_or(1),
     }
+}
+
+/// Whether every component runs what it should, ready: the rollout of this generation is done,
+/// and its deploy jobs may start.
+pub fn rolled_out(
+    release: &BranchRelease,
+    deployments: &[Option<Arc<Deployment>>],
+    rendering: Rendering,
+) -> bool {
+    release
+        .spec
+        .components
+        .iter()
+        .zip(deployments)
+        .all(|(component, deployment)| {
+            deployment.as_deref().is_some_and(|d| {
+                status::component_ready(d, wanted_replicas(rendering, component, Some(d)))
+            })
+        })
 }
 
 /// The refusals among one kind's applied children.
@@ -106,6 +125,8 @@ pub struct Applied<'a> {
     pub claims: &'a [VolumeState],
     pub refusals: Vec<Refusal>,
     pub detached_volumes: Vec<String>,
+    /// The jobs of the current generation.
+    pub jobs: Vec<JobObservation>,
 }
 
 /// The status a reconcile reports: what it observed, what the branch requests, and its
@@ -154,6 +175,7 @@ pub fn compose(
             .collect(),
         refusals: applied.refusals,
         detached_volumes: applied.detached_volumes,
+        jobs: applied.jobs,
     };
     let mut composed = status::observed(release, &observation, now);
     composed.requested = Some(super::cost::requested(

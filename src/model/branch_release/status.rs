@@ -6,6 +6,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 
 use super::diagnose::Problem;
+use super::jobs::{self, JobState};
 use super::reference::Origin;
 use super::validate::Blocked;
 use crate::api::conditions::{
@@ -45,6 +46,15 @@ pub struct Observation<'a> {
     pub refusals: Vec<Refusal>,
     /// Claims of volumes no longer in the spec, kept with their data.
     pub detached_volumes: Vec<String>,
+    /// The jobs of the current generation.
+    pub jobs: Vec<JobObservation>,
+}
+
+/// What a reconcile saw of one deploy job.
+pub struct JobObservation {
+    pub name: String,
+    pub job_name: String,
+    pub state: JobState,
 }
 
 /// True when the Deployment runs exactly `replicas` up-to-date, ready pods of its current spec.
@@ -289,8 +299,35 @@ pub fn observed(
         .collect::<Vec<_>>()
         .join("; ");
     let child_refusals = &observation.refusals;
-    let ready = not_ready.is_empty() && unbound.is_empty() && child_refusals.is_empty();
-    let degraded = !problems.is_empty() || !refusals.is_empty() || !child_refusals.is_empty();
+    let job_failures: Vec<String> = observation
+        .jobs
+        .iter()
+        .filter_map(|j| match &j.state {
+            JobState::Failed { exit_code, message } => Some(match exit_code {
+                Some(code) => format!("job {} failed (exit code {code}): {message}", j.name),
+                None => format!("job {} failed: {message}", j.name),
+            }),
+            _ => None,
+        })
+        .collect();
+    let job_waits: Vec<String> = observation
+        .jobs
+        .iter()
+        .filter_map(|j| match j.state {
+            JobState::Waiting => Some(format!("job {} waits for the components", j.name)),
+            JobState::Running => Some(format!("job {} is running", j.name)),
+            _ => None,
+        })
+        .collect();
+    let ready = not_ready.is_empty()
+        && unbound.is_empty()
+        && child_refusals.is_empty()
+        && job_failures.is_empty()
+        && job_waits.is_empty();
+    let degraded = !problems.is_empty()
+        || !refusals.is_empty()
+        || !child_refusals.is_empty()
+        || !job_failures.is_empty();
     let total = observation.components.len();
     let ready_count = total - not_ready.len();
 
@@ -308,14 +345,18 @@ pub fn observed(
             first.reason.as_str(),
             refusal_text(child_refusals),
         )
+    } else if !job_failures.is_empty() {
+        Desired::new(READY, false, "JobFailed", job_failures.join("; "))
     } else if !not_ready.is_empty() {
         Desired::new(READY, false, "ComponentsNotReady", not_ready.join("; "))
-    } else {
+    } else if !unbound.is_empty() {
         Desired::new(READY, false, "VolumesNotBound", unbound.join("; "))
+    } else {
+        Desired::new(READY, false, "JobsRunning", job_waits.join("; "))
     };
     let progressing_condition = if ready {
         Desired::new(PROGRESSING, false, "RolloutComplete", "")
-    } else if !problems.is_empty() || !child_refusals.is_empty() {
+    } else if !problems.is_empty() || !child_refusals.is_empty() || !job_failures.is_empty() {
         Desired::new(
             PROGRESSING,
             false,
@@ -327,7 +368,7 @@ pub fn observed(
             PROGRESSING,
             true,
             "RollingOut",
-            [not_ready.clone(), unbound].concat().join("; "),
+            [not_ready.clone(), unbound, job_waits].concat().join("; "),
         )
     };
     let degraded_condition = if let Some(first) = child_refusals.first() {
@@ -337,6 +378,8 @@ pub fn observed(
             first.reason.as_str(),
             refusal_text(child_refusals),
         )
+    } else if !job_failures.is_empty() {
+        Desired::new(DEGRADED, true, "JobFailed", job_failures.join("; "))
     } else if let Some(problem) = problems.first() {
         let mut messages: Vec<String> = problems.iter().map(|p| p.message.clone()).collect();
         messages.extend(refusals.iter().map(|r| r.to_string()));
@@ -355,6 +398,8 @@ pub fn observed(
     // kstatus: Stalled when it cannot go on without a change, Reconciling while it goes on.
     let stalled = if let Some(first) = child_refusals.first() {
         Some((first.reason.as_str(), refusal_text(child_refusals)))
+    } else if !job_failures.is_empty() {
+        Some(("JobFailed", job_failures.join("; ")))
     } else if let Some(problem) = problems.iter().find(|p| p.stalls()) {
         Some((problem.reason, problem.message.clone()))
     } else if !refusals.is_empty() {
@@ -428,6 +473,11 @@ pub fn observed(
         components,
         volumes,
         detached_volumes: observation.detached_volumes.clone(),
+        jobs: observation
+            .jobs
+            .iter()
+            .map(|j| jobs::status(&j.name, &j.job_name, &j.state))
+            .collect(),
         deployed_commit: if ready {
             release.spec.commit.clone().or(previous.deployed_commit)
         } else {
@@ -489,6 +539,7 @@ mod tests {
             }],
             refusals: vec![],
             detached_volumes: vec![],
+            jobs: vec![],
         }
     }
 

@@ -258,6 +258,28 @@ fn check_spec(release: &BranchRelease) -> Result<(), Blocked> {
             }
         }
     }
+    let mut jobs = HashSet::new();
+    for job in &spec.jobs {
+        if !jobs.insert(job.name.as_str()) {
+            return Err(invalid(
+                "InvalidSpec",
+                format!("job {} is declared twice", job.name),
+            ));
+        }
+        if let Some(mount) = job
+            .volume_mounts
+            .iter()
+            .find(|m| !spec.volumes.iter().any(|v| v.name == m.volume))
+        {
+            return Err(invalid(
+                "InvalidSpec",
+                format!(
+                    "job {} mounts volume {}, which spec.volumes does not declare",
+                    job.name, mount.volume
+                ),
+            ));
+        }
+    }
     let mut volumes = HashSet::new();
     for volume in &spec.volumes {
         if !volumes.insert(volume.name.as_str()) {

@@ -1,0 +1,269 @@
+//! Jobs per deploy, pure: the Kubernetes Job of each of a BranchRelease's `jobs` for its current
+//! generation, when it may start, and how it went.
+//!
+//! One Job per generation, named by it (`naming::job_name`): a retry, a resync or a GitOps
+//! re-apply of the same generation finds the same Job and runs nothing again; a new generation
+//! gets a new Job, and the older ones are pruned. A Job starts only once the components of its
+//! generation are ready and the branch is awake; one that exists stays declared, so sleeping,
+//! waking and expiry leave a finished Job alone.
+
+use k8s_openapi::api::batch::v1::{Job, JobSpec};
+use k8s_openapi::api::core::v1::{Pod, PodSpec, PodTemplateSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+use super::build::{Release, claim_volumes, container};
+use crate::api::{Container, DeployJob, JobStatus, PodSecurityLevel, Volume};
+use crate::naming;
+
+/// How long a job may run when it does not say (`timeoutSeconds`).
+const DEFAULT_TIMEOUT_SECONDS: i64 = 1800;
+
+/// The label of a deploy job's pods naming the job (besides the branch's labels).
+pub const JOB_LABEL: &str = "oksa.dev/job";
+
+/// The Job of `job` for the release's current generation.
+pub fn render(release: &Release, job: &DeployJob) -> Job {
+    let generation = release.branch_release.metadata.generation.unwrap_or(0);
+    let name = naming::job_name(&release.name, &job.name, generation);
+    let mut labels = release.labels();
+    labels.insert(JOB_LABEL.into(), job.name.clone());
+    let spec = &release.branch_release.spec;
+    let defaults = release.project.spec.defaults.clone().unwrap_or_default();
+    let restricted = release.project.spec.pod_security == Some(PodSecurityLevel::Restricted);
+    let mounted: Vec<&Volume> = spec
+        .volumes
+        .iter()
+        .filter(|v| job.volume_mounts.iter().any(|m| m.volume == v.name))
+        .collect();
+    let as_container = Container {
+        name: job.name.clone(),
+        image: job.image.clone(),
+        command: job.command.clone(),
+        args: job.args.clone(),
+        ports: Vec::new(),
+        env: job.env.clone(),
+        resources: job.resources.clone(),
+        readiness_probe: None,
+        liveness_probe: None,
+        volume_mounts: job.volume_mounts.clone(),
+    };
+    let mut pod_container = container(&as_container, &defaults, restricted);
+    // A kubelet copies the end of the log of a container that failed into its status: that is how
+    // the branch's status shows why a migration failed, without reading logs.
+    pod_container.termination_message_policy = Some("FallbackToLogsOnError".into());
+    Job {
+        metadata: release.meta(name, labels.clone(), true),
+        spec: Some(JobSpec {
+            // A migration that failed halfway is looked at, not run again; a new deploy runs it.
+            backoff_limit: Some(0),
+            active_deadline_seconds: Some(job.timeout_seconds.unwrap_or(DEFAULT_TIMEOUT_SECONDS)),
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(labels),
+                    ..ObjectMeta::default()
+                }),
+                spec: Some(PodSpec {
+                    restart_policy: Some("Never".into()),
+                    containers: vec![pod_container],
+                    volumes: claim_volumes(&release.name, &mounted),
+                    enable_service_links: Some(false),
+                    automount_service_account_token: Some(false),
+                    ..PodSpec::default()
+                }),
+            },
+            ..JobSpec::default()
+        }),
+        status: None,
+    }
+}
+
+/// The Jobs to declare now: those of the current generation that exist already, and, once the
+/// components are ready and the branch awake (`may_start`), the others too.
+pub fn declared(release: &Release, may_start: bool, exists: impl Fn(&str) -> bool) -> Vec<Job> {
+    release
+        .branch_release
+        .spec
+        .jobs
+        .iter()
+        .map(|job| render(release, job))
+        .filter(|job| may_start || exists(job.metadata.name.as_deref().unwrap_or_default()))
+        .collect()
+}
+
+/// How a job of the current generation went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JobState {
+    /// Not started: the components of this generation are not ready yet (or the branch sleeps).
+    Waiting,
+    Running,
+    Succeeded,
+    Failed {
+        exit_code: Option<i32>,
+        message: String,
+    },
+}
+
+/// The state of a Job, from it and its pods (for a failure's exit code and log lines).
+pub fn state(job: Option<&Job>, pods: &[Pod]) -> JobState {
+    let Some(job) = job else {
+        return JobState::Waiting;
+    };
+    let condition = |type_: &str| {
+        job.status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .and_then(|c| c.iter().find(|c| c.type_ == type_ && c.status == "True"))
+    };
+    if condition("Complete").is_some() {
+        return JobState::Succeeded;
+    }
+    let Some(failed) = condition("Failed") else {
+        return JobState::Running;
+    };
+    let terminated = pods
+        .iter()
+        .filter_map(|p| p.status.as_ref()?.container_statuses.as_ref())
+        .flatten()
+        .filter_map(|c| c.state.as_ref()?.terminated.as_ref())
+        .find(|t| t.exit_code != 0);
+    let log = terminated
+        .and_then(|t| t.message.as_deref())
+        .map(|m| last_lines(m, 5))
+        .filter(|m| !m.is_empty());
+    let why = failed
+        .message
+        .clone()
+        .filter(|m| !m.is_empty())
+        .unwrap_or_else(|| failed.reason.clone().unwrap_or_default());
+    JobState::Failed {
+        exit_code: terminated.map(|t| t.exit_code),
+        message: match log {
+            Some(log) => format!("{why}: {log}"),
+            None => why,
+        },
+    }
+}
+
+/// The last `count` non-empty lines of a log, on one line.
+fn last_lines(log: &str, count: usize) -> String {
+    let lines: Vec<&str> = log
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    lines[lines.len().saturating_sub(count)..].join(" | ")
+}
+
+/// The status of one job.
+pub fn status(name: &str, job_name: &str, state: &JobState) -> JobStatus {
+    let (phase, exit_code, message) = match state {
+        JobState::Waiting => ("Waiting", None, None),
+        JobState::Running => ("Running", None, None),
+        JobState::Succeeded => ("Succeeded", None, None),
+        JobState::Failed { exit_code, message } => ("Failed", *exit_code, Some(message.clone())),
+    };
+    JobStatus {
+        name: name.to_string(),
+        job_name: job_name.to_string(),
+        phase: phase.to_string(),
+        exit_code,
+        message,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::branch_release::build::Rendering;
+    use crate::test_fixtures::{project_from_yaml, release_from_yaml};
+    use serde_json::json;
+
+    fn branch() -> crate::api::BranchRelease {
+        release_from_yaml(
+            "name: main\ngeneration: 4\nspec:\n  project: shop\n  branch: main\n  components: []\n  \
+             volumes: [{name: files, size: 1Gi}]\n  jobs:\n  - name: migrate\n    image: shop/web:4\n    \
+             command: [drush, deploy]\n    volumeMounts: [{volume: files, mountPath: /files}]\n",
+        )
+    }
+
+    #[test]
+    fn a_job_runs_once_per_generation_mounting_the_branchs_volumes_and_is_not_retried() {
+        let branch = branch();
+        let project = project_from_yaml("name: shop\nspec: {domain: shop.test}");
+        let release = Release {
+            branch_release: &branch,
+            project: &project,
+            name: "main".into(),
+            owner: Default::default(),
+            rendering: Rendering::default(),
+        };
+        assert!(
+            declared(&release, false, |_| false).is_empty(),
+            "waits for the rollout"
+        );
+        let kept = declared(&release, false, |name| name == "main-migrate-4");
+        assert_eq!(kept.len(), 1, "an existing Job stays declared");
+        let [job] = declared(&release, true, |_| false).try_into().unwrap();
+        assert_eq!(job.metadata.name.as_deref(), Some("main-migrate-4"));
+        let spec = job.spec.unwrap();
+        assert_eq!(spec.backoff_limit, Some(0));
+        let pod = spec.template.spec.unwrap();
+        assert_eq!(pod.restart_policy.as_deref(), Some("Never"));
+        assert_eq!(
+            pod.volumes.unwrap()[0]
+                .persistent_volume_claim
+                .as_ref()
+                .unwrap()
+                .claim_name,
+            "main-files"
+        );
+        assert_eq!(
+            pod.containers[0].termination_message_policy.as_deref(),
+            Some("FallbackToLogsOnError")
+        );
+        assert_eq!(
+            spec.template.metadata.unwrap().labels.unwrap()[JOB_LABEL],
+            "migrate"
+        );
+    }
+
+    #[test]
+    fn a_failed_job_says_its_exit_code_and_the_end_of_its_log() {
+        let job = |condition: &str, message: &str| -> Job {
+            serde_json::from_value(json!({"status": {"conditions": [
+                {"type": condition, "status": "True", "reason": "BackoffLimitExceeded",
+                 "message": message}]}}))
+            .unwrap()
+        };
+        assert_eq!(state(None, &[]), JobState::Waiting);
+        let running: Job = serde_json::from_value(json!({"status": {"active": 1}})).unwrap();
+        assert_eq!(state(Some(&running), &[]), JobState::Running);
+        assert_eq!(state(Some(&job("Complete", "")), &[]), JobState::Succeeded);
+        let pod: Pod = serde_json::from_value(json!({"status": {"containerStatuses": [{
+            "name": "migrate", "image": "x", "ready": false, "restartCount": 0,
+            "state": {"terminated": {"exitCode": 1, "reason": "Error",
+                "message": "applying 0041\napplying 0042\n\nSQLSTATE[42S01]: table exists\n"}}}]}}))
+        .unwrap();
+        let failed = state(
+            Some(&job(
+                "Failed",
+                "Job has reached the specified backoff limit",
+            )),
+            &[pod],
+        );
+        assert_eq!(
+            failed,
+            JobState::Failed {
+                exit_code: Some(1),
+                message: "Job has reached the specified backoff limit: applying 0041 | \
+                          applying 0042 | SQLSTATE[42S01]: table exists"
+                    .into()
+            }
+        );
+        let status = status("migrate", "main-migrate-4", &failed);
+        assert_eq!(
+            (status.phase.as_str(), status.exit_code),
+            ("Failed", Some(1))
+        );
+    }
+}

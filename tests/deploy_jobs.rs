@@ -1,0 +1,141 @@
+//! Jobs per deploy: each generation runs its jobs once, after its components are ready, and the
+//! branch is Ready only when they succeeded; a re-apply of the same spec runs nothing again; a
+//! failed job stalls the branch with its exit code and the end of its log, and `oksa deploy`
+//! fails at once with them.
+
+mod support;
+
+use std::process::Output;
+
+use k8s_openapi::api::batch::v1::Job;
+use kube::ResourceExt;
+use kube::api::ListParams;
+use oksa::api::Phase;
+use serde_json::{Value, json};
+use support::fixtures::{TestProject, condition, web_component};
+
+fn with_job(image: &str, job_image: &str) -> Value {
+    json!({"branch": "main", "components": [web_component("web", image)],
+        "volumes": [{"name": "files", "size": "1Gi"}],
+        "jobs": [{"name": "migrate", "image": job_image, "command": ["drush", "deploy"],
+            "volumeMounts": [{"volume": "files", "mountPath": "/files"}]}]})
+}
+
+async fn jobs_of(project: &TestProject) -> Vec<Job> {
+    project
+        .namespaced::<Job>()
+        .list(&ListParams::default().labels("oksa.dev/job=migrate"))
+        .await
+        .unwrap()
+        .items
+}
+
+#[tokio::test]
+async fn a_deploy_job_runs_once_per_generation_after_the_rollout_and_gates_ready() {
+    let project = TestProject::create("jobs", json!({})).await;
+    let ready = project
+        .create_ready("main", with_job("nginx:1.27", "shop/web:1"))
+        .await;
+    let status = ready.status.unwrap();
+    let job_status = &status.jobs[0];
+    assert_eq!(
+        (job_status.job_name.as_str(), job_status.phase.as_str()),
+        ("main-migrate-1", "Succeeded")
+    );
+    let [first] = jobs_of(&project).await.try_into().unwrap();
+    assert_eq!(first.owner_references()[0].name, "main");
+    // It started once the component was ready: not before its Deployment was available.
+    let deployment = project
+        .namespaced::<k8s_openapi::api::apps::v1::Deployment>()
+        .get("main-web")
+        .await
+        .unwrap();
+    let available = deployment
+        .status
+        .unwrap()
+        .conditions
+        .unwrap()
+        .into_iter()
+        .find(|c| c.type_.as_deref() == Some("Available"))
+        .unwrap()
+        .last_transition_time
+        .unwrap();
+    assert!(first.creation_timestamp().unwrap().0 >= available.0);
+
+    // The same spec applied again (a GitOps resync): the same generation, nothing runs again.
+    let again = project
+        .apply_release("main", with_job("nginx:1.27", "shop/web:1"))
+        .await
+        .unwrap();
+    assert_eq!(again.metadata.generation, Some(1));
+    let [same] = jobs_of(&project).await.try_into().unwrap();
+    assert_eq!(same.uid(), first.uid());
+
+    // A new image: a new generation runs its job, and the previous one's goes.
+    project
+        .apply_release("main", with_job("nginx:1.28", "shop/web:2"))
+        .await
+        .unwrap();
+    project
+        .wait_release("main", "Ready after the second job", |s| {
+            s.phase == Some(Phase::Ready)
+                && s.observed_generation == Some(2)
+                && s.jobs
+                    .first()
+                    .is_some_and(|j| j.job_name == "main-migrate-2" && j.phase == "Succeeded")
+        })
+        .await;
+    support::eventually(
+        support::fixtures::TIMEOUT,
+        "the first Job pruned",
+        || async {
+            let names: Vec<String> = jobs_of(&project)
+                .await
+                .iter()
+                .map(|j| j.name_any())
+                .collect();
+            (names == ["main-migrate-2"]).then_some(())
+        },
+    )
+    .await;
+    project.cleanup().await;
+}
+
+fn deploy_file(project: &TestProject, file: &str) -> Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_oksa"))
+        .args(["deploy", "--project", &project.name, "--branch", "main"])
+        .args(["--file", file, "--timeout", "120"])
+        .env("KUBECONFIG", support::kubeconfig_path())
+        .output()
+        .expect("running oksa deploy")
+}
+
+#[tokio::test]
+async fn a_failed_job_stalls_the_branch_with_its_exit_code_and_log_and_fails_the_deploy() {
+    let project = TestProject::create("jobs-fail", json!({})).await;
+    let mut manifest = json!({"apiVersion": "oksa.dev/v1alpha1", "kind": "BranchRelease",
+        "metadata": {"name": "main"}, "spec": with_job("nginx:1.27", "fault.oksa.test/job-fails")});
+    manifest["spec"]["project"] = json!(project.name);
+    let file = format!("{}/job-fails.yaml", env!("CARGO_TARGET_TMPDIR"));
+    std::fs::write(&file, serde_json::to_string(&manifest).unwrap()).unwrap();
+
+    let started = std::time::Instant::now();
+    let output = deploy_file(&project, &file);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(3), "{stderr}");
+    // At once, not after the 30 s a Degraded component is given to recover.
+    assert!(started.elapsed().as_secs() < 30, "{:?}", started.elapsed());
+    assert!(
+        stderr.contains("job migrate failed (exit code 1)"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("table 'cache' already exists"), "{stderr}");
+
+    let release = project.releases().get("main").await.unwrap();
+    let status = release.status.unwrap();
+    assert_eq!(status.phase, Some(Phase::Degraded));
+    let (stalled, reason, _) = condition(&status, "Stalled").unwrap();
+    assert_eq!((stalled.as_str(), reason.as_str()), ("True", "JobFailed"));
+    assert_eq!(status.jobs[0].exit_code, Some(1));
+    project.cleanup().await;
+}
