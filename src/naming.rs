@@ -58,11 +58,12 @@ pub fn component_object_name(release_name: &str, component: &str) -> String {
     format!("{release_name}-{component}")
 }
 
-/// Name of the Kubernetes Job that runs deploy job `job` for `generation` of a branch: a new one
-/// per generation, the same one for every retry of it. At most 63 characters (the Job controller
-/// copies it into a label): a longer one keeps its start and a hash of the whole.
-pub fn job_name(release_name: &str, job: &str, generation: i64) -> String {
-    let name = format!("{release_name}-{job}-{generation}");
+/// Name of the Kubernetes Job that runs deploy job `job` of a branch for `run` (its generation,
+/// or `c<key>` of a clone): a new one per run, the same one for every retry of it. At most 63
+/// characters (the Job controller copies it into a label): a longer one keeps its start and a
+/// hash of the whole.
+pub fn job_name(release_name: &str, job: &str, run: &str) -> String {
+    let name = format!("{release_name}-{job}-{run}");
     if name.len() <= 63 {
         return name;
     }
@@ -138,7 +139,8 @@ pub fn host_in_domain(host: &str, domain: &str) -> bool {
             .is_some_and(|rest| rest.ends_with('.'))
 }
 
-fn short_hash(value: &str) -> String {
+/// Eight hex digits of a SHA-256 of `value`.
+pub fn short_hash(value: &str) -> String {
     let digest = Sha256::digest(value.as_bytes());
     digest
         .iter()
@@ -251,11 +253,11 @@ mod tests {
 
     #[test]
     fn a_job_is_named_by_its_generation_and_fits_a_label() {
-        assert_eq!(job_name("main", "migrate", 3), "main-migrate-3");
+        assert_eq!(job_name("main", "migrate", "3"), "main-migrate-3");
         let long = job_name(
             &"a".repeat(MAX_RELEASE_NAME),
             "import-configuration",
-            123_456,
+            "123456",
         );
         assert!(long.len() <= 63, "{long}");
         assert_ne!(
@@ -263,7 +265,7 @@ mod tests {
             job_name(
                 &"a".repeat(MAX_RELEASE_NAME),
                 "import-configuration",
-                123_457
+                "123457"
             )
         );
     }

@@ -139,3 +139,91 @@ async fn a_failed_job_stalls_the_branch_with_its_exit_code_and_log_and_fails_the
     assert_eq!(status.jobs[0].exit_code, Some(1));
     project.cleanup().await;
 }
+
+#[tokio::test]
+async fn an_after_clone_job_makes_the_cloned_data_ready_before_anything_serves_it() {
+    let project = TestProject::create(
+        "jobs-clone",
+        json!({"referenceData": {"branch": "main", "volumes": ["files"]}}),
+    )
+    .await;
+    let branch = |name: &str, image: &str| {
+        let mut spec = with_job(image, "shop/web:1");
+        spec["branch"] = json!(name);
+        spec["jobs"].as_array_mut().unwrap().push(
+            json!({"name": "sanitize", "image": "shop/web:1", "when": "AfterClone",
+                "command": ["drush", "sql-sanitize"],
+                "volumeMounts": [{"volume": "files", "mountPath": "/files"}]}),
+        );
+        spec
+    };
+    // The reference branch clones nothing: its sanitize job has nothing to run for.
+    let main = project
+        .create_ready("main", branch("main", "nginx:1.27"))
+        .await;
+    let names: Vec<&str> = main
+        .status
+        .as_ref()
+        .unwrap()
+        .jobs
+        .iter()
+        .map(|j| j.name.as_str())
+        .collect();
+    assert_eq!(names, ["migrate"]);
+
+    let feature = project
+        .create_ready("feature", branch("feature", "nginx:1.27"))
+        .await;
+    let status = feature.status.unwrap();
+    assert_eq!(status.volumes[0].cloned_from.as_deref(), Some("main-files"));
+    let sanitize = status.jobs.iter().find(|j| j.name == "sanitize").unwrap();
+    assert_eq!(sanitize.phase, "Succeeded");
+    assert!(
+        sanitize.job_name.starts_with("feature-sanitize-c"),
+        "{}",
+        sanitize.job_name
+    );
+    let jobs = project.namespaced::<Job>();
+    let sanitized = jobs.get(&sanitize.job_name).await.unwrap();
+    let done = sanitized
+        .status
+        .as_ref()
+        .unwrap()
+        .completion_time
+        .clone()
+        .unwrap()
+        .0;
+    // No pod of the component existed before the clone was sanitised.
+    let pods = project
+        .namespaced::<k8s_openapi::api::core::v1::Pod>()
+        .list(&ListParams::default().labels("oksa.dev/release=feature,oksa.dev/component=web"))
+        .await
+        .unwrap();
+    assert!(!pods.items.is_empty());
+    for pod in &pods.items {
+        assert!(
+            pod.creation_timestamp().unwrap().0 >= done,
+            "{} started before",
+            pod.name_any()
+        );
+    }
+
+    // A redeploy runs the rollout's job again, never the clone's.
+    project
+        .apply_release("feature", branch("feature", "nginx:1.28"))
+        .await
+        .unwrap();
+    let redeployed = project
+        .wait_release("feature", "Ready after the redeploy", |s| {
+            s.phase == Some(Phase::Ready) && s.observed_generation == Some(2)
+        })
+        .await;
+    let jobs_now = redeployed.status.unwrap().jobs;
+    let names: Vec<&str> = jobs_now.iter().map(|j| j.job_name.as_str()).collect();
+    assert_eq!(names, ["feature-migrate-2", sanitize.job_name.as_str()]);
+    assert_eq!(
+        jobs.get(&sanitize.job_name).await.unwrap().uid(),
+        sanitized.uid()
+    );
+    project.cleanup().await;
+}

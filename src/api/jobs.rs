@@ -42,18 +42,32 @@ pub struct DeployJob {
     /// CPU and memory (default: the Project's defaults).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<Box<ResourceRequirements>>,
+    /// When it runs: `AfterRollout` (default), once per generation after the components are
+    /// ready; `AfterClone`, once per clone of the branch's reference data, before any component
+    /// starts (to sanitise a copy of production's data before the branch serves it).
+    #[serde(default)]
+    pub when: JobWhen,
     /// Seconds the job may run before it counts as failed (default 1800).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 86400))]
     pub timeout_seconds: Option<i64>,
 }
 
-/// The job of the current generation, as it went.
+#[derive(
+    Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, schemars::JsonSchema,
+)]
+pub enum JobWhen {
+    #[default]
+    AfterRollout,
+    AfterClone,
+}
+
+/// The job of the current generation (or clone), as it went.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct JobStatus {
     pub name: String,
-    /// The Kubernetes Job (its name carries the generation).
+    /// The Kubernetes Job (its name carries the generation, or the clone for `AfterClone`).
     pub job_name: String,
     /// `Waiting` (for the components to be ready), `Running`, `Succeeded` or `Failed`.
     pub phase: String,

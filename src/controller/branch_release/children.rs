@@ -18,6 +18,7 @@ use crate::controller::error::{Error, Result};
 use crate::model::branch_release::build::{Release, ReleaseObjects};
 use crate::model::branch_release::jobs::{self, JobState};
 use crate::model::branch_release::outcome::{self, VolumeState};
+use crate::model::branch_release::reference::{self, Source};
 use crate::model::branch_release::status::JobObservation;
 use crate::model::refusal::Refusal;
 use crate::naming;
@@ -99,28 +100,29 @@ pub async fn apply(
     })
 }
 
-/// Applies the deploy jobs of the current generation (see `jobs`): existing ones stay, new ones
-/// start once `may_start` (the components are ready, the branch awake), other generations' go.
-/// Returns how each of the spec's jobs stands.
+/// Applies the deploy jobs of their current runs (see `jobs`): existing ones stay, `AfterClone`
+/// ones start once there is a clone (`clone`), `AfterRollout` ones once `rolled_out`; other runs'
+/// Jobs go. Returns how each job with a run stands.
 pub async fn apply_jobs(
     ctx: &Context,
     applier: &Applier<'_>,
     release: &Release<'_>,
-    may_start: bool,
+    rolled_out: bool,
+    clone: Option<&str>,
 ) -> Result<Vec<JobObservation>> {
     let store = &ctx.stores.jobs;
     let namespace = applier.owner().namespace.as_str();
     let exists = |name: &str| store.get(&ObjectRef::new(name).within(namespace)).is_some();
-    let declared = jobs::declared(release, may_start, exists);
+    let declared = jobs::declared(release, rolled_out, clone, exists);
     let synced = applier.sync(store, declared).await?;
-    let generation = release.branch_release.metadata.generation.unwrap_or(0);
     Ok(release
         .branch_release
         .spec
         .jobs
         .iter()
-        .map(|job| {
-            let job_name = naming::job_name(&release.name, &job.name, generation);
+        .filter_map(|job| {
+            let run = jobs::run_of(release.branch_release, job, clone)?;
+            let job_name = naming::job_name(&release.name, &job.name, &run);
             let found = synced.iter().find(|s| match s {
                 Ok(found) => found.metadata.name.as_deref() == Some(job_name.as_str()),
                 Err(refusal) => refusal.name == job_name,
@@ -133,13 +135,59 @@ pub async fn apply_jobs(
                 Some(Ok(found)) => jobs::state(Some(found), &job_pods(ctx, namespace, &job_name)),
                 None => JobState::Waiting,
             };
-            JobObservation {
+            Some(JobObservation {
                 name: job.name.clone(),
                 job_name,
                 state,
-            }
+            })
         })
         .collect())
+}
+
+/// The key of the branch's clones and whether its components are held for its `AfterClone`
+/// jobs (see `jobs::held`), from the claims and Jobs in the cache.
+pub fn data_hold(
+    ctx: &Context,
+    release: &BranchRelease,
+    project: &Project,
+    release_name: &str,
+) -> (Option<String>, bool) {
+    let namespace = release.metadata.namespace.clone().unwrap_or_default();
+    let mut missing = false;
+    let mut cloned = Vec::new();
+    for volume in &release.spec.volumes {
+        if reference::source(release, project, &volume.name) == Source::Own {
+            continue;
+        }
+        let claim_name = naming::volume_claim_name(release_name, &volume.name);
+        match ctx
+            .stores
+            .claims
+            .get(&ObjectRef::new(&claim_name).within(&namespace))
+        {
+            None => missing = true,
+            Some(claim) => {
+                let has_source = claim
+                    .object()
+                    .ok()
+                    .and_then(|c| c.spec?.data_source)
+                    .is_some();
+                if has_source {
+                    cloned.push(claim.meta().uid.clone().unwrap_or_default());
+                }
+            }
+        }
+    }
+    let clone = jobs::clone_key(cloned.iter().map(String::as_str));
+    let succeeded = |job_name: &str| {
+        ctx.stores
+            .jobs
+            .get(&ObjectRef::new(job_name).within(&namespace))
+            .and_then(|job| job.object().ok())
+            .is_some_and(|job| jobs::state(Some(&job), &[]) == JobState::Succeeded)
+    };
+    let held = jobs::held(release, release_name, missing, clone.as_deref(), succeeded);
+    (clone, held)
 }
 
 /// The cached pods of one Job (the Job controller labels them with its name).

@@ -79,10 +79,12 @@ async fn reconcile_release(release: Arc<BranchRelease>, ctx: &Context) -> Result
         ExpirySlot::Deferred(free_at) => Some(free_at),
         ExpirySlot::None => None,
     };
-    let (owner, mut objects, rendering) =
-        render(ctx, &release, project, &namespace, &settings, &decision)?;
-    let url = objects.url.take();
     let release_name = naming::release_name(&release.spec.branch);
+    let (clone, held) = children::data_hold(ctx, &release, project, &release_name);
+    let (owner, mut objects, rendering) = render(
+        ctx, &release, project, &namespace, &settings, &decision, held,
+    )?;
+    let url = objects.url.take();
 
     let tally = Tally::new(&ctx.metrics);
     let applier = Applier::new(&ctx.client, &owner, &tally);
@@ -109,9 +111,9 @@ async fn reconcile_release(release: Arc<BranchRelease>, ctx: &Context) -> Result
             .claims
             .iter()
             .any(|c| matches!(c.origin, Some(reference::Origin::Waiting(_))));
-    // Deploy jobs start once this generation's components are ready, never while asleep.
-    let may_start =
-        !decision.asleep && outcome::rolled_out(&release, &children.deployments, rendering);
+    // Deploy jobs start once this generation's components are ready, never while asleep or held.
+    let rolled_out =
+        !rendering.at_zero() && outcome::rolled_out(&release, &children.deployments, rendering);
     let model = Release {
         branch_release: &release,
         project,
@@ -119,7 +121,7 @@ async fn reconcile_release(release: Arc<BranchRelease>, ctx: &Context) -> Result
         owner: owner.reference.clone(),
         rendering,
     };
-    let jobs = children::apply_jobs(ctx, &applier, &model, may_start).await?;
+    let jobs = children::apply_jobs(ctx, &applier, &model, rolled_out, clone.as_deref()).await?;
     let applied = outcome::Applied {
         release_name: &release_name,
         url,
@@ -153,9 +155,11 @@ fn render(
     namespace: &str,
     settings: &lifecycle::Settings,
     decision: &lifecycle::Decision,
+    held: bool,
 ) -> Result<(Owner, ReleaseObjects, Rendering)> {
     let rendering = Rendering {
         asleep: decision.asleep,
+        held,
         routes_to_edge: crate::routing::through_edge(
             !decision.edge_answers,
             crate::routing::protection(release, project).is_some(),

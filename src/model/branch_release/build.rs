@@ -48,25 +48,34 @@ pub struct Release<'a> {
 }
 
 /// How a branch's lifecycle and protection shape its objects: asleep, its workloads are at zero;
-/// through the edge (see `routing::through_edge`), every route leads to the edge. Nothing else
-/// changes (claims, Services, the URL).
+/// held (its cloned data not yet through its `AfterClone` jobs), likewise; through the edge (see
+/// `routing::through_edge`), every route leads to the edge. Nothing else changes (claims,
+/// Services, the URL).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Rendering {
     pub asleep: bool,
     pub routes_to_edge: bool,
+    /// Reference data is cloned and not yet made ready by the `AfterClone` jobs: nothing may
+    /// serve it yet.
+    pub held: bool,
 }
 
 impl Rendering {
     /// The pods a component's Deployment asks for: none while asleep; awake, its `replicas`, or
     /// None when its autoscaler decides (then Oksa does not declare the field at all).
     pub fn replicas(&self, component: &Component) -> Option<i32> {
-        if self.asleep {
+        if self.at_zero() {
             Some(0)
         } else if component.autoscaling.is_some() {
             None
         } else {
             Some(component.replicas.unwrap_or(1))
         }
+    }
+
+    /// Asleep or held: no workload runs.
+    pub fn at_zero(&self) -> bool {
+        self.asleep || self.held
     }
 
     /// The rendering the BranchRelease's status last reported (for previews). Whether an
@@ -90,6 +99,7 @@ impl Rendering {
                 false,
                 false,
             ),
+            held: false,
         }
     }
 }
@@ -155,8 +165,8 @@ pub fn build(release: &Release) -> ReleaseObjects {
         .iter()
         .filter_map(|c| service(release, c))
         .collect();
-    let autoscalers = if release.rendering.asleep {
-        // An autoscaler cannot go below one pod: asleep, there is none.
+    let autoscalers = if release.rendering.at_zero() {
+        // An autoscaler cannot go below one pod: asleep or held, there is none.
         Vec::new()
     } else {
         spec.components
@@ -692,6 +702,7 @@ spec:
             rendering: Rendering {
                 asleep: true,
                 routes_to_edge: true,
+                held: false,
             },
         })
     }

@@ -1,18 +1,22 @@
 //! Jobs per deploy, pure: the Kubernetes Job of each of a BranchRelease's `jobs` for its current
-//! generation, when it may start, and how it went.
+//! run, when it may start, and how it went.
 //!
-//! One Job per generation, named by it (`naming::job_name`): a retry, a resync or a GitOps
-//! re-apply of the same generation finds the same Job and runs nothing again; a new generation
-//! gets a new Job, and the older ones are pruned. A Job starts only once the components of its
-//! generation are ready and the branch is awake; one that exists stays declared, so sleeping,
-//! waking and expiry leave a finished Job alone.
+//! An `AfterRollout` job runs once per generation, named by it (`naming::job_name`): a retry, a
+//! resync or a GitOps re-apply of the same generation finds the same Job and runs nothing again;
+//! a new generation gets a new Job, and the older ones are pruned. It starts only once the
+//! components of its generation are ready and the branch is awake. An `AfterClone` job runs once
+//! per clone of the branch's reference data (named by the cloned claims), while the components
+//! are held at zero (see `held`), so nothing serves the data before it is made ready. A Job that
+//! exists stays declared, so sleeping, waking and expiry leave a finished Job alone.
 
 use k8s_openapi::api::batch::v1::{Job, JobSpec};
 use k8s_openapi::api::core::v1::{Pod, PodSpec, PodTemplateSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use super::build::{Release, claim_volumes, container};
-use crate::api::{Container, DeployJob, JobStatus, PodSecurityLevel, Volume};
+use crate::api::{
+    BranchRelease, Container, DeployJob, JobStatus, JobWhen, PodSecurityLevel, Volume,
+};
 use crate::naming;
 
 /// How long a job may run when it does not say (`timeoutSeconds`).
@@ -21,10 +25,64 @@ const DEFAULT_TIMEOUT_SECONDS: i64 = 1800;
 /// The label of a deploy job's pods naming the job (besides the branch's labels).
 pub const JOB_LABEL: &str = "oksa.dev/job";
 
-/// The Job of `job` for the release's current generation.
-pub fn render(release: &Release, job: &DeployJob) -> Job {
-    let generation = release.branch_release.metadata.generation.unwrap_or(0);
-    let name = naming::job_name(&release.name, &job.name, generation);
+/// The run of `job` now: its generation, or the clone of the branch's data (`clone`, see
+/// `clone_key`); None for an `AfterClone` job of a branch with nothing cloned.
+pub fn run_of(release: &BranchRelease, job: &DeployJob, clone: Option<&str>) -> Option<String> {
+    match job.when {
+        JobWhen::AfterRollout => Some(release.metadata.generation.unwrap_or(0).to_string()),
+        JobWhen::AfterClone => clone.map(|key| format!("c{key}")),
+    }
+}
+
+/// The key of a branch's clones: a hash of its cloned claims' UIDs (None: none cloned). A volume
+/// cloned again (its claim deleted and created anew) makes a new key, and its `AfterClone` jobs
+/// run again.
+pub fn clone_key<'a>(cloned_claim_uids: impl IntoIterator<Item = &'a str>) -> Option<String> {
+    let mut uids: Vec<&str> = cloned_claim_uids.into_iter().collect();
+    if uids.is_empty() {
+        return None;
+    }
+    uids.sort_unstable();
+    Some(naming::short_hash(&uids.join(",")))
+}
+
+/// Whether the branch's components are held at zero for its `AfterClone` jobs: it has some, and
+/// its reference data is not cloned yet (`claims_missing`), or cloned (`clone`) and not yet
+/// through all of them. A branch whose reference volumes started empty has nothing to hold for.
+pub fn held(
+    release: &BranchRelease,
+    release_name: &str,
+    claims_missing: bool,
+    clone: Option<&str>,
+    succeeded: impl Fn(&str) -> bool,
+) -> bool {
+    let mut after_clone = release
+        .spec
+        .jobs
+        .iter()
+        .filter(|j| j.when == JobWhen::AfterClone)
+        .peekable();
+    if after_clone.peek().is_none() {
+        return false;
+    }
+    if claims_missing {
+        return true;
+    }
+    let Some(key) = clone else {
+        return false;
+    };
+    !after_clone.all(|job| {
+        succeeded(&naming::job_name(
+            release_name,
+            &job.name,
+            &format!("c{key}"),
+        ))
+    })
+}
+
+/// The Job of `job` for its run `run` (see `run_of`).
+pub fn render(release: &Release, job: &DeployJob, run: &str) -> Job {
+    let name = naming::job_name(&release.name, &job.name, run);
     let mut labels = release.labels();
     labels.insert(JOB_LABEL.into(), job.name.clone());
     let spec = &release.branch_release.spec;
@@ -77,16 +135,27 @@ pub fn render(release: &Release, job: &DeployJob) -> Job {
     }
 }
 
-/// The Jobs to declare now: those of the current generation that exist already, and, once the
-/// components are ready and the branch awake (`may_start`), the others too.
-pub fn declared(release: &Release, may_start: bool, exists: impl Fn(&str) -> bool) -> Vec<Job> {
+/// The Jobs to declare now: those of the current runs that exist already; `AfterClone` ones as
+/// soon as there is a clone; `AfterRollout` ones once the components are ready, the branch awake
+/// and not held (`rolled_out`).
+pub fn declared(
+    release: &Release,
+    rolled_out: bool,
+    clone: Option<&str>,
+    exists: impl Fn(&str) -> bool,
+) -> Vec<Job> {
     release
         .branch_release
         .spec
         .jobs
         .iter()
-        .map(|job| render(release, job))
-        .filter(|job| may_start || exists(job.metadata.name.as_deref().unwrap_or_default()))
+        .filter_map(|job| {
+            let run = run_of(release.branch_release, job, clone)?;
+            let rendered = render(release, job, &run);
+            let may_start = job.when == JobWhen::AfterClone || rolled_out;
+            (may_start || exists(rendered.metadata.name.as_deref().unwrap_or_default()))
+                .then_some(rendered)
+        })
         .collect()
 }
 
@@ -198,12 +267,14 @@ mod tests {
             rendering: Rendering::default(),
         };
         assert!(
-            declared(&release, false, |_| false).is_empty(),
+            declared(&release, false, None, |_| false).is_empty(),
             "waits for the rollout"
         );
-        let kept = declared(&release, false, |name| name == "main-migrate-4");
+        let kept = declared(&release, false, None, |name| name == "main-migrate-4");
         assert_eq!(kept.len(), 1, "an existing Job stays declared");
-        let [job] = declared(&release, true, |_| false).try_into().unwrap();
+        let [job] = declared(&release, true, None, |_| false)
+            .try_into()
+            .unwrap();
         assert_eq!(job.metadata.name.as_deref(), Some("main-migrate-4"));
         let spec = job.spec.unwrap();
         assert_eq!(spec.backoff_limit, Some(0));
@@ -265,5 +336,49 @@ mod tests {
             (status.phase.as_str(), status.exit_code),
             ("Failed", Some(1))
         );
+    }
+
+    #[test]
+    fn an_after_clone_job_runs_once_per_clone_and_holds_the_components_until_it_succeeded() {
+        let mut branch = branch();
+        branch.spec.jobs.push(
+            serde_json::from_value(json!({"name": "sanitize", "image": "shop/web:4",
+                "when": "AfterClone"}))
+            .unwrap(),
+        );
+        let key = clone_key(["uid-db", "uid-files"]).unwrap();
+        assert_eq!(
+            clone_key(["uid-files", "uid-db"]).as_deref(),
+            Some(key.as_str())
+        );
+        assert_eq!(clone_key([]), None);
+        let sanitize = &branch.spec.jobs[1];
+        assert_eq!(run_of(&branch, sanitize, None), None);
+        assert_eq!(
+            run_of(&branch, sanitize, Some(&key)),
+            Some(format!("c{key}"))
+        );
+        let name = format!("main-sanitize-c{key}");
+
+        // Not cloned yet: held. Cloned: held until the job succeeded. Started empty: not held.
+        assert!(held(&branch, "main", true, None, |_| false));
+        assert!(held(&branch, "main", false, Some(&key), |_| false));
+        assert!(!held(&branch, "main", false, Some(&key), |n| n == name));
+        assert!(!held(&branch, "main", false, None, |_| false));
+
+        let project = project_from_yaml("name: shop\nspec: {domain: shop.test}");
+        let release = Release {
+            branch_release: &branch,
+            project: &project,
+            name: "main".into(),
+            owner: Default::default(),
+            rendering: Rendering::default(),
+        };
+        // The clone's job starts at once; the rollout's waits for the rollout.
+        let names: Vec<String> = declared(&release, false, Some(key.as_str()), |_| false)
+            .iter()
+            .map(|j| j.metadata.name.clone().unwrap())
+            .collect();
+        assert_eq!(names, [name]);
     }
 }
