@@ -45,6 +45,9 @@ pub async fn run(project: Option<&str>) -> Result<(), kube::Error> {
         "{}",
         crate::table::render_with_usage(&releases, Timestamp::now(), usage.as_ref())
     );
+    for line in crate::table::data_lines(&releases, Timestamp::now()) {
+        println!("{line}");
+    }
     if usage.is_none() {
         println!("(USED: this cluster does not serve metrics.k8s.io; install metrics-server)");
     }

@@ -147,6 +147,43 @@ pub fn reasons(releases: &[BranchRelease]) -> Vec<String> {
         .collect()
 }
 
+/// Where each branch's data came from and how its deploy jobs went, one line each, for the
+/// lines under the table: `feature/a: volume db cloned from main-db 3h ago`.
+pub fn data_lines(releases: &[BranchRelease], now: Timestamp) -> Vec<String> {
+    let mut lines = Vec::new();
+    for release in releases {
+        let Some(status) = release.status.as_ref() else {
+            continue;
+        };
+        let branch = &release.spec.branch;
+        for volume in &status.volumes {
+            match (&volume.cloned_from, &volume.message) {
+                (Some(from), _) => {
+                    let when = volume
+                        .cloned_at
+                        .as_ref()
+                        .map(|at| format!(" {} ago", age(now, at.0)))
+                        .unwrap_or_default();
+                    lines.push(format!(
+                        "{branch}: volume {} cloned from {from}{when}",
+                        volume.name
+                    ));
+                }
+                (None, Some(message)) => lines.push(format!("{branch}: {message}")),
+                _ => {}
+            }
+        }
+        for job in status.jobs.iter().filter(|j| j.phase != "Succeeded") {
+            let code = job
+                .exit_code
+                .map(|c| format!(" (exit code {c})"))
+                .unwrap_or_default();
+            lines.push(format!("{branch}: job {} {}{code}", job.name, job.phase));
+        }
+    }
+    lines
+}
+
 /// `kubectl`-style age: 42s, 5m, 3h, 2d.
 pub fn age(now: Timestamp, then: Timestamp) -> String {
     let seconds = (now.as_second() - then.as_second()).max(0);
@@ -241,5 +278,35 @@ mod tests {
         assert_eq!(age(t(1000), t(0)), "16m");
         assert_eq!(age(t(90_000), t(0)), "25h");
         assert_eq!(age(t(900_000), t(0)), "10d");
+    }
+
+    #[test]
+    fn data_lines_say_where_a_branchs_data_came_from_and_which_job_is_not_done() {
+        let mut release =
+            release_from_yaml("spec: {project: shop, branch: feature/a, components: []}");
+        release.status = Some(
+            serde_json::from_value(serde_json::json!({
+                "volumes": [
+                    {"name": "db", "claimName": "feature-a-db", "clonedFrom": "main-db",
+                     "clonedAt": "2026-12-06T07:00:00Z"},
+                    {"name": "files", "claimName": "feature-a-files",
+                     "message": "volume files waits for its reference data: claim main-files of branch main does not exist yet"},
+                ],
+                "jobs": [
+                    {"name": "sanitize", "jobName": "x", "phase": "Succeeded"},
+                    {"name": "migrate", "jobName": "y", "phase": "Failed", "exitCode": 1},
+                ],
+            }))
+            .unwrap(),
+        );
+        let now: Timestamp = "2026-12-06T10:00:00Z".parse().unwrap();
+        assert_eq!(
+            data_lines(&[release], now),
+            [
+                "feature/a: volume db cloned from main-db 3h ago",
+                "feature/a: volume files waits for its reference data: claim main-files of branch main does not exist yet",
+                "feature/a: job migrate Failed (exit code 1)",
+            ]
+        );
     }
 }

@@ -36,24 +36,27 @@ spec:
     - name: web
       image: {{{{ .Values.image }}}}
       ports: [{{containerPort: 8080}}]
+  jobs:
+  - name: migrate
+    image: {{{{ .Values.jobImage | default "shop/migrate:1" }}}}
 "#
     );
     std::fs::write(folder.join("templates/branch.yaml"), release).unwrap();
 }
 
-/// `helm install --wait` of the chart; (succeeded, output, how long it took).
+/// `helm install --wait` of the chart with these values; (succeeded, output, how long it took).
 fn helm_install(
     chart: &Path,
     name: &str,
     namespace: &str,
-    image: &str,
+    values: &str,
 ) -> (bool, String, Duration) {
     let started = Instant::now();
     let output = tool("helm")
         .args(["install", name])
         .arg(chart)
         .args(["--namespace", namespace, "--wait", "--timeout", "120s"])
-        .args(["--set", &format!("image={image}")])
+        .args(["--set", values])
         .output()
         .expect("running helm");
     let text = format!(
@@ -70,7 +73,7 @@ async fn helm_wait_returns_once_the_branch_is_ready_and_fails_fast_with_the_reas
     let chart = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("chart-{}", project.name));
     write_chart(&chart, &project.name);
 
-    let (ok, output, _) = helm_install(&chart, "good", &project.namespace, "nginx");
+    let (ok, output, _) = helm_install(&chart, "good", &project.namespace, "image=nginx");
     assert!(ok, "{output}");
     // kstatus said Current only once Oksa said Ready.
     let release = project.releases().get("good").await.unwrap();
@@ -85,7 +88,7 @@ async fn helm_wait_returns_once_the_branch_is_ready_and_fails_fast_with_the_reas
         &chart,
         "broken",
         &project.namespace,
-        "fault.oksa.test/pull-error:1",
+        "image=fault.oksa.test/pull-error:1",
     );
     assert!(
         !ok,
@@ -100,6 +103,17 @@ async fn helm_wait_returns_once_the_branch_is_ready_and_fails_fast_with_the_reas
         took < Duration::from_secs(60),
         "helm waited {took:?}: the failure was not reported as Stalled"
     );
+
+    // A deploy job that fails: the same, with the job's exit code.
+    let (ok, output, took) = helm_install(
+        &chart,
+        "failed-migration",
+        &project.namespace,
+        "image=nginx,jobImage=fault.oksa.test/job-fails",
+    );
+    assert!(!ok, "helm install --wait succeeded with a failing job:\n{output}");
+    assert!(output.contains("exit code 1"), "{output}");
+    assert!(took < Duration::from_secs(60), "helm waited {took:?}");
     project.cleanup().await;
 }
 

@@ -376,6 +376,18 @@ async fn a_new_branch_starts_with_a_clone_of_the_reference_data_once() {
         std::fs::write(clone.join("users.sql"), "-- mine\n").unwrap();
     }
 
+    // `oksa status` says where the data came from.
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_oksa"))
+        .args(["status", &project.name])
+        .env("KUBECONFIG", support::kubeconfig_path())
+        .output()
+        .unwrap();
+    let table = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        table.contains("feature: volume db cloned from main-db"),
+        "{table}"
+    );
+
     // A redeploy never clones again: the same claim, the branch's own data.
     project
         .apply_release(
