@@ -111,7 +111,10 @@ async fn helm_wait_returns_once_the_branch_is_ready_and_fails_fast_with_the_reas
         &project.namespace,
         "image=nginx,jobImage=fault.oksa.test/job-fails",
     );
-    assert!(!ok, "helm install --wait succeeded with a failing job:\n{output}");
+    assert!(
+        !ok,
+        "helm install --wait succeeded with a failing job:\n{output}"
+    );
     assert!(output.contains("exit code 1"), "{output}");
     assert!(took < Duration::from_secs(60), "helm waited {took:?}");
     project.cleanup().await;

@@ -429,3 +429,50 @@ async fn a_new_branch_starts_with_a_clone_of_the_reference_data_once() {
     assert!(own_db.spec.unwrap().data_source.is_none());
     project.cleanup().await;
 }
+
+#[tokio::test]
+async fn a_storage_class_that_cannot_clone_is_named_in_the_branchs_status() {
+    if support::plane().state.is_none() {
+        println!("skipped: the class that cannot clone is one of the local plane's provisioner");
+        return;
+    }
+    let project = TestProject::create(
+        "no-clone",
+        json!({"referenceData": {"branch": "main", "volumes": ["db"]}}),
+    )
+    .await;
+    let class_name = format!("{}-no-clone", project.name);
+    let class: k8s_openapi::api::storage::v1::StorageClass = serde_json::from_value(json!({
+        "metadata": {"name": class_name, "labels": {"oksa.dev/test": "true"}},
+        "provisioner": "oksa.dev/local-hostpath",
+        "parameters": {"clone": "false"},
+        "allowVolumeExpansion": true,
+    }))
+    .unwrap();
+    let classes = Api::<k8s_openapi::api::storage::v1::StorageClass>::all(project.client.clone());
+    classes.create(&Default::default(), &class).await.unwrap();
+    project
+        .create_ready("main", with_db("main", "1Gi", "nginx", json!({})))
+        .await;
+    let mut feature = with_db("feature", "1Gi", "nginx", json!({}));
+    feature["volumes"][0]["storageClassName"] = json!(class_name);
+    project.create_release("feature", feature).await;
+    let stuck = project
+        .wait_release("feature", "the reason its clone is stuck", |s| {
+            condition(s, "ReferenceData")
+                .is_some_and(|(_, _, message)| message.contains("cannot clone"))
+        })
+        .await;
+    let status = stuck.status.unwrap();
+    let (ready, reason, message) = condition(&status, "ReferenceData").unwrap();
+    assert_eq!((ready.as_str(), reason.as_str()), ("False", "Cloning"));
+    assert_eq!(
+        message,
+        format!(
+            "volume db is being cloned from main-db: storage class {class_name} cannot clone volumes"
+        )
+    );
+    assert_eq!(status.phase, Some(Phase::Progressing));
+    project.cleanup().await;
+    let _ = classes.delete(&class_name, &DeleteParams::default()).await;
+}

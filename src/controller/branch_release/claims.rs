@@ -11,7 +11,7 @@
 
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::PersistentVolumeClaim;
+use k8s_openapi::api::core::v1::{Event, PersistentVolumeClaim};
 use kube::api::{Patch, PatchParams};
 use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
@@ -22,6 +22,7 @@ use crate::controller::context::Context;
 use crate::controller::error::Result;
 use crate::controller::events;
 use crate::labels;
+use crate::model::branch_release::diagnose;
 use crate::model::branch_release::outcome::VolumeState;
 use crate::model::branch_release::reference::{self, Origin, Source, Start};
 use crate::model::branch_release::volumes::{self, ClaimPlan};
@@ -102,9 +103,47 @@ pub async fn sync(
             claim: current,
             refusal,
             origin,
+            pending: None,
         });
     }
     Ok(states)
+}
+
+/// Says why each Pending claim is pending, from the namespace's Warning events about claims
+/// (listed only when one is Pending).
+pub async fn explain_pending(
+    ctx: &Context,
+    namespace: &str,
+    states: &mut [VolumeState],
+) -> Result<()> {
+    let pending = |state: &VolumeState| {
+        state
+            .claim
+            .as_ref()
+            .and_then(|c| c.status.as_ref())
+            .and_then(|s| s.phase.as_deref())
+            == Some("Pending")
+    };
+    if !states.iter().any(pending) {
+        return Ok(());
+    }
+    let events = Api::<Event>::namespaced(ctx.client.clone(), namespace)
+        .list(
+            &kube::api::ListParams::default()
+                .fields("involvedObject.kind=PersistentVolumeClaim,type=Warning")
+                .limit(200),
+        )
+        .await?
+        .items;
+    for state in states.iter_mut().filter(|s| pending(s)) {
+        let name = state
+            .claim
+            .as_ref()
+            .map(|c| c.name_any())
+            .unwrap_or_default();
+        state.pending = diagnose::pending_claim(&name, &events);
+    }
+    Ok(())
 }
 
 /// A claim from its JSON (see `Applier::live`).

@@ -88,7 +88,7 @@ async fn reconcile_release(release: Arc<BranchRelease>, ctx: &Context) -> Result
 
     let tally = Tally::new(&ctx.metrics);
     let applier = Applier::new(&ctx.client, &owner, &tally);
-    let children = children::apply(
+    let mut children = children::apply(
         ctx,
         &applier,
         &release,
@@ -100,6 +100,7 @@ async fn reconcile_release(release: Arc<BranchRelease>, ctx: &Context) -> Result
     // Right after a write, pods are expected not to be ready yet, so diagnosing waits for a
     // reconcile that wrote nothing.
     let (problems, awaiting_probe) = if tally.writes() == 0 {
+        claims::explain_pending(ctx, &namespace, &mut children.claims).await?;
         diagnose_unready(ctx, &release, &namespace, &children.deployments, rendering).await?
     } else {
         (vec![None; release.spec.components.len()], false)

@@ -164,10 +164,62 @@ fn diagnose_pod(pod: &Pod, events: &[Event]) -> Option<Problem> {
     None
 }
 
+/// Why a claim is still Pending, from its newest Warning event (a storage class that cannot
+/// clone, a provisioner that failed): the volume's status says it instead of only "Pending".
+pub fn pending_claim(claim: &str, events: &[Event]) -> Option<String> {
+    events
+        .iter()
+        .filter(|e| e.involved_object.name.as_deref() == Some(claim))
+        .filter(|e| e.type_.as_deref() == Some("Warning"))
+        .max_by_key(|e| {
+            e.last_timestamp.clone().or(e
+                .event_time
+                .as_ref()
+                .map(|t| k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(t.0)))
+        })
+        .and_then(|e| e.message.clone())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_pending_claim_is_explained_by_its_newest_warning() {
+        let event = |name: &str, type_: &str, at: &str, message: &str| -> Event {
+            serde_json::from_value(json!({"metadata": {"name": format!("{name}.{at}")},
+                "involvedObject": {"kind": "PersistentVolumeClaim", "name": name},
+                "type": type_, "lastTimestamp": at, "message": message}))
+            .unwrap()
+        };
+        let events = [
+            event("feature-db", "Warning", "2026-12-06T10:00:00Z", "older"),
+            event(
+                "feature-db",
+                "Warning",
+                "2026-12-06T10:05:00Z",
+                "storage class x cannot clone volumes",
+            ),
+            event(
+                "feature-db",
+                "Normal",
+                "2026-12-06T10:06:00Z",
+                "waiting for a volume",
+            ),
+            event(
+                "other-db",
+                "Warning",
+                "2026-12-06T10:07:00Z",
+                "not this one",
+            ),
+        ];
+        assert_eq!(
+            pending_claim("feature-db", &events).as_deref(),
+            Some("storage class x cannot clone volumes")
+        );
+        assert_eq!(pending_claim("main-db", &events), None);
+    }
 
     fn deployment() -> Deployment {
         serde_json::from_value(json!({"metadata": {"name": "main-web"}, "status": {}})).unwrap()

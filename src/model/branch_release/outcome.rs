@@ -110,6 +110,8 @@ pub struct VolumeState {
     pub refusal: Option<String>,
     /// Where its data came from, for reference data.
     pub origin: Option<Origin>,
+    /// Why it is still Pending, when the cluster said (see `diagnose::pending_claim`).
+    pub pending: Option<String>,
 }
 
 /// What one reconcile wrote and found, as the status is composed from it.
@@ -171,6 +173,7 @@ pub fn compose(
                 claim: state.claim.as_deref(),
                 refusal: state.refusal.clone(),
                 origin: state.origin.clone(),
+                pending: state.pending.clone(),
             })
             .collect(),
         refusals: applied.refusals,

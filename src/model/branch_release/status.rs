@@ -34,6 +34,8 @@ pub struct VolumeObservation<'a> {
     pub refusal: Option<String>,
     /// Where its data came from, for reference data (see `reference`).
     pub origin: Option<Origin>,
+    /// Why it is still Pending, when the cluster said.
+    pub pending: Option<String>,
 }
 
 pub struct Observation<'a> {
@@ -143,30 +145,38 @@ pub fn blocked(release: &BranchRelease, blocked: &Blocked, now: Timestamp) -> Br
     }
 }
 
-/// `ReferenceData`, for a branch with reference data: True once every such volume was cloned,
-/// else why not (waiting for its source, or started empty).
+/// `ReferenceData`, for a branch with reference data: True once every such volume was cloned
+/// (its claim bound), else why not: waiting for its source, being cloned (with the cluster's
+/// reason when it is stuck: a storage class that cannot clone), or started empty.
 fn reference_condition(volumes: &[VolumeObservation]) -> Option<Desired> {
-    let origins: Vec<(&str, &Origin)> = volumes
+    let with_origin: Vec<(&VolumeObservation, &Origin)> = volumes
         .iter()
-        .filter_map(|v| Some((v.name.as_str(), v.origin.as_ref()?)))
+        .filter_map(|v| Some((v, v.origin.as_ref()?)))
         .collect();
-    if origins.is_empty() {
+    if with_origin.is_empty() {
         return None;
     }
-    let waiting: Vec<&str> = origins
-        .iter()
-        .filter_map(|(_, o)| match o {
-            Origin::Waiting(why) => Some(why.as_str()),
-            _ => None,
-        })
-        .collect();
-    let empty: Vec<&str> = origins
-        .iter()
-        .filter_map(|(_, o)| match o {
-            Origin::StartedEmpty(why) => Some(why.as_str()),
-            _ => None,
-        })
-        .collect();
+    let mut waiting = Vec::new();
+    let mut cloning = Vec::new();
+    let mut empty = Vec::new();
+    let mut cloned = Vec::new();
+    for (volume, origin) in with_origin {
+        match origin {
+            Origin::Waiting(why) => waiting.push(why.clone()),
+            Origin::StartedEmpty(why) => empty.push(why.clone()),
+            Origin::Cloned { from, .. }
+                if claim_phase(volume.claim).as_deref() != Some("Bound") =>
+            {
+                cloning.push(match &volume.pending {
+                    Some(why) => {
+                        format!("volume {} is being cloned from {from}: {why}", volume.name)
+                    }
+                    None => format!("volume {} is being cloned from {from}", volume.name),
+                })
+            }
+            Origin::Cloned { from, .. } => cloned.push(format!("{} from {from}", volume.name)),
+        }
+    }
     Some(if !waiting.is_empty() {
         Desired::new(
             REFERENCE_DATA,
@@ -174,16 +184,11 @@ fn reference_condition(volumes: &[VolumeObservation]) -> Option<Desired> {
             "WaitingForSource",
             waiting.join("; "),
         )
+    } else if !cloning.is_empty() {
+        Desired::new(REFERENCE_DATA, false, "Cloning", cloning.join("; "))
     } else if !empty.is_empty() {
         Desired::new(REFERENCE_DATA, false, "StartedEmpty", empty.join("; "))
     } else {
-        let cloned: Vec<String> = origins
-            .iter()
-            .filter_map(|(name, o)| match o {
-                Origin::Cloned { from, .. } => Some(format!("{name} from {from}")),
-                _ => None,
-            })
-            .collect();
         Desired::new(
             REFERENCE_DATA,
             true,
@@ -275,6 +280,11 @@ pub fn observed(
         .filter(|v| claim_phase(v.claim).as_deref() != Some("Bound"))
         .map(|v| match (&v.origin, claim_phase(v.claim)) {
             (Some(Origin::Waiting(why)), None) => why.clone(),
+            (_, Some(phase)) if v.pending.is_some() => format!(
+                "volume {} is {phase}: {}",
+                v.name,
+                v.pending.as_deref().unwrap_or_default()
+            ),
             (_, phase) => format!(
                 "volume {} is {}",
                 v.name,
@@ -536,6 +546,7 @@ mod tests {
                 claim: Some(c),
                 refusal,
                 origin: None,
+                pending: None,
             }],
             refusals: vec![],
             detached_volumes: vec![],

@@ -26,6 +26,10 @@ func (p *hostPathProvisioner) Provision(ctx context.Context, options controller.
 	if err != nil {
 		return nil, controller.ProvisioningFinished, err
 	}
+	// A class with `clone: "false"` plays a storage system that cannot clone volumes.
+	if source != "" && options.StorageClass.Parameters["clone"] == "false" {
+		return nil, controller.ProvisioningFinished, fmt.Errorf("storage class %s cannot clone volumes", options.StorageClass.Name)
+	}
 	path := filepath.Join(p.root, fmt.Sprintf("%s_%s_%s", claim.Namespace, claim.Name, options.PVName))
 	if err := os.MkdirAll(path, 0o777); err != nil {
 		return nil, controller.ProvisioningFinished, fmt.Errorf("creating %s: %w", path, err)
