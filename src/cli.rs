@@ -132,6 +132,8 @@ pub enum Command {
     /// Record activity on a branch so it neither sleeps nor expires for a while (its
     /// `sleepAfter`), without changing its spec.
     Keepalive(crate::keepalive::KeepaliveArgs),
+    /// A branch's data: `oksa data reset` clones its reference data again.
+    Data(crate::data_reset::DataArgs),
     /// Show the branches of one project (or of all projects) as a table.
     Status {
         /// Project name; all projects when omitted.

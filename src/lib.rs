@@ -8,6 +8,7 @@ pub mod clock;
 pub mod compact;
 pub mod controller;
 pub mod crd;
+pub mod data_reset;
 pub mod demo;
 pub mod deploy;
 pub mod edge;

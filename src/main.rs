@@ -68,6 +68,12 @@ async fn run() -> ExitCode {
             oksa::telemetry::init_quiet();
             oksa::keepalive::run(args).await.map(|()| ExitCode::SUCCESS)
         }
+        Command::Data(args) => {
+            oksa::telemetry::init_quiet();
+            oksa::data_reset::run(args)
+                .await
+                .map(|()| ExitCode::SUCCESS)
+        }
         Command::Deploy(args) => {
             oksa::telemetry::init_quiet();
             oksa::deploy::run(args).await.map(ExitCode::from)

@@ -50,7 +50,15 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("edge", &["edge"]),
     (
         "cli",
-        &["deploy", "keepalive", "table", "status", "crd", "api_probe"],
+        &[
+            "deploy",
+            "keepalive",
+            "table",
+            "status",
+            "crd",
+            "api_probe",
+            "data_reset",
+        ],
     ),
     ("app", &["run", "demo", "cli", "main", "lib", "bin"]),
 ];

@@ -412,6 +412,60 @@ async fn a_new_branch_starts_with_a_clone_of_the_reference_data_once() {
         );
     }
 
+    // `oksa data reset`: asked for, the branch's copy goes and a fresh clone replaces it.
+    let reset = |yes: bool| {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_oksa"));
+        command
+            .args([
+                "data",
+                "reset",
+                "--project",
+                &project.name,
+                "--branch",
+                "feature",
+            ])
+            .env("KUBECONFIG", support::kubeconfig_path());
+        if yes {
+            command.arg("--yes");
+        }
+        command.output().unwrap()
+    };
+    let unconfirmed = reset(false);
+    assert_eq!(unconfirmed.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&unconfirmed.stderr).contains("feature-db (from main-db)"));
+    assert_eq!(
+        claims.get("feature-db").await.unwrap().uid(),
+        feature_db.uid()
+    );
+    let output = reset(true);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let again = project
+        .wait_release("feature", "Ready on a fresh clone", |s| {
+            s.phase == Some(Phase::Ready)
+                && s.replicas != Some(0)
+                && condition(s, "ReferenceData").is_some_and(|(status, _, _)| status == "True")
+        })
+        .await;
+    assert_eq!(
+        again.spec.replicas, None,
+        "the branch's replicas as they were"
+    );
+    let fresh = claims.get("feature-db").await.unwrap();
+    assert_ne!(fresh.uid(), feature_db.uid());
+    if source.is_some() {
+        let clone = support::claim_folder(&project.client, &project.namespace, "feature-db")
+            .await
+            .unwrap();
+        assert_eq!(
+            std::fs::read_to_string(clone.join("users.sql")).unwrap(),
+            "INSERT INTO users VALUES ('alice');\n"
+        );
+    }
+
     // A branch that opts out starts empty, and says nothing of reference data.
     let own = project
         .create_ready(
