@@ -126,8 +126,9 @@ pub enum Command {
     ///
     /// Exit codes: 0 Ready; 1 error (arguments, file, connection, request refused by the API
     /// server); 2 refused by Oksa (phase Invalid: fix the spec); 3 rollout failed (a component
-    /// stayed Degraded for --fail-after seconds); 4 not Ready within --timeout. On 2-4 the reasons
-    /// from status and the recent Warning events are printed to stderr.
+    /// stayed Degraded for --fail-after seconds, or a deploy job failed); 4 not Ready within
+    /// --timeout. On 2-4 the reasons from status and the recent Warning events are printed to
+    /// stderr.
     Deploy(crate::deploy::DeployArgs),
     /// Record activity on a branch so it neither sleeps nor expires for a while (its
     /// `sleepAfter`), without changing its spec.

@@ -1,4 +1,4 @@
-//! The README's main command, in its non-interactive mode: examples/ (a Project and two
+//! The README's main command, in its non-interactive mode: examples/ (a Project and three
 //! branches) becomes Ready on the cluster under test, the demo says where they are served, and
 //! on the local plane it shows the protected branch asking for a login.
 
@@ -23,6 +23,19 @@ fn the_demo_brings_every_example_branch_to_ready() {
     assert!(!stderr.contains("could not record an event"), "{stderr}");
     assert!(stdout.contains("http://main.shop.example.com"), "{stdout}");
     assert!(stdout.contains("feature/New_Checkout"), "{stdout}");
+    // The Drupal feature branch started with production's files, sanitised, and deployed.
+    assert!(
+        stdout.contains("feature/search: volume files cloned from main-files"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("feature/search: job sanitize Succeeded"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("feature/search: job deploy Succeeded"),
+        "{stdout}"
+    );
     // A branch falls asleep and wakes.
     assert!(stdout.contains("asleep after"), "{stdout}");
     assert!(stdout.contains("Sleeping"), "{stdout}");

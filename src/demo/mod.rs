@@ -289,6 +289,19 @@ pub async fn run(repo: &Path, exit_when_ready: bool, timeout: Duration) -> Resul
                     .unwrap_or_default();
                 println!("  {:<24} {url}", release.spec.branch);
             }
+            // Where their data came from (reference data) and their deploy jobs.
+            for line in crate::table::data_lines(&current, Timestamp::now()) {
+                println!("  {line}");
+            }
+            for release in &current {
+                let status = release.status.as_ref();
+                for job in status.iter().flat_map(|s| &s.jobs) {
+                    println!(
+                        "  {}: job {} {} ({})",
+                        release.spec.branch, job.name, job.phase, job.job_name
+                    );
+                }
+            }
             // Sleep and wake one branch, as a person would with kubectl.
             if let Some(branch) = current.last() {
                 sleep_and_wake(&client, branch, timeout).await?;
