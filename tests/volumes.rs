@@ -376,6 +376,33 @@ async fn a_new_branch_starts_with_a_clone_of_the_reference_data_once() {
         std::fs::write(clone.join("users.sql"), "-- mine\n").unwrap();
     }
 
+    // Asleep and awake again: the same claim, never a second clone.
+    let scale = |replicas: serde_json::Value| {
+        let releases = project.releases();
+        async move {
+            releases
+                .patch(
+                    "feature",
+                    &kube::api::PatchParams::default(),
+                    &kube::api::Patch::Merge(json!({"spec": {"replicas": replicas}})),
+                )
+                .await
+                .unwrap();
+        }
+    };
+    scale(json!(0)).await;
+    project
+        .wait_release("feature", "asleep", |s| s.phase == Some(Phase::Sleeping))
+        .await;
+    scale(serde_json::Value::Null).await;
+    project
+        .wait_release("feature", "awake", |s| s.phase == Some(Phase::Ready))
+        .await;
+    assert_eq!(
+        claims.get("feature-db").await.unwrap().uid(),
+        feature_db.uid()
+    );
+
     // `oksa status` says where the data came from.
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_oksa"))
         .args(["status", &project.name])

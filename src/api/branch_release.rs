@@ -96,7 +96,7 @@ pub struct BranchReleaseSpec {
     pub protection: Option<crate::api::Protection>,
 
     /// Steps each deploy runs once the components are ready (database updates, a configuration
-    /// import): one Job per generation; the branch is Ready once they succeeded.
+    /// import): one Job per deployed spec; the branch is Ready once they succeeded.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 8))]
     pub jobs: Vec<crate::api::DeployJob>,
@@ -387,7 +387,7 @@ pub struct BranchReleaseStatus {
     /// (`kubectl delete pvc NAME`); declaring the volume again takes its claim back.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub detached_volumes: Vec<String>,
-    /// The jobs of the current generation (see `spec.jobs`).
+    /// The jobs of the current deploy (see `spec.jobs`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub jobs: Vec<crate::api::JobStatus>,
     /// Commit that was last Ready.

@@ -6,9 +6,9 @@ use serde::{Deserialize, Serialize};
 
 use super::VolumeMount;
 
-/// A step each deploy runs once its components are ready: one Job per generation of the
-/// BranchRelease (a retry or a re-apply of the same generation never runs it twice), and the
-/// branch is Ready only once it succeeded. A failed job leaves the branch Degraded and Stalled
+/// A step each deploy runs once its components are ready: one Job per deployed spec (a retry, a
+/// re-apply of the same spec, or scaling the branch to sleep and back never runs it twice), and
+/// the branch is Ready only once it succeeded. A failed job leaves the branch Degraded and Stalled
 /// with its exit code and the last lines of its log; it is not retried (a migration that failed
 /// halfway should be looked at, not run again): a new deploy runs it again.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, schemars::JsonSchema)]
@@ -42,7 +42,7 @@ pub struct DeployJob {
     /// CPU and memory (default: the Project's defaults).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<Box<ResourceRequirements>>,
-    /// When it runs: `AfterRollout` (default), once per generation after the components are
+    /// When it runs: `AfterRollout` (default), once per deployed spec after the components are
     /// ready; `AfterClone`, once per clone of the branch's reference data, before any component
     /// starts (to sanitise a copy of production's data before the branch serves it).
     #[serde(default)]
@@ -62,12 +62,13 @@ pub enum JobWhen {
     AfterClone,
 }
 
-/// The job of the current generation (or clone), as it went.
+/// The job of the current deploy (or clone), as it went.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct JobStatus {
     pub name: String,
-    /// The Kubernetes Job (its name carries the generation, or the clone for `AfterClone`).
+    /// The Kubernetes Job (its name carries a key of the deployed spec, or of the clone for
+    /// `AfterClone`).
     pub job_name: String,
     /// `Waiting` (for the components to be ready), `Running`, `Succeeded` or `Failed`.
     pub phase: String,

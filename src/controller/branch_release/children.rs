@@ -110,6 +110,11 @@ pub async fn apply_jobs(
     rolled_out: bool,
     clone: Option<&str>,
 ) -> Result<Vec<JobObservation>> {
+    let not_started = if release.rendering.asleep {
+        JobState::Deferred
+    } else {
+        JobState::Waiting
+    };
     let store = &ctx.stores.jobs;
     let namespace = applier.owner().namespace.as_str();
     let exists = |name: &str| store.get(&ObjectRef::new(name).within(namespace)).is_some();
@@ -133,7 +138,7 @@ pub async fn apply_jobs(
                     message: refusal.message.clone(),
                 },
                 Some(Ok(found)) => jobs::state(Some(found), &job_pods(ctx, namespace, &job_name)),
-                None => JobState::Waiting,
+                None => not_started.clone(),
             };
             Some(JobObservation {
                 name: job.name.clone(),

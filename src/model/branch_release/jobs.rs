@@ -1,10 +1,11 @@
 //! Jobs per deploy, pure: the Kubernetes Job of each of a BranchRelease's `jobs` for its current
 //! run, when it may start, and how it went.
 //!
-//! An `AfterRollout` job runs once per generation, named by it (`naming::job_name`): a retry, a
-//! resync or a GitOps re-apply of the same generation finds the same Job and runs nothing again;
-//! a new generation gets a new Job, and the older ones are pruned. It starts only once the
-//! components of its generation are ready and the branch is awake. An `AfterClone` job runs once
+//! An `AfterRollout` job runs once per deployed spec, named by it (`naming::job_name` with
+//! `deploy_key`): a retry, a resync or a GitOps re-apply of the same spec finds the same Job and
+//! runs nothing again, and so does scaling the branch to sleep and back (its `replicas` and
+//! lifecycle settings are not what is deployed); a new spec gets a new Job, and the older ones are
+//! pruned. It starts only once the components are ready and the branch is awake. An `AfterClone` job runs once
 //! per clone of the branch's reference data (named by the cloned claims), while the components
 //! are held at zero (see `held`), so nothing serves the data before it is made ready. A Job that
 //! exists stays declared, so sleeping, waking and expiry leave a finished Job alone.
@@ -25,13 +26,25 @@ const DEFAULT_TIMEOUT_SECONDS: i64 = 1800;
 /// The label of a deploy job's pods naming the job (besides the branch's labels).
 pub const JOB_LABEL: &str = "oksa.dev/job";
 
-/// The run of `job` now: its generation, or the clone of the branch's data (`clone`, see
-/// `clone_key`); None for an `AfterClone` job of a branch with nothing cloned.
+/// The run of `job` now: the deployed spec (`deploy_key`), or the clone of the branch's data
+/// (`clone`, see `clone_key`); None for an `AfterClone` job of a branch with nothing cloned.
 pub fn run_of(release: &BranchRelease, job: &DeployJob, clone: Option<&str>) -> Option<String> {
     match job.when {
-        JobWhen::AfterRollout => Some(release.metadata.generation.unwrap_or(0).to_string()),
+        JobWhen::AfterRollout => Some(deploy_key(release)),
         JobWhen::AfterClone => clone.map(|key| format!("c{key}")),
     }
+}
+
+/// What is deployed, as a key: a hash of the spec without what only switches or guards it
+/// (`replicas`, that `kubectl scale` sets to sleep and wake; `lifecycle`; `protection`).
+pub fn deploy_key(release: &BranchRelease) -> String {
+    let mut spec = serde_json::to_value(&release.spec).unwrap_or_default();
+    if let Some(fields) = spec.as_object_mut() {
+        for field in ["replicas", "lifecycle", "protection"] {
+            fields.remove(field);
+        }
+    }
+    naming::short_hash(&spec.to_string())
 }
 
 /// The key of a branch's clones: a hash of its cloned claims' UIDs (None: none cloned). A volume
@@ -159,11 +172,14 @@ pub fn declared(
         .collect()
 }
 
-/// How a job of the current generation went.
+/// How a job of its current run went.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum JobState {
-    /// Not started: the components of this generation are not ready yet (or the branch sleeps).
+    /// Not started: the components are not ready yet (or the branch is held for its data).
     Waiting,
+    /// Not started because the branch sleeps: it runs once the branch wakes, and keeps nothing
+    /// from being Ready (asleep) until then.
+    Deferred,
     Running,
     Succeeded,
     Failed {
@@ -226,7 +242,7 @@ fn last_lines(log: &str, count: usize) -> String {
 /// The status of one job.
 pub fn status(name: &str, job_name: &str, state: &JobState) -> JobStatus {
     let (phase, exit_code, message) = match state {
-        JobState::Waiting => ("Waiting", None, None),
+        JobState::Waiting | JobState::Deferred => ("Waiting", None, None),
         JobState::Running => ("Running", None, None),
         JobState::Succeeded => ("Succeeded", None, None),
         JobState::Failed { exit_code, message } => ("Failed", *exit_code, Some(message.clone())),
@@ -266,16 +282,24 @@ mod tests {
             owner: Default::default(),
             rendering: Rendering::default(),
         };
+        let name = format!("main-migrate-{}", deploy_key(&branch));
         assert!(
             declared(&release, false, None, |_| false).is_empty(),
             "waits for the rollout"
         );
-        let kept = declared(&release, false, None, |name| name == "main-migrate-4");
+        let kept = declared(&release, false, None, |n| n == name);
         assert_eq!(kept.len(), 1, "an existing Job stays declared");
         let [job] = declared(&release, true, None, |_| false)
             .try_into()
             .unwrap();
-        assert_eq!(job.metadata.name.as_deref(), Some("main-migrate-4"));
+        assert_eq!(job.metadata.name.as_deref(), Some(name.as_str()));
+        // Scaled to sleep and back, the same run; another image, another.
+        let mut scaled = branch.clone();
+        scaled.spec.replicas = Some(0);
+        assert_eq!(deploy_key(&scaled), deploy_key(&branch));
+        let mut changed = branch.clone();
+        changed.spec.jobs[0].image = "shop/web:5".into();
+        assert_ne!(deploy_key(&changed), deploy_key(&branch));
         let spec = job.spec.unwrap();
         assert_eq!(spec.backoff_limit, Some(0));
         let pod = spec.template.spec.unwrap();

@@ -127,7 +127,7 @@ pub struct Applied<'a> {
     pub claims: &'a [VolumeState],
     pub refusals: Vec<Refusal>,
     pub detached_volumes: Vec<String>,
-    /// The jobs of the current generation.
+    /// The jobs of the current deploy (and clone).
     pub jobs: Vec<JobObservation>,
 }
 

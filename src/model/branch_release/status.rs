@@ -48,7 +48,7 @@ pub struct Observation<'a> {
     pub refusals: Vec<Refusal>,
     /// Claims of volumes no longer in the spec, kept with their data.
     pub detached_volumes: Vec<String>,
-    /// The jobs of the current generation.
+    /// The jobs of the current deploy (and clone).
     pub jobs: Vec<JobObservation>,
 }
 
