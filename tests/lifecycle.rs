@@ -741,12 +741,7 @@ async fn requested_resources_match_what_is_rendered_and_sleeping_shows_what_it_s
         .await;
     }
     // `oksa status` shows it.
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_oksa"))
-        .args(["status", &project.name])
-        .env("KUBECONFIG", support::kubeconfig_path())
-        .output()
-        .unwrap();
-    let table = String::from_utf8_lossy(&output.stdout);
+    let table = project.oksa_status();
     assert!(
         table.contains("700m / 1280Mi") && table.contains("CPU·h"),
         "{table}"

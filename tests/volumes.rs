@@ -404,12 +404,7 @@ async fn a_new_branch_starts_with_a_clone_of_the_reference_data_once() {
     );
 
     // `oksa status` says where the data came from.
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_oksa"))
-        .args(["status", &project.name])
-        .env("KUBECONFIG", support::kubeconfig_path())
-        .output()
-        .unwrap();
-    let table = String::from_utf8_lossy(&output.stdout);
+    let table = project.oksa_status();
     assert!(
         table.contains("feature: volume db cloned from main-db"),
         "{table}"

@@ -23,7 +23,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use futures::{FutureExt, StreamExt};
-use k8s_openapi::api::core::v1::{Namespace, Pod};
+use k8s_openapi::api::core::v1::{Namespace, PersistentVolumeClaim, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{Action, Config as ControllerConfig};
@@ -266,7 +266,27 @@ pub async fn run(
         .owns_stream(watch::managed(&client, deployments_writer))
         .owns_stream(watch::managed(&client, services_writer))
         .owns_stream(watch::managed(&client, ingresses_writer))
-        .owns_stream(watch::managed(&client, claims_writer))
+        // A claim's change concerns its owner, and the branches of its namespace that wait for
+        // their reference data (the source they clone may just have appeared or been bound).
+        .watches_stream(watch::managed(&client, claims_writer), {
+            let releases = stores.releases.clone();
+            move |claim: Compact<PersistentVolumeClaim>| {
+                let namespace = claim.namespace().unwrap_or_default();
+                let owner = claim
+                    .meta()
+                    .owner_references
+                    .iter()
+                    .flatten()
+                    .filter(|r| r.controller == Some(true) && r.kind == "BranchRelease")
+                    .map(|r| ObjectRef::new(&r.name).within(&namespace))
+                    .collect::<Vec<ObjectRef<BranchRelease>>>();
+                let waiting = releases
+                    .state_filter(|r| index::waits_for_reference(r, &namespace))
+                    .into_iter()
+                    .map(|r| ObjectRef::from_obj(r.as_ref()));
+                owner.into_iter().chain(waiting).collect::<Vec<_>>()
+            }
+        })
         .owns_stream(watch::managed(&client, autoscalers_writer))
         .owns_stream(watch::managed(&client, jobs_writer))
         // A pod's change (pulled, crashed, ready) is how a component's progress or failure shows.

@@ -56,6 +56,16 @@ pub fn blocked_by<'a>(
         .collect()
 }
 
+/// Whether `release` waits for its reference data (see `reference`): a claim of its namespace that
+/// appears or is bound may be the source it waits for.
+pub fn waits_for_reference(release: &BranchRelease, namespace: &str) -> bool {
+    release.metadata.namespace.as_deref() == Some(namespace)
+        && release.status.as_ref().is_some_and(|s| {
+            conditions::find(&s.conditions, conditions::REFERENCE_DATA)
+                .is_some_and(|c| c.status == "False" && c.reason == "WaitingForSource")
+        })
+}
+
 /// Whether a pod labelled with `release_label` in `namespace` is one of `release`'s: pods belong
 /// to a ReplicaSet, not to the BranchRelease, and name the release by its label only.
 pub fn runs_pod_of(release: &BranchRelease, namespace: &str, release_label: &str) -> bool {
@@ -220,6 +230,26 @@ mod tests {
         let mut changed = project.clone();
         changed.metadata.generation = Some(2);
         assert_ne!(what_branches_see(&project), what_branches_see(&changed));
+    }
+
+    #[test]
+    fn a_branch_waiting_for_its_reference_data_hears_of_its_namespaces_claims() {
+        let mut waiting = release("feature", "shop", Some("Progressing"), (1, 1));
+        waiting.status.as_mut().unwrap().conditions = conditions::merge(
+            &[],
+            &[conditions::Desired::new(
+                conditions::REFERENCE_DATA,
+                false,
+                "WaitingForSource",
+                "volume db waits for its reference data",
+            )],
+            Some(1),
+            k8s_openapi::jiff::Timestamp::UNIX_EPOCH,
+        );
+        assert!(waits_for_reference(&waiting, "shop"));
+        assert!(!waits_for_reference(&waiting, "other"));
+        let ready = release("main", "shop", Some("Ready"), (1, 1));
+        assert!(!waits_for_reference(&ready, "shop"));
     }
 
     #[test]

@@ -77,6 +77,16 @@ impl TestProject {
         deployment.spec.replicas
     }
 
+    /// What `oksa status <project>` prints.
+    pub fn oksa_status(&self) -> String {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_oksa"))
+            .args(["status", &self.name])
+            .env("KUBECONFIG", super::kubeconfig_path())
+            .output()
+            .expect("running oksa status");
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
     /// Someone (not Oksa) scales a Deployment by hand: drift.
     pub async fn scale_by_hand(&self, deployment: &str, replicas: i32) {
         self.namespaced::<k8s_openapi::api::apps::v1::Deployment>()

@@ -15,7 +15,8 @@ use crate::api::{BranchRelease, Project};
 use crate::apply::Applier;
 use crate::controller::context::Context;
 use crate::controller::error::{Error, Result};
-use crate::model::branch_release::build::{Release, ReleaseObjects};
+use crate::model::branch_release::build::{Release, ReleaseObjects, Rendering};
+use crate::model::branch_release::diagnose::Problem;
 use crate::model::branch_release::jobs::{self, JobState};
 use crate::model::branch_release::outcome::{self, VolumeState};
 use crate::model::branch_release::reference::{self, Source};
@@ -33,21 +34,59 @@ pub struct Children {
     pub refusals: Vec<Refusal>,
     /// Claims of volumes no longer declared, kept with their data.
     pub detached: Vec<String>,
+    /// The deploy jobs of their current runs.
+    pub jobs: Vec<JobObservation>,
 }
 
-/// Applies `objects`. The kinds are independent of each other (pods simply wait for their
-/// claims), so they are written concurrently, and a reconcile costs about one round trip instead
-/// of one per object, except when the branch falls asleep (`routes_first`): then the routes lead
-/// to the edge before the workloads stop, so no request meets a branch with nothing behind its
-/// URL.
+impl Children {
+    /// Whether to look again soon: a refused child may be in the way of an object no watch sees
+    /// (it lacks Oksa's label), and a volume waiting for its reference data waits for another
+    /// branch's claim.
+    pub fn look_again_soon(&self) -> bool {
+        !self.refusals.is_empty()
+            || self
+                .claims
+                .iter()
+                .any(|c| matches!(c.origin, Some(reference::Origin::Waiting(_))))
+    }
+
+    /// What the status is composed from.
+    pub fn applied<'a>(
+        &'a self,
+        release_name: &'a str,
+        url: Option<String>,
+        rendering: Rendering,
+        problems: Vec<Option<Problem>>,
+    ) -> outcome::Applied<'a> {
+        outcome::Applied {
+            release_name,
+            url,
+            rendering,
+            deployments: &self.deployments,
+            problems,
+            claims: &self.claims,
+            refusals: self.refusals.clone(),
+            detached_volumes: self.detached.clone(),
+            jobs: self.jobs.clone(),
+        }
+    }
+}
+
+/// Applies `objects`, the branch's rendering of `model`. The kinds are independent of each other
+/// (pods simply wait for their claims), so they are written concurrently, and a reconcile costs
+/// about one round trip instead of one per object, except when the branch falls asleep
+/// (`routes_first`): then the routes lead to the edge before the workloads stop, so no request
+/// meets a branch with nothing behind its URL. The deploy jobs come last: an `AfterRollout` one
+/// starts only once the components it follows are ready (see `apply_jobs`).
 pub async fn apply(
     ctx: &Context,
     applier: &Applier<'_>,
-    release: &BranchRelease,
-    project: &Project,
+    model: &Release<'_>,
     objects: ReleaseObjects,
     routes_first: bool,
+    clone: Option<&str>,
 ) -> Result<Children> {
+    let (release, project) = (model.branch_release, model.project);
     let stores = &ctx.stores;
     // A Gateway asked for in a cluster without Gateway API: refused with the reason, not tried.
     let (http_route, missing_gateway_api) = match objects.http_route {
@@ -92,18 +131,25 @@ pub async fn apply(
         .chain(outcome::route_refusals(&http_route))
         .chain(missing_gateway_api)
         .collect();
+    let deployments: Vec<Option<Arc<Deployment>>> =
+        deployments.into_iter().map(Result::ok).collect();
+    // Deploy jobs start once the components are ready, never while asleep or held.
+    let rolled_out =
+        !model.rendering.at_zero() && outcome::rolled_out(release, &deployments, model.rendering);
+    let jobs = apply_jobs(ctx, applier, model, rolled_out, clone).await?;
     Ok(Children {
-        deployments: deployments.into_iter().map(Result::ok).collect(),
+        deployments,
         claims,
         refusals,
         detached,
+        jobs,
     })
 }
 
 /// Applies the deploy jobs of their current runs (see `jobs`): existing ones stay, `AfterClone`
 /// ones start once there is a clone (`clone`), `AfterRollout` ones once `rolled_out`; other runs'
 /// Jobs go. Returns how each job with a run stands.
-pub async fn apply_jobs(
+async fn apply_jobs(
     ctx: &Context,
     applier: &Applier<'_>,
     release: &Release<'_>,

@@ -22,10 +22,10 @@ use crate::controller::error::{Error, Result};
 use crate::controller::status_writer::{self, Written};
 use crate::controller::{events, finalizer};
 use crate::labels;
-use crate::model::branch_release::build::{self, Release, ReleaseObjects, Rendering};
+use crate::model::branch_release::build::{self, Release, Rendering};
 use crate::model::branch_release::diagnose::{self, Problem};
 use crate::model::branch_release::milestones::milestones;
-use crate::model::branch_release::{lifecycle, outcome, reference, status, validate};
+use crate::model::branch_release::{lifecycle, outcome, status, validate};
 use crate::naming;
 
 pub const CONTROLLER: &str = "branchrelease";
@@ -81,65 +81,47 @@ async fn reconcile_release(release: Arc<BranchRelease>, ctx: &Context) -> Result
     };
     let release_name = naming::release_name(&release.spec.branch);
     let (clone, held) = children::data_hold(ctx, &release, project, &release_name);
-    let (owner, mut objects, rendering) = render(
+    let (owner, model) = render(
         ctx, &release, project, &namespace, &settings, &decision, held,
     )?;
+    let mut objects = build::build(&model);
     let url = objects.url.take();
 
     let tally = Tally::new(&ctx.metrics);
     let applier = Applier::new(&ctx.client, &owner, &tally);
+    let routes_first = decision.edge_answers;
     let mut children = children::apply(
         ctx,
         &applier,
-        &release,
-        project,
+        &model,
         objects,
-        decision.edge_answers,
+        routes_first,
+        clone.as_deref(),
     )
     .await?;
     // Right after a write, pods are expected not to be ready yet, so diagnosing waits for a
     // reconcile that wrote nothing.
     let (problems, awaiting_probe) = if tally.writes() == 0 {
         claims::explain_pending(ctx, &namespace, &mut children.claims).await?;
-        diagnose_unready(ctx, &release, &namespace, &children.deployments, rendering).await?
+        diagnose_unready(
+            ctx,
+            &release,
+            &namespace,
+            &children.deployments,
+            model.rendering,
+        )
+        .await?
     } else {
         (vec![None; release.spec.components.len()], false)
     };
-    // A refused child may be in the way of an object no watch sees (it lacks Oksa's label), and
-    // a volume waiting for its reference data waits for another branch's claim: look again soon.
-    let refused = !children.refusals.is_empty()
-        || children
-            .claims
-            .iter()
-            .any(|c| matches!(c.origin, Some(reference::Origin::Waiting(_))));
-    // Deploy jobs start once this generation's components are ready, never while asleep or held.
-    let rolled_out =
-        !rendering.at_zero() && outcome::rolled_out(&release, &children.deployments, rendering);
-    let model = Release {
-        branch_release: &release,
-        project,
-        name: release_name.clone(),
-        owner: owner.reference.clone(),
-        rendering,
-    };
-    let jobs = children::apply_jobs(ctx, &applier, &model, rolled_out, clone.as_deref()).await?;
-    let applied = outcome::Applied {
-        release_name: &release_name,
-        url,
-        rendering,
-        deployments: &children.deployments,
-        problems,
-        claims: &children.claims,
-        refusals: children.refusals,
-        detached_volumes: children.detached,
-        jobs,
-    };
+    let look_again_soon = children.look_again_soon();
+    let applied = children.applied(&release_name, url, model.rendering, problems);
     let new_status = outcome::compose(&release, applied, &decision, &settings, now);
     let written = status_writer::write(ctx, release.as_ref(), &new_status).await?;
     announce(ctx, &release, &written, &new_status).await;
     Ok(Action::requeue(outcome::requeue(&outcome::Outlook {
         status: &new_status,
-        refused,
+        refused: look_again_soon,
         awaiting_probe,
         deadlines: &[decision.next_change, budget_free_at],
         held: written.held(),
@@ -147,17 +129,17 @@ async fn reconcile_release(release: Arc<BranchRelease>, ctx: &Context) -> Result
     })))
 }
 
-/// What the branch declares now (asleep or awake, through the edge or not), and the owner its
-/// children carry.
-fn render(
+/// What the branch is to be now (asleep or awake, held for its data, through the edge or not),
+/// and the owner its children carry.
+fn render<'a>(
     ctx: &Context,
-    release: &BranchRelease,
-    project: &crate::api::Project,
+    release: &'a BranchRelease,
+    project: &'a crate::api::Project,
     namespace: &str,
     settings: &lifecycle::Settings,
     decision: &lifecycle::Decision,
     held: bool,
-) -> Result<(Owner, ReleaseObjects, Rendering)> {
+) -> Result<(Owner, Release<'a>)> {
     let rendering = Rendering {
         asleep: decision.asleep,
         held,
@@ -176,14 +158,14 @@ fn render(
         labels: labels::release_labels(&release.spec.project, &release_name),
         namespace: namespace.to_string(),
     };
-    let objects = build::build(&Release {
+    let model = Release {
         branch_release: release,
         project,
         name: release_name,
         owner: owner.reference.clone(),
         rendering,
-    });
-    Ok((owner, objects, rendering))
+    };
+    Ok((owner, model))
 }
 
 /// A BranchRelease being deleted: the garbage collector removes the children; retained volumes

@@ -271,17 +271,25 @@ mod tests {
         )
     }
 
-    #[test]
-    fn a_job_runs_once_per_generation_mounting_the_branchs_volumes_and_is_not_retried() {
-        let branch = branch();
-        let project = project_from_yaml("name: shop\nspec: {domain: shop.test}");
-        let release = Release {
-            branch_release: &branch,
-            project: &project,
+    /// Branch `main`, awake, as rendered.
+    fn awake<'a>(
+        branch: &'a crate::api::BranchRelease,
+        project: &'a crate::api::Project,
+    ) -> Release<'a> {
+        Release {
+            branch_release: branch,
+            project,
             name: "main".into(),
             owner: Default::default(),
             rendering: Rendering::default(),
-        };
+        }
+    }
+
+    #[test]
+    fn a_job_runs_once_per_deployed_spec_mounting_the_branchs_volumes_and_is_not_retried() {
+        let branch = branch();
+        let project = project_from_yaml("name: shop\nspec: {domain: shop.test}");
+        let release = awake(&branch, &project);
         let name = format!("main-migrate-{}", deploy_key(&branch));
         assert!(
             declared(&release, false, None, |_| false).is_empty(),
@@ -391,13 +399,7 @@ mod tests {
         assert!(!held(&branch, "main", false, None, |_| false));
 
         let project = project_from_yaml("name: shop\nspec: {domain: shop.test}");
-        let release = Release {
-            branch_release: &branch,
-            project: &project,
-            name: "main".into(),
-            owner: Default::default(),
-            rendering: Rendering::default(),
-        };
+        let release = awake(&branch, &project);
         // The clone's job starts at once; the rollout's waits for the rollout.
         let names: Vec<String> = declared(&release, false, Some(key.as_str()), |_| false)
             .iter()

@@ -53,6 +53,7 @@ pub struct Observation<'a> {
 }
 
 /// What a reconcile saw of one deploy job.
+#[derive(Debug, Clone)]
 pub struct JobObservation {
     pub name: String,
     pub job_name: String,
