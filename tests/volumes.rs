@@ -326,6 +326,12 @@ async fn a_new_branch_starts_with_a_clone_of_the_reference_data_once() {
         "{why}"
     );
     assert!(claims.get_opt("early-db").await.unwrap().is_none());
+    // Its components wait at zero, rather than pods failing to find the claim.
+    assert_eq!(project.replicas("early-web").await, Some(0));
+    assert_eq!(
+        waiting.status.as_ref().unwrap().phase,
+        Some(Phase::Progressing)
+    );
 
     // The reference branch keeps its own data; a test writes into it.
     project

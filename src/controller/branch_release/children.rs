@@ -195,8 +195,8 @@ async fn apply_jobs(
         .collect())
 }
 
-/// The key of the branch's clones and whether its components are held for its `AfterClone`
-/// jobs (see `jobs::held`), from the claims and Jobs in the cache.
+/// The key of the branch's clones and whether its components are held for their data (see
+/// `jobs::held`), from the claims and Jobs in the cache.
 pub fn data_hold(
     ctx: &Context,
     release: &BranchRelease,

@@ -59,9 +59,11 @@ pub fn clone_key<'a>(cloned_claim_uids: impl IntoIterator<Item = &'a str>) -> Op
     Some(naming::short_hash(&uids.join(",")))
 }
 
-/// Whether the branch's components are held at zero for its `AfterClone` jobs: it has some, and
-/// its reference data is not cloned yet (`claims_missing`), or cloned (`clone`) and not yet
-/// through all of them. A branch whose reference volumes started empty has nothing to hold for.
+/// Whether the branch's components are held at zero for their data: a claim of its reference
+/// data is not created yet (`claims_missing`: its source is awaited, or this is the branch's first
+/// reconcile), so a pod would only fail to find it; or the data is cloned (`clone`) and not yet
+/// through all of its `AfterClone` jobs. A branch whose reference volumes started empty has
+/// nothing to hold for.
 pub fn held(
     release: &BranchRelease,
     release_name: &str,
@@ -69,6 +71,9 @@ pub fn held(
     clone: Option<&str>,
     succeeded: impl Fn(&str) -> bool,
 ) -> bool {
+    if claims_missing {
+        return true;
+    }
     let mut after_clone = release
         .spec
         .jobs
@@ -77,9 +82,6 @@ pub fn held(
         .peekable();
     if after_clone.peek().is_none() {
         return false;
-    }
-    if claims_missing {
-        return true;
     }
     let Some(key) = clone else {
         return false;
@@ -392,8 +394,11 @@ mod tests {
         );
         let name = format!("main-sanitize-c{key}");
 
-        // Not cloned yet: held. Cloned: held until the job succeeded. Started empty: not held.
+        // Not cloned yet: held (with or without jobs). Cloned: held until the job succeeded.
+        // Started empty: not held.
         assert!(held(&branch, "main", true, None, |_| false));
+        assert!(held(&self::branch(), "main", true, None, |_| false));
+        assert!(!held(&self::branch(), "main", false, Some(&key), |_| false));
         assert!(held(&branch, "main", false, Some(&key), |_| false));
         assert!(!held(&branch, "main", false, Some(&key), |n| n == name));
         assert!(!held(&branch, "main", false, None, |_| false));
