@@ -63,6 +63,31 @@ async fn a_deploy_job_runs_once_per_deployed_spec_after_the_rollout_and_gates_re
         .unwrap();
     assert!(first.creation_timestamp().unwrap().0 >= available.0);
 
+    // The dry run says the job ran for this spec already, and that a new image would run it.
+    let line = |output: &Output| {
+        String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .find(|l| l.trim_start().starts_with("Job"))
+            .unwrap_or_default()
+            .to_string()
+    };
+    let same = dry_run(&project, with_job("nginx:1.27", "shop/web:1"));
+    assert!(
+        line(&same).ends_with("unchanged (ran for this spec already)"),
+        "{}",
+        String::from_utf8_lossy(&same.stdout)
+    );
+    let new_image = dry_run(&project, with_job("nginx:1.27", "shop/web:1c"));
+    let stdout = String::from_utf8_lossy(&new_image.stdout);
+    assert!(
+        stdout.contains("run (once the components are ready)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(&format!("{} ", first.name_any())) && stdout.contains("delete"),
+        "the previous deploy's Job goes: {stdout}"
+    );
+
     // The same spec applied again (a GitOps resync): the same generation, nothing runs again.
     let again = project
         .apply_release("main", with_job("nginx:1.27", "shop/web:1"))
@@ -134,6 +159,25 @@ async fn a_deploy_job_runs_once_per_deployed_spec_after_the_rollout_and_gates_re
     )
     .await;
     project.cleanup().await;
+}
+
+/// `oksa deploy --dry-run` of branch `main` with this spec.
+fn dry_run(project: &TestProject, spec: Value) -> Output {
+    let mut manifest = json!({"apiVersion": "oksa.dev/v1alpha1", "kind": "BranchRelease",
+        "metadata": {"name": "main"}, "spec": spec});
+    manifest["spec"]["project"] = json!(project.name);
+    let file = format!(
+        "{}/{}-dry-run.yaml",
+        env!("CARGO_TARGET_TMPDIR"),
+        project.name
+    );
+    std::fs::write(&file, serde_json::to_string(&manifest).unwrap()).unwrap();
+    std::process::Command::new(env!("CARGO_BIN_EXE_oksa"))
+        .args(["deploy", "--project", &project.name, "--branch", "main"])
+        .args(["--file", &file, "--dry-run"])
+        .env("KUBECONFIG", support::kubeconfig_path())
+        .output()
+        .expect("running oksa deploy --dry-run")
 }
 
 fn deploy_file(project: &TestProject, file: &str) -> Output {

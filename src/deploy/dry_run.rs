@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Service};
 use k8s_openapi::api::networking::v1::Ingress;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -22,7 +23,7 @@ use super::preview::{self, Declared, Live};
 use crate::api::{BranchRelease, Phase, Project};
 use crate::apply::{Owner, describe};
 use crate::gateway_api::HTTPRoute;
-use crate::model::branch_release::build::{self, Release, ReleaseObjects};
+use crate::model::branch_release::build::{self, Release};
 use crate::model::branch_release::validate;
 use crate::model::branch_release::volumes::{self, ClaimPlan};
 use crate::{labels, naming};
@@ -92,8 +93,8 @@ pub async fn run(client: &Client, namespace: &str, release: &BranchRelease) -> R
     };
     println!("  Oksa accepts it (domain, hosts, names, branch limit)");
 
-    let render = |release: &BranchRelease| -> Option<ReleaseObjects> {
-        Some(build::build(&Release {
+    let model = |release| -> Option<Release> {
+        Some(Release {
             branch_release: release,
             project,
             name: naming::release_name(&release.spec.branch),
@@ -101,10 +102,11 @@ pub async fn run(client: &Client, namespace: &str, release: &BranchRelease) -> R
             // A sleeping branch stays asleep through a deploy it is scaled to zero for, and
             // otherwise wakes: the preview shows what it reports now.
             rendering: build::Rendering::reported(release, project),
-        }))
+        })
     };
-    let next = render(&candidate).ok_or("the API server's answer has no uid")?;
-    let previous = current.as_ref().and_then(render);
+    let candidate_model = model(&candidate).ok_or("the API server's answer has no uid")?;
+    let next = build::build(&candidate_model);
+    let previous = current.as_ref().and_then(model).map(|m| build::build(&m));
     let release_name = naming::release_name(&candidate.spec.branch);
     let owner = Owner {
         reference: candidate
@@ -113,7 +115,9 @@ pub async fn run(client: &Client, namespace: &str, release: &BranchRelease) -> R
         labels: labels::release_labels(&candidate.spec.project, &release_name),
         namespace: namespace.to_string(),
     };
-    let declared = preview::declared(&next);
+    let mut declared = preview::declared(&next);
+    // Its deploy jobs: a Job that exists for this very spec runs nothing again.
+    declared.extend(preview::rollout_jobs(&candidate_model));
     let live = [
         live_children::<Deployment>(client, namespace, &owner, &declared).await?,
         live_children::<HorizontalPodAutoscaler>(client, namespace, &owner, &declared).await?,
@@ -121,6 +125,7 @@ pub async fn run(client: &Client, namespace: &str, release: &BranchRelease) -> R
         live_children::<Ingress>(client, namespace, &owner, &declared).await?,
         live_children::<HTTPRoute>(client, namespace, &owner, &declared).await?,
         live_children::<PersistentVolumeClaim>(client, namespace, &owner, &declared).await?,
+        live_children::<Job>(client, namespace, &owner, &declared).await?,
     ]
     .concat();
 

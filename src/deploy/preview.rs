@@ -7,8 +7,10 @@ use std::collections::BTreeSet;
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::api::JobWhen;
 use crate::apply::plan::{self, Leftover, Owner, Reason, Stamped, Step};
-use crate::model::branch_release::build::ReleaseObjects;
+use crate::model::branch_release::build::{Release, ReleaseObjects};
+use crate::model::branch_release::jobs;
 
 /// One object a BranchRelease declares, as JSON (the form the applier hashes and sends).
 #[derive(Debug, Clone)]
@@ -54,6 +56,26 @@ pub struct Change {
     pub kind: String,
     pub name: String,
     pub action: Action,
+}
+
+/// The Jobs a deploy of `release` runs after its rollout (`AfterRollout`), as declared. The
+/// `AfterClone` ones depend on the clone a new volume will get, which no dry run can know.
+pub fn rollout_jobs(release: &Release) -> Vec<Declared> {
+    let spec = &release.branch_release.spec;
+    spec.jobs
+        .iter()
+        .filter(|job| job.when == JobWhen::AfterRollout)
+        .map(|job| {
+            let run = jobs::deploy_key(release.branch_release);
+            let rendered = jobs::render(release, job, &run);
+            Declared {
+                kind: "Job",
+                name: rendered.metadata.name.clone().unwrap_or_default(),
+                body: serde_json::to_value(&rendered).unwrap_or(Value::Null),
+                unowned: false,
+            }
+        })
+        .collect()
 }
 
 /// The objects of a rendering, in the order they are shown.
@@ -235,6 +257,8 @@ fn named(list: &[Value]) -> bool {
 /// One line per change, for the terminal.
 pub fn describe(change: &Change) -> String {
     let what = match &change.action {
+        Action::Create if change.kind == "Job" => "run (once the components are ready)".into(),
+        Action::Unchanged if change.kind == "Job" => "unchanged (ran for this spec already)".into(),
         Action::Create => "create".to_string(),
         Action::Change(fields) if fields.is_empty() => "change".to_string(),
         Action::Change(fields) => format!("change: {}", fields.join(", ")),
