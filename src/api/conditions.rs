@@ -13,6 +13,10 @@ pub const STALLED: &str = "Stalled";
 
 /// Whether the branch's reference data was cloned (only on branches that have some).
 pub const REFERENCE_DATA: &str = "ReferenceData";
+/// The reason of `ReferenceData` while a volume waits for the claim it is to clone.
+pub const WAITING_FOR_SOURCE: &str = "WaitingForSource";
+/// The reason of `Ready`, `Degraded` and `Stalled` when a deploy job failed.
+pub const JOB_FAILED: &str = "JobFailed";
 /// The condition saying whether the branch sleeps, and why.
 pub const ASLEEP: &str = "Asleep";
 /// True some time before the branch expires (with a Warning event), so someone can keep it. A

@@ -221,7 +221,7 @@ pub fn verdict(release: &BranchRelease) -> Verdict {
         return Verdict::Waiting;
     };
     let stalled_by_a_job = conditions::find(&status.conditions, conditions::STALLED)
-        .is_some_and(|c| c.status == "True" && c.reason == "JobFailed");
+        .is_some_and(|c| c.status == "True" && c.reason == conditions::JOB_FAILED);
     match status.phase {
         Some(Phase::Degraded) if stalled_by_a_job => Verdict::Failed,
         Some(Phase::Ready) => Verdict::Ready,

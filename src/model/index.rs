@@ -62,7 +62,7 @@ pub fn waits_for_reference(release: &BranchRelease, namespace: &str) -> bool {
     release.metadata.namespace.as_deref() == Some(namespace)
         && release.status.as_ref().is_some_and(|s| {
             conditions::find(&s.conditions, conditions::REFERENCE_DATA)
-                .is_some_and(|c| c.status == "False" && c.reason == "WaitingForSource")
+                .is_some_and(|c| c.status == "False" && c.reason == conditions::WAITING_FOR_SOURCE)
         })
 }
 
@@ -240,7 +240,7 @@ mod tests {
             &[conditions::Desired::new(
                 conditions::REFERENCE_DATA,
                 false,
-                "WaitingForSource",
+                conditions::WAITING_FOR_SOURCE,
                 "volume db waits for its reference data",
             )],
             Some(1),

@@ -10,7 +10,8 @@ use super::jobs::{self, JobState};
 use super::reference::Origin;
 use super::validate::Blocked;
 use crate::api::conditions::{
-    self, DEGRADED, Desired, PROGRESSING, READY, RECONCILING, REFERENCE_DATA, STALLED,
+    self, DEGRADED, Desired, JOB_FAILED, PROGRESSING, READY, RECONCILING, REFERENCE_DATA, STALLED,
+    WAITING_FOR_SOURCE,
 };
 use crate::api::{BranchRelease, BranchReleaseStatus, ComponentStatus, Phase, VolumeStatus};
 use crate::model::refusal::Refusal;
@@ -182,7 +183,7 @@ fn reference_condition(volumes: &[VolumeObservation]) -> Option<Desired> {
         Desired::new(
             REFERENCE_DATA,
             false,
-            "WaitingForSource",
+            WAITING_FOR_SOURCE,
             waiting.join("; "),
         )
     } else if !cloning.is_empty() {
@@ -357,7 +358,7 @@ pub fn observed(
             refusal_text(child_refusals),
         )
     } else if !job_failures.is_empty() {
-        Desired::new(READY, false, "JobFailed", job_failures.join("; "))
+        Desired::new(READY, false, JOB_FAILED, job_failures.join("; "))
     } else if !not_ready.is_empty() {
         Desired::new(READY, false, "ComponentsNotReady", not_ready.join("; "))
     } else if !unbound.is_empty() {
@@ -390,7 +391,7 @@ pub fn observed(
             refusal_text(child_refusals),
         )
     } else if !job_failures.is_empty() {
-        Desired::new(DEGRADED, true, "JobFailed", job_failures.join("; "))
+        Desired::new(DEGRADED, true, JOB_FAILED, job_failures.join("; "))
     } else if let Some(problem) = problems.first() {
         let mut messages: Vec<String> = problems.iter().map(|p| p.message.clone()).collect();
         messages.extend(refusals.iter().map(|r| r.to_string()));
@@ -410,7 +411,7 @@ pub fn observed(
     let stalled = if let Some(first) = child_refusals.first() {
         Some((first.reason.as_str(), refusal_text(child_refusals)))
     } else if !job_failures.is_empty() {
-        Some(("JobFailed", job_failures.join("; ")))
+        Some((JOB_FAILED, job_failures.join("; ")))
     } else if let Some(problem) = problems.iter().find(|p| p.stalls()) {
         Some((problem.reason, problem.message.clone()))
     } else if !refusals.is_empty() {
