@@ -10,15 +10,15 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, NetworkPolicy};
 use k8s_openapi::api::rbac::v1::RoleBinding;
 use std::collections::HashMap;
-use std::sync::Mutex;
 use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
 
 use futures::FutureExt;
 
-use kube::Client;
 use kube::api::DynamicObject;
 use kube::core::PartialObjectMeta;
 use kube::runtime::reflector::{ObjectRef, Store};
+use kube::{Client, Resource};
 
 use super::coalesce::Coalescer;
 use super::recorder::Recorder;
@@ -99,6 +99,20 @@ const RELEASE_CONCURRENCY: usize = 32;
 const PROJECT_CONCURRENCY: usize = 4;
 
 impl Stores {
+    /// The cached pods of `namespace` whose label `key` is `value` (a release's, a Job's). A pod
+    /// that cannot be read is skipped: pods only help to explain, and their owners' status still
+    /// counts them.
+    pub fn pods_labelled(&self, namespace: &str, key: &str, value: &str) -> Vec<Arc<Pod>> {
+        self.pods
+            .state_filter(|p| {
+                p.meta().namespace.as_deref() == Some(namespace)
+                    && p.labels().get(key) == Some(value)
+            })
+            .into_iter()
+            .filter_map(|p| p.object().ok().map(Arc::new))
+            .collect()
+    }
+
     /// Waits until every cache has had its first full list, so that no reconcile mistakes
     /// "not listed yet" for "does not exist". Call it from one task only (see `controller::run`).
     /// `releases` is not waited on here: its controller waits on it, and a second waiter could

@@ -61,12 +61,14 @@ pub struct Change {
 /// The Jobs a deploy of `release` runs after its rollout (`AfterRollout`), as declared. The
 /// `AfterClone` ones depend on the clone a new volume will get, which no dry run can know.
 pub fn rollout_jobs(release: &Release) -> Vec<Declared> {
-    let spec = &release.branch_release.spec;
-    spec.jobs
+    let run = jobs::deploy_key(release.branch_release);
+    release
+        .branch_release
+        .spec
+        .jobs
         .iter()
         .filter(|job| job.when == JobWhen::AfterRollout)
         .map(|job| {
-            let run = jobs::deploy_key(release.branch_release);
             let rendered = jobs::render(release, job, &run);
             Declared {
                 kind: "Job",

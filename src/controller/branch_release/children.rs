@@ -183,7 +183,15 @@ async fn apply_jobs(
                     exit_code: None,
                     message: refusal.message.clone(),
                 },
-                Some(Ok(found)) => jobs::state(Some(found), &job_pods(ctx, namespace, &job_name)),
+                Some(Ok(found)) => {
+                    // The Job controller labels its pods with the Job's name.
+                    let pods = ctx.stores.pods_labelled(
+                        namespace,
+                        "batch.kubernetes.io/job-name",
+                        &job_name,
+                    );
+                    jobs::state(Some(found), &pods)
+                }
                 None => not_started.clone(),
             };
             Some(JobObservation {
@@ -235,21 +243,8 @@ pub fn data_hold(
             .jobs
             .get(&ObjectRef::new(job_name).within(&namespace))
             .and_then(|job| job.object().ok())
-            .is_some_and(|job| jobs::state(Some(&job), &[]) == JobState::Succeeded)
+            .is_some_and(|job| jobs::state::<Pod>(Some(&job), &[]) == JobState::Succeeded)
     };
     let held = jobs::held(release, release_name, missing, clone.as_deref(), succeeded);
     (clone, held)
-}
-
-/// The cached pods of one Job (the Job controller labels them with its name).
-fn job_pods(ctx: &Context, namespace: &str, job_name: &str) -> Vec<Pod> {
-    ctx.stores
-        .pods
-        .state_filter(|p| {
-            p.meta().namespace.as_deref() == Some(namespace)
-                && p.labels().get("batch.kubernetes.io/job-name") == Some(job_name)
-        })
-        .into_iter()
-        .filter_map(|p| p.object().ok())
-        .collect()
 }

@@ -82,7 +82,13 @@ async fn reconcile_release(release: Arc<BranchRelease>, ctx: &Context) -> Result
     let release_name = naming::release_name(&release.spec.branch);
     let (clone, held) = children::data_hold(ctx, &release, project, &release_name);
     let (owner, model) = render(
-        ctx, &release, project, &namespace, &settings, &decision, held,
+        ctx,
+        &release,
+        project,
+        &release_name,
+        &settings,
+        &decision,
+        held,
     )?;
     let mut objects = build::build(&model);
     let url = objects.url.take();
@@ -135,7 +141,7 @@ fn render<'a>(
     ctx: &Context,
     release: &'a BranchRelease,
     project: &'a crate::api::Project,
-    namespace: &str,
+    release_name: &str,
     settings: &lifecycle::Settings,
     decision: &lifecycle::Decision,
     held: bool,
@@ -150,18 +156,17 @@ fn render<'a>(
             ctx.edge_deployed,
         ),
     };
-    let release_name = naming::release_name(&release.spec.branch);
     let owner = Owner {
         reference: release
             .controller_owner_ref(&())
             .ok_or(Error::MissingField("BranchRelease", "metadata.uid"))?,
-        labels: labels::release_labels(&release.spec.project, &release_name),
-        namespace: namespace.to_string(),
+        labels: labels::release_labels(&release.spec.project, release_name),
+        namespace: release.namespace().unwrap_or_default(),
     };
     let model = Release {
         branch_release: release,
         project,
-        name: release_name,
+        name: release_name.to_string(),
         owner: owner.reference.clone(),
         rendering,
     };
@@ -379,7 +384,9 @@ async fn diagnose_unready(
     if unready.is_empty() {
         return Ok((problems, false));
     }
-    let pods = release_pods(ctx, namespace, &release_name);
+    let pods = ctx
+        .stores
+        .pods_labelled(namespace, labels::RELEASE, &release_name);
     let of_component = |component: &str| -> Vec<Arc<Pod>> {
         pods.iter()
             .filter(|p| p.labels().get(labels::COMPONENT).map(String::as_str) == Some(component))
@@ -411,18 +418,4 @@ async fn diagnose_unready(
         problems[i] = diagnose::diagnose(deployment, &pods, &warnings);
     }
     Ok((problems, awaiting_probe))
-}
-
-/// The cached pods of one release, all components. A pod that cannot be read is skipped: it
-/// only helps to explain, and its owner's status still counts it.
-fn release_pods(ctx: &Context, namespace: &str, release_name: &str) -> Vec<Arc<Pod>> {
-    ctx.stores
-        .pods
-        .state_filter(|p| {
-            p.meta().namespace.as_deref() == Some(namespace)
-                && p.labels().get(labels::RELEASE) == Some(release_name)
-        })
-        .into_iter()
-        .filter_map(|p| p.object().ok().map(Arc::new))
-        .collect()
 }

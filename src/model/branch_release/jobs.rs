@@ -10,6 +10,8 @@
 //! are held at zero (see `held`), so nothing serves the data before it is made ready. A Job that
 //! exists stays declared, so sleeping, waking and expiry leave a finished Job alone.
 
+use std::borrow::Borrow;
+
 use k8s_openapi::api::batch::v1::{Job, JobSpec};
 use k8s_openapi::api::core::v1::{Pod, PodSpec, PodTemplateSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -191,7 +193,7 @@ pub enum JobState {
 }
 
 /// The state of a Job, from it and its pods (for a failure's exit code and log lines).
-pub fn state(job: Option<&Job>, pods: &[Pod]) -> JobState {
+pub fn state<P: Borrow<Pod>>(job: Option<&Job>, pods: &[P]) -> JobState {
     let Some(job) = job else {
         return JobState::Waiting;
     };
@@ -209,7 +211,7 @@ pub fn state(job: Option<&Job>, pods: &[Pod]) -> JobState {
     };
     let terminated = pods
         .iter()
-        .filter_map(|p| p.status.as_ref()?.container_statuses.as_ref())
+        .filter_map(|p| p.borrow().status.as_ref()?.container_statuses.as_ref())
         .flatten()
         .filter_map(|c| c.state.as_ref()?.terminated.as_ref())
         .find(|t| t.exit_code != 0);
@@ -340,10 +342,13 @@ mod tests {
                  "message": message}]}}))
             .unwrap()
         };
-        assert_eq!(state(None, &[]), JobState::Waiting);
+        assert_eq!(state::<Pod>(None, &[]), JobState::Waiting);
         let running: Job = serde_json::from_value(json!({"status": {"active": 1}})).unwrap();
-        assert_eq!(state(Some(&running), &[]), JobState::Running);
-        assert_eq!(state(Some(&job("Complete", "")), &[]), JobState::Succeeded);
+        assert_eq!(state::<Pod>(Some(&running), &[]), JobState::Running);
+        assert_eq!(
+            state::<Pod>(Some(&job("Complete", "")), &[]),
+            JobState::Succeeded
+        );
         let pod: Pod = serde_json::from_value(json!({"status": {"containerStatuses": [{
             "name": "migrate", "image": "x", "ready": false, "restartCount": 0,
             "state": {"terminated": {"exitCode": 1, "reason": "Error",
