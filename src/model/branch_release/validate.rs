@@ -216,6 +216,27 @@ pub fn check<'a>(
     Ok(project)
 }
 
+/// Refuses a mount of a volume that `spec.volumes` does not declare; `who` mounts them.
+fn declared_mounts(
+    spec: &crate::api::BranchReleaseSpec,
+    mounts: &[crate::api::VolumeMount],
+    who: &str,
+) -> Result<(), Blocked> {
+    match mounts
+        .iter()
+        .find(|m| !spec.volumes.iter().any(|v| v.name == m.volume))
+    {
+        Some(mount) => Err(invalid(
+            "InvalidSpec",
+            format!(
+                "{who} mounts volume {}, which spec.volumes does not declare",
+                mount.volume
+            ),
+        )),
+        None => Ok(()),
+    }
+}
+
 /// What the CRD's schema and CEL rules already enforce at `kubectl apply`, checked again so that a
 /// BranchRelease stored before a rule existed gets a clear condition rather than a failing apply.
 fn check_spec(release: &BranchRelease) -> Result<(), Blocked> {
@@ -245,17 +266,11 @@ fn check_spec(release: &BranchRelease) -> Result<(), Blocked> {
                     ));
                 }
             }
-            for mount in &container.volume_mounts {
-                if !spec.volumes.iter().any(|v| v.name == mount.volume) {
-                    return Err(invalid(
-                        "InvalidSpec",
-                        format!(
-                            "container {} mounts volume {}, which spec.volumes does not declare",
-                            container.name, mount.volume
-                        ),
-                    ));
-                }
-            }
+            declared_mounts(
+                spec,
+                &container.volume_mounts,
+                &format!("container {}", container.name),
+            )?;
         }
     }
     let mut jobs = HashSet::new();
@@ -266,19 +281,7 @@ fn check_spec(release: &BranchRelease) -> Result<(), Blocked> {
                 format!("job {} is declared twice", job.name),
             ));
         }
-        if let Some(mount) = job
-            .volume_mounts
-            .iter()
-            .find(|m| !spec.volumes.iter().any(|v| v.name == m.volume))
-        {
-            return Err(invalid(
-                "InvalidSpec",
-                format!(
-                    "job {} mounts volume {}, which spec.volumes does not declare",
-                    job.name, mount.volume
-                ),
-            ));
-        }
+        declared_mounts(spec, &job.volume_mounts, &format!("job {}", job.name))?;
     }
     let mut volumes = HashSet::new();
     for volume in &spec.volumes {
