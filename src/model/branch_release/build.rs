@@ -249,10 +249,6 @@ fn deployment(release: &Release, component: &Component) -> Deployment {
     let name = naming::component_object_name(&release.name, &component.name);
     let labels = component_labels(release, &component.name);
     let spec = &release.branch_release.spec;
-    let defaults = release.project.spec.defaults.clone().unwrap_or_default();
-    // A `restricted` namespace admits only pods that say they run as non-root, without
-    // privilege escalation or extra capabilities, under the runtime's seccomp profile.
-    let restricted = release.project.spec.pod_security == Some(PodSecurityLevel::Restricted);
 
     // The component's pods mount the volumes any of its containers mounts.
     let mut mounted: Vec<&Volume> = spec
@@ -296,36 +292,12 @@ fn deployment(release: &Release, component: &Component) -> Deployment {
                     labels: Some(labels),
                     ..ObjectMeta::default()
                 }),
-                spec: Some(PodSpec {
-                    containers: component
-                        .containers
-                        .iter()
-                        .map(|c| container(c, &defaults, restricted))
-                        .collect(),
-                    volumes: claim_volumes(&release.name, &mounted),
-                    image_pull_secrets: (!defaults.image_pull_secrets.is_empty()).then(|| {
-                        defaults
-                            .image_pull_secrets
-                            .iter()
-                            .map(|name| LocalObjectReference { name: name.clone() })
-                            .collect()
-                    }),
-                    // A namespace with many branches has many Services; injecting each as
-                    // environment variables into every pod only slows pods down.
-                    enable_service_links: Some(false),
-                    automount_service_account_token: Some(
-                        component.automount_service_account_token,
-                    ),
-                    security_context: restricted.then(|| PodSecurityContext {
-                        run_as_non_root: Some(true),
-                        seccomp_profile: Some(SeccompProfile {
-                            type_: "RuntimeDefault".into(),
-                            localhost_profile: None,
-                        }),
-                        ..PodSecurityContext::default()
-                    }),
-                    ..PodSpec::default()
-                }),
+                spec: Some(pod_spec(
+                    release,
+                    &component.containers,
+                    &mounted,
+                    component.automount_service_account_token,
+                )),
             },
             ..DeploymentSpec::default()
         },
@@ -333,8 +305,50 @@ fn deployment(release: &Release, component: &Component) -> Deployment {
     }
 }
 
+/// A pod of the branch (a component's, a deploy job's): its containers and the claims they
+/// mount, with what every pod of the project gets: its image pull secrets and default resources,
+/// no service links, and in a `restricted` namespace the security context it admits.
+pub(super) fn pod_spec(
+    release: &Release,
+    containers: &[Container],
+    mounted: &[&Volume],
+    automount_service_account_token: bool,
+) -> PodSpec {
+    let defaults = release.project.spec.defaults.clone().unwrap_or_default();
+    // A `restricted` namespace admits only pods that say they run as non-root, without
+    // privilege escalation or extra capabilities, under the runtime's seccomp profile.
+    let restricted = release.project.spec.pod_security == Some(PodSecurityLevel::Restricted);
+    PodSpec {
+        containers: containers
+            .iter()
+            .map(|c| container(c, &defaults, restricted))
+            .collect(),
+        volumes: claim_volumes(&release.name, mounted),
+        image_pull_secrets: (!defaults.image_pull_secrets.is_empty()).then(|| {
+            defaults
+                .image_pull_secrets
+                .iter()
+                .map(|name| LocalObjectReference { name: name.clone() })
+                .collect()
+        }),
+        // A namespace with many branches has many Services; injecting each as environment
+        // variables into every pod only slows pods down.
+        enable_service_links: Some(false),
+        automount_service_account_token: Some(automount_service_account_token),
+        security_context: restricted.then(|| PodSecurityContext {
+            run_as_non_root: Some(true),
+            seccomp_profile: Some(SeccompProfile {
+                type_: "RuntimeDefault".into(),
+                localhost_profile: None,
+            }),
+            ..PodSecurityContext::default()
+        }),
+        ..PodSpec::default()
+    }
+}
+
 /// The pod volumes of the branch's volumes a pod mounts (None: none).
-pub(super) fn claim_volumes(release_name: &str, mounted: &[&Volume]) -> Option<Vec<PodVolume>> {
+fn claim_volumes(release_name: &str, mounted: &[&Volume]) -> Option<Vec<PodVolume>> {
     (!mounted.is_empty()).then(|| {
         mounted
             .iter()
@@ -370,7 +384,7 @@ fn strategy(exclusive_volume: bool) -> DeploymentStrategy {
     }
 }
 
-pub(super) fn container(
+fn container(
     container: &Container,
     defaults: &crate::api::BranchDefaults,
     restricted: bool,

@@ -13,13 +13,11 @@
 use std::borrow::Borrow;
 
 use k8s_openapi::api::batch::v1::{Job, JobSpec};
-use k8s_openapi::api::core::v1::{Pod, PodSpec, PodTemplateSpec};
+use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
-use super::build::{Release, claim_volumes, container};
-use crate::api::{
-    BranchRelease, Container, DeployJob, JobStatus, JobWhen, PodSecurityLevel, Volume,
-};
+use super::build::{Release, pod_spec};
+use crate::api::{BranchRelease, Container, DeployJob, JobStatus, JobWhen, Volume};
 use crate::naming;
 
 /// How long a job may run when it does not say (`timeoutSeconds`).
@@ -103,8 +101,6 @@ pub fn render(release: &Release, job: &DeployJob, run: &str) -> Job {
     let mut labels = release.labels();
     labels.insert(JOB_LABEL.into(), job.name.clone());
     let spec = &release.branch_release.spec;
-    let defaults = release.project.spec.defaults.clone().unwrap_or_default();
-    let restricted = release.project.spec.pod_security == Some(PodSecurityLevel::Restricted);
     let mounted: Vec<&Volume> = spec
         .volumes
         .iter()
@@ -122,10 +118,18 @@ pub fn render(release: &Release, job: &DeployJob, run: &str) -> Job {
         liveness_probe: None,
         volume_mounts: job.volume_mounts.clone(),
     };
-    let mut pod_container = container(&as_container, &defaults, restricted);
+    let mut pod = pod_spec(
+        release,
+        std::slice::from_ref(&as_container),
+        &mounted,
+        false,
+    );
+    pod.restart_policy = Some("Never".into());
     // A kubelet copies the end of the log of a container that failed into its status: that is how
     // the branch's status shows why a migration failed, without reading logs.
-    pod_container.termination_message_policy = Some("FallbackToLogsOnError".into());
+    for container in &mut pod.containers {
+        container.termination_message_policy = Some("FallbackToLogsOnError".into());
+    }
     Job {
         metadata: release.meta(name, labels.clone(), true),
         spec: Some(JobSpec {
@@ -137,14 +141,7 @@ pub fn render(release: &Release, job: &DeployJob, run: &str) -> Job {
                     labels: Some(labels),
                     ..ObjectMeta::default()
                 }),
-                spec: Some(PodSpec {
-                    restart_policy: Some("Never".into()),
-                    containers: vec![pod_container],
-                    volumes: claim_volumes(&release.name, &mounted),
-                    enable_service_links: Some(false),
-                    automount_service_account_token: Some(false),
-                    ..PodSpec::default()
-                }),
+                spec: Some(pod),
             },
             ..JobSpec::default()
         }),
@@ -332,6 +329,33 @@ mod tests {
             spec.template.metadata.unwrap().labels.unwrap()[JOB_LABEL],
             "migrate"
         );
+    }
+
+    #[test]
+    fn a_job_pod_is_one_the_project_admits_and_can_pull() {
+        let branch = branch();
+        let project = project_from_yaml(
+            "name: shop\nspec: {domain: shop.test, podSecurity: restricted, \
+             defaults: {imagePullSecrets: [registry], resources: {requests: {cpu: 100m}}}}",
+        );
+        let release = awake(&branch, &project);
+        let [job] = declared(&release, true, None, |_| false)
+            .try_into()
+            .unwrap();
+        let pod = job.spec.unwrap().template.spec.unwrap();
+        assert_eq!(pod.image_pull_secrets.unwrap()[0].name, "registry");
+        assert_eq!(pod.security_context.unwrap().run_as_non_root, Some(true));
+        let container = &pod.containers[0];
+        assert_eq!(
+            container
+                .security_context
+                .as_ref()
+                .unwrap()
+                .allow_privilege_escalation,
+            Some(false)
+        );
+        assert!(container.resources.as_ref().unwrap().requests.is_some());
+        assert_eq!(pod.automount_service_account_token, Some(false));
     }
 
     #[test]
