@@ -494,6 +494,33 @@ async fn a_new_branch_starts_with_a_clone_of_the_reference_data_once() {
         );
     }
 
+    // Deleting the claim by hand does the same: the branch lets go of it and clones afresh.
+    claims
+        .delete("feature-db", &DeleteParams::background())
+        .await
+        .unwrap();
+    let fresh_uid = fresh.uid();
+    support::eventually(
+        support::fixtures::TIMEOUT,
+        "a new clone of feature-db",
+        || async {
+            let claim = claims.get_opt("feature-db").await.ok()??;
+            let bound = claim.status.as_ref()?.phase.as_deref() == Some("Bound");
+            (bound && claim.uid() != fresh_uid).then_some(())
+        },
+    )
+    .await;
+    project
+        .wait_release(
+            "feature",
+            "Ready on the clone made after a hand delete",
+            |s| {
+                s.phase == Some(Phase::Ready)
+                    && condition(s, "ReferenceData").is_some_and(|(status, _, _)| status == "True")
+            },
+        )
+        .await;
+
     // A branch that opts out starts empty, and says nothing of reference data.
     let own = project
         .create_ready(

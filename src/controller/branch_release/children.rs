@@ -224,7 +224,10 @@ pub fn data_hold(
             .claims
             .get(&ObjectRef::new(&claim_name).within(&namespace))
         {
+            // Being deleted (a person asked for a fresh clone): it can only go once no pod uses
+            // it, so the components wait at zero until it is gone and cloned again.
             None => missing = true,
+            Some(claim) if claim.meta().deletion_timestamp.is_some() => missing = true,
             Some(claim) => {
                 let has_source = claim
                     .object()

@@ -136,8 +136,8 @@ pub fn origin(volume: &str, source: &Source, live: &PersistentVolumeClaim) -> Op
             at: live.metadata.creation_timestamp.clone(),
         }),
         (None, Source::Clone { claim, .. }) => Some(Origin::StartedEmpty(format!(
-            "volume {volume} started empty, without the data of {claim}; delete its claim (and \
-             restart its pods) to clone it again"
+            "volume {volume} started empty, without the data of {claim}; delete its claim (or run \
+             oksa data reset) to clone it again"
         ))),
         (None, Source::Own) => None,
     }
