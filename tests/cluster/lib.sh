@@ -23,6 +23,9 @@ TRAEFIK_VERSION="$(module_version "$CLUSTER_DIR/traefik/go.mod" github.com/traef
 GATEWAY_API_VERSION="$(module_version "$CLUSTER_DIR/traefik/go.mod" sigs.k8s.io/gateway-api)"
 FLUX_KUSTOMIZE_VERSION="$(module_version "$CLUSTER_DIR/flux/go.mod" github.com/fluxcd/kustomize-controller)"
 FLUX_SOURCE_VERSION="$(module_version "$CLUSTER_DIR/flux/go.mod" github.com/fluxcd/source-controller)"
+# Gitea's go.mod names its module gitea.dev while the proxy serves it as code.gitea.io/gitea, so no
+# go.mod of ours can require it: its version is kept in a plain file, like Kubernetes'.
+GITEA_VERSION="$(cat "$CLUSTER_DIR/gitea/GITEA_VERSION")"
 
 KUBERNETES_BIN="$OKSA_CACHE/kubernetes-$KUBERNETES_VERSION"
 ETCD_BIN="$OKSA_CACHE/etcd-$ETCD_VERSION"
@@ -35,6 +38,12 @@ GATEWAY_API_CRDS="$OKSA_CACHE/gateway-api-$GATEWAY_API_VERSION"
 # (it watches them all, though the tests publish ExternalArtifacts only).
 FLUX_BIN="$OKSA_CACHE/kustomize-controller-$FLUX_KUSTOMIZE_VERSION"
 FLUX_CRDS="$OKSA_CACHE/flux-crds-$FLUX_KUSTOMIZE_VERSION-$FLUX_SOURCE_VERSION"
+# Gitea, the plane's forge: its binary, and the locale files and templates it reads at run time
+# when built without embedded assets.
+GITEA_BIN="$OKSA_CACHE/gitea-$GITEA_VERSION"
+# go build names the binary after the module's path.
+GITEA_EXE="$GITEA_BIN/gitea.dev"
+GITEA_STATIC="$OKSA_CACHE/gitea-static-$GITEA_VERSION"
 # Our own provisioner is keyed by the hash of its sources, so an edit rebuilds it.
 provisioner_key() {
   cat "$CLUSTER_DIR"/provisioner/*.go "$CLUSTER_DIR/provisioner/go.sum" | sha256sum | cut -c1-12
