@@ -108,6 +108,14 @@ pub enum Command {
         /// keep-alive or a scale-up. The chart sets it.
         #[arg(long, env = "OKSA_EDGE_SERVICE")]
         edge_service: Option<crate::model::edge_service::EdgeService>,
+        /// Receive forge webhooks (`POST /forge/<project>`) on this address; the chart sets it and
+        /// exposes it as its own Service, apart from the metrics.
+        #[arg(long, env = "OKSA_FORGE_WEBHOOK_LISTEN")]
+        forge_webhook_listen: Option<SocketAddr>,
+        /// The namespace of the forge credentials Secrets that Projects name (Oksa's own; the
+        /// chart grants `get` on Secrets there and nowhere else).
+        #[arg(long, env = "POD_NAMESPACE")]
+        forge_secrets_namespace: Option<String>,
     },
     /// Serve the edge: the front door of sleeping branches' URLs (the waiting page, the wake on a
     /// person's request). Run apart from the operator, as many replicas as wanted.

@@ -12,6 +12,7 @@ pub mod data_reset;
 pub mod demo;
 pub mod deploy;
 pub mod edge;
+pub mod forge;
 pub mod gateway_api;
 pub mod heap;
 pub mod keepalive;

@@ -37,6 +37,8 @@ async fn run() -> ExitCode {
             leader_election_namespace,
             identity,
             edge_service,
+            forge_webhook_listen,
+            forge_secrets_namespace,
         } => {
             oksa::telemetry::init(log_format);
             let election = leader_election_namespace.map(|namespace| oksa::leader::Election {
@@ -46,13 +48,15 @@ async fn run() -> ExitCode {
                     format!("{host}-{}", std::process::id())
                 }),
             });
-            oksa::run::run(
+            oksa::run::run(oksa::run::Options {
                 listen,
                 install_crds,
-                policy.as_deref(),
+                policy: policy.as_deref(),
                 election,
                 edge_service,
-            )
+                forge_webhook_listen,
+                forge_secrets_namespace,
+            })
             .await
             .map(|()| ExitCode::SUCCESS)
             .map_err(|e| e.to_string())

@@ -51,6 +51,19 @@ pub struct ExpiryLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ForgeLabels {
+    pub project: String,
+    /// `sync` or `report`.
+    pub purpose: &'static str,
+    pub outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WebhookLabels {
+    pub result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct KindLabels {
     pub kind: &'static str,
 }
@@ -70,6 +83,10 @@ pub struct Metrics {
     pub held: Family<KindLabels, Gauge>,
     /// What expiry did or would have done, by project.
     pub expiry: Family<ExpiryLabels, Counter>,
+    /// Requests to forges, by project, what they were for and how they ended.
+    pub forge_requests: Family<ForgeLabels, Counter>,
+    /// Webhook deliveries, by how they were judged.
+    pub forge_webhooks: Family<WebhookLabels, Counter>,
     /// The allocator's figures, refreshed at each scrape (see `heap`).
     pub heap_allocated: Gauge,
     pub heap_resident: Gauge,
@@ -89,6 +106,8 @@ impl Default for Metrics {
         let requested = Family::default();
         let held = Family::default();
         let expiry = Family::default();
+        let forge_requests = Family::default();
+        let forge_webhooks = Family::default();
         let (heap_allocated, heap_resident) = (Gauge::default(), Gauge::default());
         let help = [
             ("reconciles", "Reconciles run, by controller"),
@@ -128,6 +147,16 @@ impl Default for Metrics {
             "Expired branches by project and what expiry did: deleted, would_delete (policy.expiry.mode: Report) or deferred (past policy.expiry.maxDeletionsPerHour)",
             Family::clone(&expiry),
         );
+        registry.register(
+            "forge_requests",
+            "Requests to a Project's forge, by what they were for (sync, report) and outcome (ok, not_modified: answered from cache at no rate cost, or the error kind)",
+            Family::clone(&forge_requests),
+        );
+        registry.register(
+            "forge_webhooks",
+            "Webhook deliveries from forges, by result (sync, ignored, bad_signature, unknown_project, not_leader, unreadable)",
+            Family::clone(&forge_webhooks),
+        );
         if crate::heap::stats().is_some() {
             registry.register(
                 "heap_allocated_bytes",
@@ -151,6 +180,8 @@ impl Default for Metrics {
             requested,
             held,
             expiry,
+            forge_requests,
+            forge_webhooks,
             heap_allocated,
             heap_resident,
         }

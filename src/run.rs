@@ -36,13 +36,27 @@ pub enum StartError {
     LostLease,
 }
 
-pub async fn run(
-    listen: SocketAddr,
-    install_crds: bool,
-    policy: Option<&std::path::Path>,
-    election: Option<crate::leader::Election>,
-    edge_service: Option<crate::model::edge_service::EdgeService>,
-) -> Result<(), StartError> {
+/// What `oksa run` is started with.
+pub struct Options<'a> {
+    pub listen: SocketAddr,
+    pub install_crds: bool,
+    pub policy: Option<&'a std::path::Path>,
+    pub election: Option<crate::leader::Election>,
+    pub edge_service: Option<crate::model::edge_service::EdgeService>,
+    pub forge_webhook_listen: Option<SocketAddr>,
+    pub forge_secrets_namespace: Option<String>,
+}
+
+pub async fn run(options: Options<'_>) -> Result<(), StartError> {
+    let Options {
+        listen,
+        install_crds,
+        policy,
+        election,
+        edge_service,
+        forge_webhook_listen,
+        forge_secrets_namespace,
+    } = options;
     let policy = match policy {
         Some(path) => std::fs::read_to_string(path)
             .map_err(|e| format!("reading the policy {}: {e}", path.display()))
@@ -60,6 +74,24 @@ pub async fn run(
         .map_err(|e| StartError::Listen(listen, e))?;
     let server = crate::server::serve(listener, metrics.clone(), ready.clone(), shutdown.clone());
     let server = tokio::spawn(server);
+    // Every replica receives webhooks; only the leader's runtime acts on them (a standby answers
+    // 503 until it leads).
+    let (forge_publish, forge_published) = tokio::sync::watch::channel(None);
+    if let Some(address) = forge_webhook_listen {
+        let listener = tokio::net::TcpListener::bind(address)
+            .await
+            .map_err(|e| StartError::Listen(address, e))?;
+        tokio::spawn(crate::controller::forge::webhook::serve(
+            listener,
+            forge_published,
+            metrics.clone(),
+            shutdown.clone(),
+        ));
+    }
+    let forge_setup = crate::controller::forge::Setup {
+        secrets_namespace: forge_secrets_namespace,
+        publish: Some(forge_publish),
+    };
     if edge_service.is_none() {
         info!(
             "no --edge-service: sleeping branches wake only on a deploy, a keep-alive or a scale-up"
@@ -109,7 +141,7 @@ pub async fn run(
         warn!("reconciles still running after {SHUTDOWN_GRACE:?}; exiting anyway");
     };
     tokio::select! {
-        () = crate::controller::run(client, metrics, ready, policy, edge_service, shutdown.clone()) => {}
+        () = crate::controller::run(client, metrics, ready, policy, edge_service, forge_setup, shutdown.clone()) => {}
         () = grace => {}
         // Another operator may be writing already: stop now, not after a grace period.
         () = lost => return Err(StartError::LostLease),

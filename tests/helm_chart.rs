@@ -380,6 +380,40 @@ async fn the_chart_installs_and_its_rbac_is_enough_and_no_more() {
         !allowed(&operator_client, "list", "", "secrets", None).await,
         "lists Secrets"
     );
+    // The forge credentials: one Secret at a time, read by name in its own namespace only.
+    assert!(
+        allowed(
+            &operator_client,
+            "get",
+            "",
+            "secrets",
+            Some(&namespace.name)
+        )
+        .await,
+        "reads the forge credentials Secrets of its namespace"
+    );
+    assert!(
+        !allowed(
+            &operator_client,
+            "list",
+            "",
+            "secrets",
+            Some(&namespace.name)
+        )
+        .await,
+        "lists Secrets of its namespace"
+    );
+    assert!(
+        !allowed(
+            &operator_client,
+            "get",
+            "",
+            "secrets",
+            Some(&project.namespace)
+        )
+        .await,
+        "reads a project's Secrets"
+    );
     assert!(
         !allowed(
             &operator_client,

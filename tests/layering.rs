@@ -43,6 +43,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "leader",
             "usage",
             "server",
+            "forge",
         ],
     ),
     ("apply", &["apply"]),

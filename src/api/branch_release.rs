@@ -409,6 +409,9 @@ pub struct BranchReleaseStatus {
     /// Awake or asleep, why, the last activity, and when it will sleep or expire.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lifecycle: Option<crate::api::LifecycleStatus>,
+    /// What Oksa reported to the Project's forge, and whether the forge says the branch is gone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forge: Option<crate::api::ForgeStatus>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, schemars::JsonSchema)]

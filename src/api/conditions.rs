@@ -24,6 +24,11 @@ pub const ASLEEP: &str = "Asleep";
 pub const EXPIRING: &str = "ExpiringSoon";
 /// The reason of `ExpiringSoon` in the report-only expiry mode, once the branch would go.
 pub const WOULD_BE_DELETED: &str = "WouldBeDeleted";
+/// The reason of `ExpiringSoon` when the forge says the branch is gone (deleted, or its pull
+/// request merged or closed).
+pub const GONE_FROM_FORGE: &str = "GoneFromForge";
+/// The Project's condition saying whether its forge answers and is trusted.
+pub const FORGE_CONNECTED: &str = "ForgeConnected";
 /// True when some of the branch's own lifecycle settings were held to the platform's bounds.
 pub const BOUNDED: &str = "LifecycleBounded";
 

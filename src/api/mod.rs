@@ -5,6 +5,7 @@
 pub mod activity;
 mod branch_release;
 pub mod conditions;
+mod forge;
 mod jobs;
 mod lifecycle;
 mod project;
@@ -12,6 +13,7 @@ mod protection;
 mod reference_data;
 
 pub use branch_release::*;
+pub use forge::*;
 pub use jobs::*;
 pub use lifecycle::*;
 pub use project::*;

@@ -89,6 +89,12 @@ pub struct ProjectSpec {
     /// files), cloned once when the branch's volume is created.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reference_data: Option<crate::api::ReferenceData>,
+
+    /// The project's git forge: branches deleted and pull requests closed there take their
+    /// environments with them, and each branch's state is reported back (commit status, one
+    /// pull-request comment).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forge: Option<crate::api::Forge>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, schemars::JsonSchema)]

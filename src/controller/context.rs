@@ -92,6 +92,8 @@ pub struct Context {
     pub metrics_api: bool,
     /// Expiry deletions left per project this hour (`policy.expiry.maxDeletionsPerHour`).
     pub expiry_budget: super::expiry_budget::ExpiryBudget,
+    /// What the Projects' forges say, and the reports waiting for them.
+    pub forges: Arc<super::forge::Forges>,
 }
 
 /// BranchRelease reconciles running at once: enough to keep the API server busy.
@@ -177,6 +179,7 @@ impl Stores {
 }
 
 impl Context {
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         client: Client,
         stores: Stores,
@@ -185,6 +188,7 @@ impl Context {
         policy: Policy,
         gateway_api: bool,
         edge: tokio::sync::watch::Receiver<Option<crate::model::edge_service::EdgeEndpoints>>,
+        forges: Arc<super::forge::Forges>,
     ) -> Self {
         let recorder = std::sync::Arc::new(Recorder::new(
             client.clone(),
@@ -216,6 +220,7 @@ impl Context {
             edge,
             metrics_api: false,
             edge_deployed: false,
+            forges,
         }
     }
 }

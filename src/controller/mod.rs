@@ -12,6 +12,7 @@ mod error;
 mod events;
 pub mod expiry_budget;
 mod finalizer;
+pub mod forge;
 pub mod project;
 mod recorder;
 mod status_writer;
@@ -56,6 +57,7 @@ pub async fn run(
     ready: Arc<crate::readiness::Readiness>,
     policy: crate::policy::Policy,
     edge: Option<crate::model::edge_service::EdgeService>,
+    forge_setup: forge::Setup,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
     let (projects, projects_writer) = reflector::store();
@@ -98,6 +100,17 @@ pub async fn run(
     let gateway_api = gateway_api_installed(&client).await;
     let metrics_api = crate::usage::served(&client).await;
     let (edge_tx, edge_rx) = tokio::sync::watch::channel(None);
+    let (project_triggers, project_triggers_rx) = futures::channel::mpsc::unbounded();
+    let (forge_triggers, forge_triggers_rx) = futures::channel::mpsc::unbounded();
+    let (forges, forge_requests) = forge::Forges::new(
+        client.clone(),
+        stores.projects.clone(),
+        stores.releases.clone(),
+        metrics.clone(),
+        forge_setup.secrets_namespace,
+        forge_triggers,
+        project_triggers.clone(),
+    );
     let mut ctx = Context::new(
         client.clone(),
         stores.clone(),
@@ -106,6 +119,7 @@ pub async fn run(
         policy,
         gateway_api,
         edge_rx,
+        forges.clone(),
     );
     ctx.metrics_api = metrics_api;
     ctx.edge_deployed = edge.is_some();
@@ -128,7 +142,6 @@ pub async fn run(
     .modify(|ns| ns.metadata.managed_fields = None)
     .reflect(namespaces_writer)
     .touched_objects();
-    let (project_triggers, project_triggers_rx) = futures::channel::mpsc::unbounded();
     // The edge's pods changed: every project namespace's edge Service follows.
     let edge = edge.map(|service| {
         let projects = stores.projects.clone();
@@ -249,7 +262,9 @@ pub async fn run(
             let releases = stores.releases.clone();
             let ctx = ctx.clone();
             move |release: &BranchRelease| {
-                forget_if_gone(&ctx, &releases, release, &ctx.release_progress);
+                if forget_if_gone(&ctx, &releases, release, &ctx.release_progress) {
+                    ctx.forges.forget(&forge::key_of(release));
+                }
                 let namespace = release.namespace().unwrap_or_default();
                 for project in projects_of_namespace(&namespace) {
                     let _ = project_triggers.unbounded_send(project);
@@ -302,7 +317,7 @@ pub async fn run(
                     projects_writer,
                     || {},
                     move |project: &Project| {
-                        forget_if_gone(&ctx, &projects, project, &ctx.project_summaries)
+                        forget_if_gone(&ctx, &projects, project, &ctx.project_summaries);
                     },
                     |_: &ObjectMeta, _: &str| {},
                 )
@@ -311,7 +326,9 @@ pub async fn run(
             releases_of_project,
         )
         // A branch that goes away or changes its spec may free what a blocked sibling waits for.
-        .reconcile_on(sibling_triggers_rx);
+        .reconcile_on(sibling_triggers_rx)
+        // The forge said something new of a branch (gone, a pull request, a report written).
+        .reconcile_on(forge_triggers_rx);
     // HTTPRoutes only where Gateway API is installed; elsewhere their cache stays empty (its
     // writer dropped here) and a Project that asks for a Gateway is told why it gets none.
     let release_controller = if gateway_api {
@@ -339,6 +356,24 @@ pub async fn run(
             ctx.stopping.store(true, Ordering::SeqCst);
         }
     };
+    // The forge runtime starts with the caches: before, every branch would look unknown to it.
+    let forge_runtime = {
+        let forges = forges.clone();
+        let mut caches_ready = ctx.caches_ready.clone();
+        let shutdown = shutdown.clone();
+        async move {
+            if caches_ready.wait_for(|ready| *ready).await.is_err() {
+                return;
+            }
+            if let Some(publish) = forge_setup.publish {
+                let _ = publish.send(Some(forges.clone()));
+            }
+            tokio::select! {
+                () = forges.run(forge_requests) => {}
+                () = shutdown => {}
+            }
+        }
+    };
     let gauges_ctx = ctx.clone();
     let readiness = async move {
         // The one waiter of every cache (see above).
@@ -363,7 +398,13 @@ pub async fn run(
     let project_controller = project_controller.inspect(|()| info!("project controller stopped"));
     let release_controller =
         release_controller.inspect(|()| info!("branchrelease controller stopped"));
-    futures::join!(project_controller, release_controller, readiness, stopping);
+    futures::join!(
+        project_controller,
+        release_controller,
+        readiness,
+        stopping,
+        forge_runtime
+    );
     if let Some(edge) = edge {
         edge.abort();
     }
@@ -392,13 +433,15 @@ fn forget_if_gone<K: Resource<DynamicType = ()> + Clone>(
     store: &reflector::Store<K>,
     object: &K,
     status_writes: &coalesce::Coalescer,
-) {
+) -> bool {
     let key = ObjectRef::from_obj(object);
-    if store.get(&key).is_none() {
-        let key = key.erase();
-        ctx.failures.lock().expect("failure counts").remove(&key);
-        status_writes.forget(&key);
+    if store.get(&key).is_some() {
+        return false;
     }
+    let key = key.erase();
+    ctx.failures.lock().expect("failure counts").remove(&key);
+    status_writes.forget(&key);
+    true
 }
 
 /// A Project as its branches see it (see `index::what_branches_see`), as a watch predicate.

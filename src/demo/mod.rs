@@ -208,6 +208,7 @@ pub async fn run(repo: &Path, exit_when_ready: bool, timeout: Duration) -> Resul
             ready,
             crate::policy::Policy::default(),
             edge_service,
+            Default::default(),
             std::future::pending(),
         )
         .await;

@@ -5,6 +5,7 @@
 
 pub mod branch_release;
 pub mod edge_service;
+pub mod forge;
 pub mod index;
 pub mod project;
 pub mod refusal;

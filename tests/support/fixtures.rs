@@ -32,9 +32,14 @@ impl TestProject {
 
     /// Creates the Project without waiting for it.
     pub async fn create_unready(prefix: &str, extra_spec: Value) -> TestProject {
+        Self::create_named(&unique(prefix), extra_spec).await
+    }
+
+    /// Creates the Project `name` (see `unique`) without waiting for it.
+    pub async fn create_named(name: &str, extra_spec: Value) -> TestProject {
         operator::ensure_running();
         let client = client().await;
-        let name = unique(prefix);
+        let name = name.to_string();
         let domain = format!("{name}.test");
         let mut spec = json!({"domain": domain});
         spec.as_object_mut()

@@ -9,6 +9,7 @@
 pub mod browser;
 pub mod edge;
 pub mod fixtures;
+pub mod forge;
 pub mod identity;
 pub mod operator;
 pub mod plane_process;

@@ -60,12 +60,29 @@ pub fn ensure_running() {
                 let ready = std::sync::Arc::new(oksa::readiness::Readiness::default());
                 let metrics = METRICS.get_or_init(oksa::metrics::Metrics::default).clone();
                 let edge = super::edge::ensure_running(WAKE_CAP.load(Ordering::SeqCst)).await;
+                let mut forge = oksa::controller::forge::Setup::default();
+                if let Some(namespace) = FORGE_NAMESPACE.get() {
+                    let (publish, published) = tokio::sync::watch::channel(None);
+                    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                    FORGE_WEBHOOK.set(listener.local_addr().unwrap()).unwrap();
+                    tokio::spawn(oksa::controller::forge::webhook::serve(
+                        listener,
+                        published,
+                        metrics.clone(),
+                        std::future::pending(),
+                    ));
+                    forge = oksa::controller::forge::Setup {
+                        secrets_namespace: Some(namespace.clone()),
+                        publish: Some(publish),
+                    };
+                }
                 oksa::controller::run(
                     client,
                     metrics,
                     ready,
                     POLICY.get().cloned().unwrap_or_default(),
                     edge,
+                    forge,
                     std::future::pending(),
                 )
                 .await;
@@ -73,6 +90,28 @@ pub fn ensure_running() {
         });
         installed_rx.recv().expect("the CRDs were installed");
     });
+}
+
+/// Where the in-process operator reads forge credentials Secrets; set before it starts.
+static FORGE_NAMESPACE: OnceLock<String> = OnceLock::new();
+/// Where the in-process operator receives forge webhooks, once it runs with a forge namespace.
+static FORGE_WEBHOOK: OnceLock<std::net::SocketAddr> = OnceLock::new();
+
+/// Runs the in-process operator with the forge runtime reading Secrets in `namespace` and a
+/// webhook receiver (call before `ensure_running`).
+pub fn set_forge_secrets_namespace(namespace: &str) {
+    let _ = FORGE_NAMESPACE.set(namespace.to_string());
+}
+
+/// The address of the in-process operator's webhook receiver (waits until it is bound).
+pub fn forge_webhook_address() -> std::net::SocketAddr {
+    for _ in 0..600 {
+        if let Some(address) = FORGE_WEBHOOK.get() {
+            return *address;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    panic!("the operator's webhook receiver did not start within 30 s");
 }
 
 /// The in-process operator's policy, when a test binary needs another than the default.

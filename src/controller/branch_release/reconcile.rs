@@ -122,7 +122,9 @@ async fn reconcile_release(release: Arc<BranchRelease>, ctx: &Context) -> Result
     };
     let look_again_soon = children.look_again_soon();
     let applied = children.applied(&release_name, url, model.rendering, problems);
-    let new_status = outcome::compose(&release, applied, &decision, &settings, now);
+    let mut new_status = outcome::compose(&release, applied, &decision, &settings, now);
+    new_status.forge = ctx.forges.status_of(&release, project);
+    ctx.forges.offer(&release, project, &new_status);
     let written = status_writer::write(ctx, release.as_ref(), &new_status).await?;
     announce(ctx, &release, &written, &new_status).await;
     Ok(Action::requeue(outcome::requeue(&outcome::Outlook {
@@ -201,7 +203,8 @@ async fn report_blocked(
     blocked: &validate::Blocked,
 ) -> Result<Action> {
     debug!(reason = blocked.reason, "not deployed");
-    let new_status = status::blocked(release, blocked, Timestamp::now());
+    let mut new_status = status::blocked(release, blocked, Timestamp::now());
+    new_status.forge = release.status.as_ref().and_then(|s| s.forge.clone());
     let written = status_writer::write(ctx, release, &new_status).await?;
     announce(ctx, release, &written, &new_status).await;
     Ok(Action::requeue(Duration::from_secs(60)))
@@ -235,7 +238,8 @@ fn decide(
     let settings =
         lifecycle::Settings::of(release, project, &ctx.policy.branch_lifecycle, activity.at);
     let previous = release.status.as_ref().and_then(|s| s.lifecycle.as_ref());
-    let decision = lifecycle::decide(
+    let forge = ctx.forges.facts(release, project);
+    let mut decision = lifecycle::decide(
         &settings,
         &activity,
         &lifecycle::Facts {
@@ -249,8 +253,15 @@ fn decide(
                 .map_or(now, |t| t.0),
             previous,
             now,
+            gone: forge.gone.as_ref(),
         },
     );
+    // Gone only as status remembers it, not yet said again by the forge since this start: no
+    // deletion on that alone (the branch may have come back meanwhile). The first sync
+    // reconciles every branch of the project.
+    if decision.delete && !forge.proven && decision.gone_from_forge.is_some() {
+        decision.delete = false;
+    }
     (settings, decision)
 }
 

@@ -325,6 +325,12 @@ async fn write_status(
         .as_ref()
         .map(|s| s.conditions.clone())
         .unwrap_or_default();
+    let forge = status::forge_condition(
+        project,
+        ctx.forges
+            .health(&project.name_any())
+            .map(|h| (h.connected, h.reason, h.message)),
+    );
     new_status.conditions.extend(conditions::merge(
         &previous_conditions,
         &[
@@ -333,7 +339,10 @@ async fn write_status(
                 &ctx.expiry_budget.waiting(&project.name_any()),
                 ctx.expiry_budget.per_hour(),
             ),
-        ],
+        ]
+        .into_iter()
+        .chain(forge)
+        .collect::<Vec<_>>(),
         new_status.observed_generation,
         Timestamp::now(),
     ));

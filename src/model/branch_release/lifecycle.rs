@@ -17,7 +17,7 @@ use crate::api::{
 use crate::policy::{GitopsMarks, LifecycleBounds};
 
 pub use crate::api::activity::{LAST_ACTIVITY, LAST_ACTIVITY_SOURCE, whole_seconds};
-pub use crate::api::conditions::{ASLEEP, BOUNDED, EXPIRING, WOULD_BE_DELETED};
+pub use crate::api::conditions::{ASLEEP, BOUNDED, EXPIRING, GONE_FROM_FORGE, WOULD_BE_DELETED};
 
 const DEFAULT_WAKE_TIMEOUT: Duration = Duration::from_secs(300);
 /// How long a branch woken outside its awake hours stays up without activity, when it has no
@@ -251,6 +251,18 @@ pub struct Decision {
     pub would_delete: bool,
     /// When the decision may change with no event to say so (a deadline), if ever.
     pub next_change: Option<Timestamp>,
+    /// Why it expires, when the forge says its branch is gone (and that comes first).
+    pub gone_from_forge: Option<String>,
+}
+
+/// The forge says the branch is gone (see `model::forge::gone`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Gone {
+    pub why: String,
+    /// Since when Oksa knows.
+    pub since: Timestamp,
+    /// How long the warning stands (the Project's `forge.cleanup.after`).
+    pub warning: Duration,
 }
 
 /// The inputs of a decision besides settings and activity.
@@ -264,6 +276,8 @@ pub struct Facts<'a> {
     pub created: Timestamp,
     pub previous: Option<&'a LifecycleStatus>,
     pub now: Timestamp,
+    /// Set while the forge says the branch is gone.
+    pub gone: Option<&'a Gone>,
 }
 
 fn after(at: Timestamp, duration: Duration) -> Timestamp {
@@ -301,9 +315,22 @@ pub fn decide(settings: &Settings, activity: &Activity, facts: &Facts) -> Decisi
     .flatten()
     .min()
     .map(|at| settings.pinned_until.map_or(at, |pin| at.max(pin)));
+    // Gone in the forge: due once its own warning has stood from when Oksa learned it (a pin
+    // still postpones it). Whichever comes first, idle expiry or this, is the one warned of.
+    let gone = facts.gone.map(|g| {
+        let at = after(whole_seconds(g.since), g.warning);
+        (settings.pinned_until.map_or(at, |pin| at.max(pin)), g)
+    });
+    let (due, window, gone) = match (due, gone) {
+        (Some(idle), Some((forge, _))) if idle <= forge => {
+            (Some(idle), settings.warning_window(), None)
+        }
+        (_, Some((forge, g))) => (Some(forge), g.warning, Some(g)),
+        (due, None) => (due, settings.warning_window(), None),
+    };
     // The warning is a precondition: a branch expires only once its warning has stood for the
     // whole window, however late it was given (a changed default, an operator down for a day).
-    let window = SignedDuration::try_from(settings.warning_window()).unwrap_or_default();
+    let window = SignedDuration::try_from(window).unwrap_or_default();
     let warn_from = due.and_then(|at| at.checked_sub(window).ok());
     let previous = facts.previous;
     let expiry_warned_at = warn_from.filter(|from| *from <= now).map(|from| {
@@ -391,6 +418,7 @@ pub fn decide(settings: &Settings, activity: &Activity, facts: &Facts) -> Decisi
         delete: expired && !keep_expired && !facts.scaled_to_zero && !facts.report_only,
         would_delete,
         next_change,
+        gone_from_forge: gone.map(|g| g.why.clone()),
     }
 }
 
@@ -519,9 +547,10 @@ pub fn settle(
                     sleep_reason::MANUAL => {
                         "scaled to zero; scale to 1 to wake it (deploys do not)".into()
                     }
-                    sleep_reason::EXPIRED => {
-                        "expired: unused too long; a deploy or a request wakes it".into()
-                    }
+                    sleep_reason::EXPIRED => match &decision.gone_from_forge {
+                        Some(why) => format!("expired: {why}"),
+                        None => "expired: unused too long; a deploy or a request wakes it".into(),
+                    },
                     sleep_reason::SCHEDULE => {
                         "outside its awake hours; the first request wakes it".into()
                     }
@@ -556,15 +585,28 @@ pub fn settle(
                 at.0
             ),
         ),
-        (Some(at), Some(_)) if lifecycle.state != LifecycleState::Expired => Desired::new(
-            EXPIRING,
-            true,
-            "Unused",
-            format!(
-                "expires at {} unless used before (a deploy, a request, `oksa keepalive`)",
-                at.0
-            ),
-        ),
+        (Some(at), Some(_)) if lifecycle.state != LifecycleState::Expired => {
+            match &decision.gone_from_forge {
+                Some(why) => Desired::new(
+                    EXPIRING,
+                    true,
+                    GONE_FROM_FORGE,
+                    format!(
+                        "{why}: this environment goes at {} unless the branch comes back",
+                        at.0
+                    ),
+                ),
+                None => Desired::new(
+                    EXPIRING,
+                    true,
+                    "Unused",
+                    format!(
+                        "expires at {} unless used before (a deploy, a request, `oksa keepalive`)",
+                        at.0
+                    ),
+                ),
+            }
+        }
         _ => Desired::new(EXPIRING, false, "InUse", ""),
     };
     let bounded = if settings.held_to_bounds.is_empty() {
@@ -636,6 +678,7 @@ mod tests {
             created: at(0),
             previous,
             now: at(now),
+            gone: None,
         }
     }
 
@@ -685,6 +728,7 @@ mod tests {
             created: utc("2026-11-30T00:00:00Z"),
             previous: None,
             now: utc(now),
+            gone: None,
         };
         let deployed = Activity {
             at: utc("2026-11-30T07:00:00Z"),
@@ -865,6 +909,52 @@ mod tests {
         let held = follow(&pinned, &activity(0), &[850, 1000], false);
         assert!(!held.delete);
         assert_eq!(held.status.expires_at, Some(Time(at(5000))));
+    }
+
+    #[test]
+    fn a_branch_gone_from_the_forge_is_warned_at_once_and_goes_after_its_own_window() {
+        let gone = Gone {
+            why: "branch `feature/a` was deleted in the forge".into(),
+            since: at(100),
+            warning: Duration::from_secs(60),
+        };
+        let decide_at = |times: &[i64], gitops: bool, pin: Option<i64>| {
+            let mut settings = settings();
+            settings.pinned_until = pin.map(at);
+            let mut previous: Option<LifecycleStatus> = None;
+            let mut last = None;
+            for now in times {
+                let mut clock = facts(*now, previous.as_ref());
+                clock.gitops_managed = gitops;
+                clock.gone = Some(&gone);
+                let decision = decide(&settings, &activity(90), &clock);
+                previous = Some(decision.status.clone());
+                last = Some(decision);
+            }
+            last.unwrap()
+        };
+        let warned = decide_at(&[100], false, None);
+        assert_eq!(warned.status.expiry_warned_at, Some(Time(at(100))));
+        assert_eq!(warned.status.expires_at, Some(Time(at(160))));
+        assert_eq!(warned.gone_from_forge.as_deref(), Some(gone.why.as_str()));
+        assert!(!warned.delete && !warned.asleep);
+        assert!(!decide_at(&[100, 159], false, None).delete);
+        assert!(decide_at(&[100, 160], false, None).delete);
+        // GitOps-managed: kept, asleep, Expired. Pinned: not before the pin.
+        let kept = decide_at(&[100, 160], true, None);
+        assert!(!kept.delete && kept.asleep);
+        assert_eq!(kept.status.state, LifecycleState::Expired);
+        assert!(!decide_at(&[100, 160], false, Some(500)).delete);
+        // The idle expiry (1000 s after 90 s) comes later: the forge's is the one said.
+        let mut settings = settings();
+        settings.expire_after = Some(Duration::from_secs(20));
+        let mut clock = facts(100, None);
+        clock.gone = Some(&gone);
+        let idle_first = decide(&settings, &activity(90), &clock);
+        assert_eq!(
+            idle_first.gone_from_forge, None,
+            "idle expiry at 110 s comes first"
+        );
     }
 
     #[test]

@@ -501,6 +501,8 @@ pub fn observed(
         requested: previous.requested,
         replicas: previous.replicas,
         lifecycle: previous.lifecycle,
+        // Set by the reconcile, from what the forge runtime knows.
+        forge: previous.forge,
     }
 }
 

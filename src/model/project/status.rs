@@ -152,6 +152,29 @@ pub fn expiry_condition(waiting: &[String], per_hour: u32) -> Desired {
     }
 }
 
+/// The `ForgeConnected` condition of a Project with a forge: from how its last sync or report
+/// went (`connected`, reason, message), or waiting for its first.
+pub fn forge_condition(
+    project: &Project,
+    health: Option<(bool, &'static str, String)>,
+) -> Option<Desired> {
+    project.spec.forge.as_ref()?;
+    Some(match health {
+        Some((connected, reason, message)) => Desired::new(
+            crate::api::conditions::FORGE_CONNECTED,
+            connected,
+            reason,
+            message,
+        ),
+        None => Desired::new(
+            crate::api::conditions::FORGE_CONNECTED,
+            false,
+            "Connecting",
+            "the forge has not been listed yet",
+        ),
+    })
+}
+
 pub fn compute(
     project: &Project,
     outcome: &Outcome,
