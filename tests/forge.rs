@@ -83,6 +83,8 @@ async fn connect(
                     "webhookSecret".to_string(),
                     ByteString(WEBHOOK_SECRET.as_bytes().to_vec()),
                 ),
+                // Pinned: this token goes to this forge only.
+                ("url".to_string(), ByteString(url.as_bytes().to_vec())),
             ]
             .into(),
         ),
@@ -111,6 +113,25 @@ async fn connect(
             .await;
     }
     project
+}
+
+/// The ForgeConnected condition once it is False for a reason other than not being tried yet.
+async fn forge_refused(project: &TestProject) -> (String, String) {
+    let project = project
+        .wait_status("ForgeConnected False", |s| {
+            s.conditions.iter().any(|c| {
+                c.type_ == FORGE_CONNECTED && c.status == "False" && c.reason != "Connecting"
+            })
+        })
+        .await;
+    let said = project
+        .status
+        .unwrap()
+        .conditions
+        .into_iter()
+        .find(|c| c.type_ == FORGE_CONNECTED)
+        .unwrap();
+    (said.reason, said.message)
 }
 
 async fn forge_connected(project: &TestProject) {
@@ -254,6 +275,19 @@ async fn a_merged_pull_request_takes_its_environment_and_a_gitops_managed_one_is
         .wait_release("feature-g", "Ready", |s| s.phase == Some(Phase::Ready))
         .await;
 
+    // The forge and Kubernetes both keep whole seconds: a merge in the very second the
+    // environment was created cannot be told to come after it (and is not acted on), so the
+    // merges wait for the next second.
+    let created = project.releases().get("feature-g").await.unwrap();
+    let created = created.metadata.creation_timestamp.unwrap().0;
+    eventually(
+        Duration::from_secs(5),
+        "the second after the creation",
+        || async {
+            (k8s_openapi::jiff::Timestamp::now().as_second() > created.as_second()).then_some(())
+        },
+    )
+    .await;
     gitea.merge(&repository, merged).await;
     gitea.merge(&repository, kept).await;
     wait_deleted(&project.releases(), "feature-m", TIMEOUT).await;
@@ -582,4 +616,38 @@ async fn a_forge_that_is_down_slows_no_reconcile_and_the_reports_catch_up() {
     })
     .await;
     project.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn credentials_are_used_only_by_the_projects_and_for_the_forge_their_secret_names() {
+    let Some(gitea) = forge() else { return };
+    let repository = gitea.create_repository(&unique("shop")).await;
+    // The Secret pins the forge's address: a Project pointing elsewhere does not get the token.
+    let elsewhere = connect(&gitea, &repository, &gitea.url, json!({}), false).await;
+    elsewhere
+        .api()
+        .patch(
+            &elsewhere.name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"forge": {"url": "http://127.0.0.1:9"}}})),
+        )
+        .await
+        .unwrap();
+    let (reason, message) = forge_refused(&elsewhere).await;
+    assert_eq!(reason, "CredentialsNotAllowed", "{message}");
+    assert!(message.contains("is for the forge at"), "{message}");
+    // Another Project naming that Secret is not listed in it.
+    let borrower = TestProject::create(
+        "borrower",
+        json!({"forge": {"provider": "gitea", "url": gitea.url, "repository": repository, "credentialsSecret": elsewhere.name}}),
+    )
+    .await;
+    let (reason, message) = forge_refused(&borrower).await;
+    assert_eq!(reason, "CredentialsNotAllowed", "{message}");
+    assert!(
+        message.contains(oksa::api::FORGE_PROJECTS_ANNOTATION),
+        "{message}"
+    );
+    borrower.cleanup().await;
+    elsewhere.cleanup().await;
 }

@@ -12,6 +12,9 @@ use serde::{Deserialize, Serialize};
 pub const FORGE_PROJECTS_ANNOTATION: &str = "oksa.dev/forge-projects";
 /// The key of the API token in a credentials Secret.
 pub const FORGE_TOKEN_KEY: &str = "token";
+/// The optional key of a credentials Secret that pins the forge's address: the token is then sent
+/// to that forge only, whatever a Project's `url` says.
+pub const FORGE_URL_KEY: &str = "url";
 /// The key of the webhook secret (the HMAC key of signed webhooks) in a credentials Secret.
 pub const FORGE_WEBHOOK_SECRET_KEY: &str = "webhookSecret";
 
@@ -35,7 +38,8 @@ pub struct Forge {
     )]
     pub repository: String,
     /// Secret in Oksa's own namespace with the forge's API `token` and the `webhookSecret` that
-    /// signs its webhooks. The platform creates it and lists the Projects that may use it in its
+    /// signs its webhooks (and, best, the forge's `url`, so the token goes nowhere else). The
+    /// platform creates it and lists the Projects that may use it in its
     /// `oksa.dev/forge-projects` annotation. Oksa reads no other Secret.
     #[schemars(
         length(min = 1, max = 253),

@@ -8,8 +8,11 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
 
 use super::Forges;
-use crate::api::{FORGE_PROJECTS_ANNOTATION, FORGE_TOKEN_KEY, FORGE_WEBHOOK_SECRET_KEY, Forge};
+use crate::api::{
+    FORGE_PROJECTS_ANNOTATION, FORGE_TOKEN_KEY, FORGE_URL_KEY, FORGE_WEBHOOK_SECRET_KEY, Forge,
+};
 use crate::forge::ForgeClient;
+use crate::model::forge::provider;
 
 /// How long credentials read are used before they are read again (a rotated token takes effect
 /// within this).
@@ -19,8 +22,8 @@ const FRESH_FOR: Duration = Duration::from_secs(60);
 pub struct Credentials {
     pub client: Arc<ForgeClient>,
     pub webhook_secret: Option<Vec<u8>>,
-    /// What they were read for: a changed Secret name or provider reads them again.
-    read_for: (String, crate::api::ForgeProvider),
+    /// What they were read for: any change of the Project's forge reads them again.
+    read_for: Forge,
     token: String,
     read_at: Instant,
 }
@@ -38,7 +41,7 @@ impl Forges {
         project: &str,
         forge: &Forge,
     ) -> Result<Credentials, Missing> {
-        let read_for = (forge.credentials_secret.clone(), forge.provider);
+        let read_for = forge.clone();
         let cached = {
             let state = self.state.lock().expect("forge state");
             state
@@ -81,6 +84,20 @@ impl Forges {
                 .map(|v| String::from_utf8_lossy(&v.0).trim().to_string())
                 .filter(|v| !v.is_empty())
         };
+        // A Secret that names its forge is used for that forge only: a Project cannot send the
+        // token to another address by setting its own `url`.
+        if let Some(pinned) = value(FORGE_URL_KEY) {
+            let asked = provider::Urls::of(forge).base();
+            if pinned.trim_end_matches('/') != asked.trim_end_matches('/') {
+                return Err(Missing {
+                    reason: "CredentialsNotAllowed",
+                    message: format!(
+                        "Secret {} is for the forge at {pinned}, not {asked}",
+                        forge.credentials_secret
+                    ),
+                });
+            }
+        }
         let Some(token) = value(FORGE_TOKEN_KEY) else {
             return Err(Missing {
                 reason: "CredentialsMissing",
@@ -91,7 +108,9 @@ impl Forges {
             });
         };
         // The same token keeps its client (and its cache of unchanged lists).
-        let client = match cached.filter(|c| c.token == token && c.read_for.1 == forge.provider) {
+        let client = match cached
+            .filter(|c| c.token == token && c.read_for.provider == forge.provider)
+        {
             Some(cached) => cached.client,
             None => Arc::new(
                 ForgeClient::new(forge.provider, &token).map_err(|e| Missing {

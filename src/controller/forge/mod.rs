@@ -85,6 +85,8 @@ struct ProjectState {
     /// proven now, not only remembered from status.
     synced: bool,
     last_sync: Option<std::time::Instant>,
+    /// The Project's forge as last synced: a change (another url, repository, Secret) syncs now.
+    synced_spec: Option<crate::api::Forge>,
 }
 
 /// What a reconcile learns of its branch from the forge.

@@ -64,6 +64,9 @@ impl Forges {
         let Some(known) = state.projects.get(&project.name_any()) else {
             return true;
         };
+        if known.synced_spec != project.spec.forge {
+            return true;
+        }
         // A forge that failed is tried again soon, whatever the interval.
         let every = match &known.health {
             Some(health) if !health.connected => SHORTEST_SYNC_EVERY,
@@ -80,7 +83,9 @@ async fn sync(forges: &Forges, project: &Project) {
     let name = project.name_any();
     {
         let mut state = forges.state.lock().expect("forge state");
-        state.projects.entry(name.clone()).or_default().last_sync = Some(Instant::now());
+        let entry = state.projects.entry(name.clone()).or_default();
+        entry.last_sync = Some(Instant::now());
+        entry.synced_spec = Some(forge.clone());
     }
     let credentials = match forges.credentials(&name, forge).await {
         Ok(credentials) => credentials,

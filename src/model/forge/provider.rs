@@ -14,6 +14,7 @@ const GITHUB_API: &str = "https://api.github.com";
 /// The API addresses of one repository.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Urls {
+    base: String,
     repository: String,
     page_size: &'static str,
     /// Newest updates first.
@@ -44,11 +45,16 @@ impl Urls {
         };
         Urls {
             repository: format!("{}/repos/{}", base.trim_end_matches('/'), forge.repository),
+            base: forge.url.clone().unwrap_or_else(|| GITHUB_API.to_string()),
             page_size,
             newest_first,
         }
     }
 
+    /// The forge's address as the Project gives it (GitHub's API host by default).
+    pub fn base(&self) -> String {
+        self.base.clone()
+    }
     pub fn repository(&self) -> String {
         self.repository.clone()
     }
