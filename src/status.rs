@@ -48,6 +48,9 @@ pub async fn run(project: Option<&str>) -> Result<(), kube::Error> {
     for line in crate::table::data_lines(&releases, Timestamp::now()) {
         println!("{line}");
     }
+    for line in crate::table::forge_lines(&releases) {
+        println!("{line}");
+    }
     if usage.is_none() {
         println!("(USED: this cluster does not serve metrics.k8s.io; install metrics-server)");
     }

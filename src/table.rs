@@ -184,6 +184,34 @@ pub fn data_lines(releases: &[BranchRelease], now: Timestamp) -> Vec<String> {
     lines
 }
 
+/// What each branch's forge said and was told, one line each: `feature/a: pull request #4,
+/// commit status success on 0123abc`, or why the forge says it is gone.
+pub fn forge_lines(releases: &[BranchRelease]) -> Vec<String> {
+    let mut lines = Vec::new();
+    for release in releases {
+        let Some(forge) = release.status.as_ref().and_then(|s| s.forge.as_ref()) else {
+            continue;
+        };
+        let branch = &release.spec.branch;
+        if let Some(gone) = &forge.gone {
+            lines.push(format!("{branch}: gone from the forge: {gone}"));
+            continue;
+        }
+        let mut said = Vec::new();
+        if let Some(number) = forge.pull_request {
+            said.push(format!("pull request #{number}"));
+        }
+        if let (Some(state), Some(commit)) = (&forge.state, &forge.commit) {
+            let short: String = commit.chars().take(7).collect();
+            said.push(format!("commit status {state} on {short}"));
+        }
+        if !said.is_empty() {
+            lines.push(format!("{branch}: {}", said.join(", ")));
+        }
+    }
+    lines
+}
+
 /// `kubectl`-style age: 42s, 5m, 3h, 2d.
 pub fn age(now: Timestamp, then: Timestamp) -> String {
     let seconds = (now.as_second() - then.as_second()).max(0);
@@ -278,6 +306,33 @@ mod tests {
         assert_eq!(age(t(1000), t(0)), "16m");
         assert_eq!(age(t(90_000), t(0)), "25h");
         assert_eq!(age(t(900_000), t(0)), "10d");
+    }
+
+    #[test]
+    fn forge_lines_say_what_the_forge_was_told_or_why_the_branch_goes() {
+        let mut reported = crate::test_fixtures::release_from_yaml(
+            "spec: {project: shop, branch: feature/a, components: []}",
+        );
+        reported.status = Some(crate::api::BranchReleaseStatus {
+            forge: Some(crate::api::ForgeStatus {
+                commit: Some("0123456789abcdef".into()),
+                state: Some("success".into()),
+                pull_request: Some(4),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        let mut gone = reported.clone();
+        gone.spec.branch = "feature/b".into();
+        gone.status.as_mut().unwrap().forge.as_mut().unwrap().gone =
+            Some("branch `feature/b` was deleted in the forge".into());
+        assert_eq!(
+            forge_lines(&[reported, gone]),
+            vec![
+                "feature/a: pull request #4, commit status success on 0123456",
+                "feature/b: gone from the forge: branch `feature/b` was deleted in the forge",
+            ]
+        );
     }
 
     #[test]

@@ -317,7 +317,9 @@ pub async fn run(
                     projects_writer,
                     || {},
                     move |project: &Project| {
-                        forget_if_gone(&ctx, &projects, project, &ctx.project_summaries);
+                        if forget_if_gone(&ctx, &projects, project, &ctx.project_summaries) {
+                            ctx.forges.forget_project(&project.name_any());
+                        }
                     },
                     |_: &ObjectMeta, _: &str| {},
                 )

@@ -246,6 +246,16 @@ impl Forges {
         state.waiting.remove(key);
     }
 
+    /// Forgets a Project that is gone (its credentials, its listing); its branches are forgotten
+    /// one by one as they go.
+    pub fn forget_project(&self, project: &str) {
+        self.state
+            .lock()
+            .expect("forge state")
+            .projects
+            .remove(project);
+    }
+
     fn set_health(&self, project: &str, health: Health) {
         let changed = {
             let mut state = self.state.lock().expect("forge state");
