@@ -92,6 +92,29 @@ pub fn protection<'a>(release: &'a BranchRelease, project: &'a Project) -> Optio
     .filter(|p| !p.public)
 }
 
+/// The ways past a branch's protection, for people and CI: what it accepts, never a secret.
+pub fn ways_in(protection: &Protection) -> Vec<String> {
+    let mut ways = Vec::new();
+    if !protection.bypass_token_sha256.is_empty() {
+        ways.push(format!(
+            "send header {}: <token> (a token whose SHA-256 is in bypassTokenSha256)",
+            crate::api::BYPASS_HEADER
+        ));
+    }
+    if !protection.users.is_empty() {
+        ways.push("log in with basic auth as one of its users".to_string());
+    }
+    if !protection.allow_cidrs.is_empty() {
+        let networks: Vec<&str> = protection
+            .allow_cidrs
+            .iter()
+            .map(|c| c.0.as_str())
+            .collect();
+        ways.push(format!("come from {}", networks.join(", ")));
+    }
+    ways
+}
+
 /// Whether the branch's routes lead to the edge rather than straight to its Services. Asleep or
 /// waking, always (the edge answers for it). Protected, always: without an edge nobody passes,
 /// rather than everybody. Awake and able to sleep, when there is an edge: it counts the requests

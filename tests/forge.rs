@@ -572,23 +572,10 @@ async fn a_forge_that_is_down_slows_no_reconcile_and_the_reports_catch_up() {
     spec["commit"] = json!(commit);
     // Ready while the forge is unreachable, and the Project says why nothing is reported.
     project.create_ready("feature-d", spec).await;
-    let down = project
-        .wait_status("ForgeConnected False", |s| {
-            s.conditions.iter().any(|c| {
-                c.type_ == FORGE_CONNECTED && c.status == "False" && c.reason != "Connecting"
-            })
-        })
-        .await;
-    let said = down
-        .status
-        .unwrap()
-        .conditions
-        .into_iter()
-        .find(|c| c.type_ == FORGE_CONNECTED)
-        .unwrap();
+    let (reason, message) = forge_refused(&project).await;
     assert!(
-        said.message.contains("reach") || said.message.contains("retried"),
-        "{said:?}"
+        matches!(reason.as_str(), "Unreachable" | "ReportFailed"),
+        "{reason}: {message}"
     );
     assert!(gitea.statuses(&repository, &commit).await.is_empty());
 

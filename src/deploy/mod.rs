@@ -530,25 +530,10 @@ mod tests {
 
 /// How CI reaches a protected branch: what the protection accepts, never a secret.
 pub fn protection_hint(protection: &crate::api::Protection) -> String {
-    let mut ways = Vec::new();
-    if !protection.bypass_token_sha256.is_empty() {
-        ways.push(format!(
-            "send header {}: <token> (a token whose SHA-256 is in bypassTokenSha256)",
-            crate::api::BYPASS_HEADER
-        ));
-    }
-    if !protection.users.is_empty() {
-        ways.push("log in with basic auth as one of its users".to_string());
-    }
-    if !protection.allow_cidrs.is_empty() {
-        let networks: Vec<&str> = protection
-            .allow_cidrs
-            .iter()
-            .map(|c| c.0.as_str())
-            .collect();
-        ways.push(format!("come from {}", networks.join(", ")));
-    }
-    format!("  protected: {}", ways.join("; or "))
+    format!(
+        "  protected: {}",
+        crate::routing::ways_in(protection).join("; or ")
+    )
 }
 
 #[cfg(test)]

@@ -126,25 +126,12 @@ pub fn comment(release: &BranchRelease, status: &BranchReleaseStatus, project: &
         }
     }
     if let Some(protection) = crate::routing::protection(release, project) {
-        let mut ways = Vec::new();
-        if !protection.users.is_empty() {
-            ways.push("sign in with the project's user name and password".to_string());
-        }
-        if !protection.bypass_token_sha256.is_empty() {
-            ways.push(format!(
-                "send a bypass token in the `{}` header",
-                crate::api::BYPASS_HEADER
-            ));
-        }
-        if !protection.allow_cidrs.is_empty() {
-            let networks: Vec<&str> = protection
-                .allow_cidrs
-                .iter()
-                .map(|c| c.0.as_str())
-                .collect();
-            ways.push(format!("open from {}", networks.join(", ")));
-        }
-        lines.push(format!("| Access | protected: {} |", ways.join("; ")));
+        // Markdown would take `<token>` for an HTML tag and hide it.
+        let ways = crate::routing::ways_in(protection).join("; or ");
+        lines.push(format!(
+            "| Access | protected: {} |",
+            ways.replace('<', "&lt;")
+        ));
     }
     lines.join("\n")
 }
@@ -266,7 +253,7 @@ mod tests {
         );
         assert!(text.contains("Asleep"), "{text}");
         assert!(text.contains("http://feature-a.shop.example.com"), "{text}");
-        assert!(text.contains("open from 10.0.0.0/8"), "{text}");
+        assert!(text.contains("come from 10.0.0.0/8"), "{text}");
         assert_ne!(digest(&text), digest(&text.replace("Asleep", "Ready")));
     }
 }
