@@ -76,6 +76,22 @@ pub struct Spent {
     pub requests: u64,
     /// Answered from the cache (`304 Not Modified`): free on GitHub.
     pub not_modified: u64,
+    /// Unanswered, refused or unreadable.
+    pub failed: u64,
+}
+
+impl Spent {
+    /// Answered as asked (neither from the cache nor failed).
+    pub fn ok(&self) -> u64 {
+        self.requests - self.not_modified - self.failed
+    }
+
+    fn count<T>(&mut self, result: Result<T, ForgeError>) -> Result<T, ForgeError> {
+        if result.is_err() {
+            self.failed += 1;
+        }
+        result
+    }
 }
 
 impl ForgeClient {
@@ -127,7 +143,8 @@ impl ForgeClient {
         let request = request
             .body(Full::default())
             .map_err(|e| ForgeError::Unreachable(e.to_string()))?;
-        let (status, headers, body) = self.send(request, spent).await?;
+        let sent = self.send(request, spent).await;
+        let (status, headers, body) = spent.count(sent)?;
         let link = headers
             .get(header::LINK)
             .and_then(|v| v.to_str().ok())
@@ -138,7 +155,7 @@ impl ForgeClient {
             spent.not_modified += 1;
             return Ok((body, link));
         }
-        check(&Method::GET, url, status, &body)?;
+        spent.count(check(&Method::GET, url, status, &body))?;
         if let Some(etag) = headers.get(header::ETAG).and_then(|v| v.to_str().ok()) {
             self.cached
                 .lock()
@@ -162,8 +179,9 @@ impl ForgeClient {
             .header(header::CONTENT_TYPE, "application/json")
             .body(Full::new(Bytes::from(json.to_string())))
             .map_err(|e| ForgeError::Unreachable(e.to_string()))?;
-        let (status, _, body) = self.send(request, spent).await?;
-        check(&method, url, status, &body)?;
+        let sent = self.send(request, spent).await;
+        let (status, _, body) = spent.count(sent)?;
+        spent.count(check(&method, url, status, &body))?;
         Ok(body)
     }
 

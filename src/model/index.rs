@@ -9,6 +9,16 @@ use crate::api::{BranchRelease, Phase, Project};
 use crate::naming;
 use crate::quantity::Quantity;
 
+/// The key a branch goes by in the runtime's own maps (the expiry budget, the forge's state):
+/// `namespace/name`.
+pub fn release_key(release: &BranchRelease) -> String {
+    format!(
+        "{}/{}",
+        release.metadata.namespace.as_deref().unwrap_or_default(),
+        release.metadata.name.as_deref().unwrap_or_default()
+    )
+}
+
 /// The part of a Project its branches depend on: its spec, whether it is being deleted, and
 /// whether (and why not) it is ready with a namespace. Its status changes all the time besides
 /// (branch counts, quota usage): those must not reconcile every branch of the project again.

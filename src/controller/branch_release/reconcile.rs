@@ -281,11 +281,7 @@ fn take_expiry_slot(
     now: Timestamp,
 ) -> ExpirySlot {
     let project = &release.spec.project;
-    let branch_key = format!(
-        "{}/{}",
-        release.namespace().unwrap_or_default(),
-        release.name_any()
-    );
+    let branch_key = crate::model::index::release_key(release);
     if !decision.delete {
         ctx.expiry_budget.forget(project, &branch_key);
         return ExpirySlot::None;

@@ -80,10 +80,9 @@ struct State {
 struct ProjectState {
     credentials: Option<Credentials>,
     health: Option<Health>,
+    /// The last successful sync's; there is one once the forge was listed since this operator
+    /// started, and only then is what it says of gone branches proven, not only remembered.
     listing: Option<Listing>,
-    /// Synced at least once since this operator started: what it says of gone branches is
-    /// proven now, not only remembered from status.
-    synced: bool,
     last_sync: Option<std::time::Instant>,
     /// The Project's forge as last synced: a change (another url, repository, Secret) syncs now.
     synced_spec: Option<crate::api::Forge>,
@@ -97,13 +96,7 @@ pub struct Facts {
     pub proven: bool,
 }
 
-pub fn key_of(release: &BranchRelease) -> String {
-    format!(
-        "{}/{}",
-        release.namespace().unwrap_or_default(),
-        release.name_any()
-    )
-}
+pub use crate::model::index::release_key as key_of;
 
 impl Forges {
     /// The runtime, and the receiver of its sync requests (for `run`).
@@ -167,7 +160,7 @@ impl Forges {
         let synced = state
             .projects
             .get(&project.name_any())
-            .is_some_and(|p| p.synced);
+            .is_some_and(|p| p.listing.is_some());
         if synced {
             let gone = state.gone.get(&key_of(release)).map(|(why, since)| Gone {
                 why: why.clone(),
@@ -271,14 +264,50 @@ impl Forges {
         }
     }
 
-    fn count(&self, project: &str, purpose: &'static str, outcome: &'static str, by: u64) {
-        self.metrics
-            .forge_requests
-            .get_or_create(&crate::metrics::ForgeLabels {
-                project: project.to_string(),
-                purpose,
-                outcome,
+    /// Counts what a sync or a report spent, and how it ended.
+    fn count(
+        &self,
+        project: &str,
+        purpose: &'static str,
+        spent: &crate::forge::Spent,
+        error: Option<&crate::forge::ForgeError>,
+    ) {
+        let outcomes = [
+            ("ok", spent.ok()),
+            ("not_modified", spent.not_modified),
+            // An error before any request (credentials) counts once too.
+            (
+                error.map_or("ok", |e| e.kind()),
+                error.map_or(0, |_| spent.failed.max(1)),
+            ),
+        ];
+        for (outcome, by) in outcomes.into_iter().filter(|(_, by)| *by > 0) {
+            self.metrics
+                .forge_requests
+                .get_or_create(&crate::metrics::ForgeLabels {
+                    project: project.to_string(),
+                    purpose,
+                    outcome,
+                })
+                .inc_by(by);
+        }
+    }
+
+    /// What was last reported for a branch: this run's record, else its status'.
+    fn last_reported(&self, key: &str, release: &ObjectRef<BranchRelease>) -> ForgeStatus {
+        let recorded = self
+            .state
+            .lock()
+            .expect("forge state")
+            .reported
+            .get(key)
+            .cloned();
+        recorded
+            .or_else(|| {
+                self.releases
+                    .get(release)
+                    .and_then(|r| r.status.as_ref().and_then(|s| s.forge.clone()))
             })
-            .inc_by(by);
+            .unwrap_or_default()
     }
 }

@@ -13,7 +13,7 @@ use serde_json::json;
 use tracing::{debug, warn};
 
 use super::{Forges, Health, key_of};
-use crate::api::{BranchRelease, BranchReleaseStatus, Forge, ForgeStatus, Project};
+use crate::api::{BranchRelease, BranchReleaseStatus, Forge, Project};
 use crate::forge::{ForgeError, Spent};
 use crate::model::forge::provider::{self, Urls};
 use crate::model::forge::report::{self, CommitStatus};
@@ -157,28 +157,12 @@ async fn deliver(forges: &Forges, key: &str) {
         return;
     };
     let mut spent = Spent::default();
-    let result = write(forges, &forge, &pending, &mut spent).await;
-    forges.count(
-        &pending.project,
-        "report",
-        "ok",
-        spent.requests.saturating_sub(result.is_err() as u64),
-    );
     let release = ObjectRef::<BranchRelease>::new(&pending.name).within(&pending.namespace);
+    let result = write(forges, &forge, &pending, key, &release, &mut spent).await;
+    forges.count(&pending.project, "report", &spent, result.as_ref().err());
     match result {
         Ok(done) => {
-            let mut state = forges.state.lock().expect("forge state");
-            let mut reported = state
-                .reported
-                .get(key)
-                .cloned()
-                .or_else(|| {
-                    forges
-                        .releases
-                        .get(&release)
-                        .and_then(|r| r.status.as_ref().and_then(|s| s.forge.clone()))
-                })
-                .unwrap_or_default();
+            let mut reported = forges.last_reported(key, &release);
             if let Some(commit) = &pending.commit {
                 reported.commit = Some(commit.commit.clone());
                 reported.state = Some(commit.state.to_string());
@@ -189,6 +173,7 @@ async fn deliver(forges: &Forges, key: &str) {
                 reported.comment_digest = Some(comment.digest.clone());
             }
             reported.reported_at = Some(Time(crate::clock::now()));
+            let mut state = forges.state.lock().expect("forge state");
             state.reported.insert(key.to_string(), reported);
             // Unless a newer report arrived meanwhile.
             if state
@@ -210,7 +195,6 @@ async fn deliver(forges: &Forges, key: &str) {
             let _ = forges.release_triggers.unbounded_send(release);
         }
         Err(error) => {
-            forges.count(&pending.project, "report", error.kind(), 1);
             let tries = pending.tries + 1;
             let backoff =
                 (Duration::from_secs(5) * 2u32.saturating_pow(tries - 1)).min(LONGEST_BACKOFF);
@@ -242,6 +226,8 @@ async fn write(
     forges: &Forges,
     forge: &Forge,
     pending: &Pending,
+    key: &str,
+    release: &ObjectRef<BranchRelease>,
     spent: &mut Spent,
 ) -> Result<Option<i64>, ForgeError> {
     let credentials = forges
@@ -272,18 +258,7 @@ async fn write(
         return Ok(None);
     };
     let body = json!({ "body": comment.body });
-    let key = format!("{}/{}", pending.namespace, pending.name);
-    let known = {
-        let state = forges.state.lock().expect("forge state");
-        state.reported.get(&key).cloned()
-    }
-    .or_else(|| {
-        forges
-            .releases
-            .get(&ObjectRef::new(&pending.name).within(&pending.namespace))
-            .and_then(|r| r.status.as_ref().and_then(|s| s.forge.clone()))
-    })
-    .unwrap_or_else(ForgeStatus::default);
+    let known = forges.last_reported(key, release);
     // The comment written before, else one found by its marker (its id lost), else a new one.
     let mut id = known
         .comment_id

@@ -103,20 +103,10 @@ async fn sync(forges: &Forges, project: &Project) {
     };
     let mut spent = Spent::default();
     let listed = list(&credentials.client, forge, &mut spent).await;
-    forges.count(&name, "sync", "not_modified", spent.not_modified);
+    forges.count(&name, "sync", &spent, listed.as_ref().err());
     let listing = match listed {
-        Ok(listing) => {
-            forges.count(&name, "sync", "ok", spent.requests - spent.not_modified);
-            listing
-        }
+        Ok(listing) => listing,
         Err(error) => {
-            forges.count(&name, "sync", error.kind(), 1);
-            forges.count(
-                &name,
-                "sync",
-                "ok",
-                spent.requests.saturating_sub(spent.not_modified + 1),
-            );
             warn!(project = %name, %error, "forge sync failed; nothing cleaned up");
             forges.set_health(
                 &name,
@@ -200,10 +190,9 @@ async fn sync(forges: &Forges, project: &Project) {
         let entry = state.projects.entry(name.clone()).or_default();
         // The first sync since start proves (or withdraws) what status remembered: every branch
         // of the project looks again.
-        if !entry.synced {
+        if entry.listing.is_none() {
             changed = keys.iter().cloned().collect();
         }
-        entry.synced = true;
         entry.listing = Some(listing.clone());
     }
     for key in &changed {
