@@ -31,14 +31,8 @@ func (p *hostPathProvisioner) Provision(ctx context.Context, options controller.
 		return nil, controller.ProvisioningFinished, fmt.Errorf("storage class %s cannot clone volumes", options.StorageClass.Name)
 	}
 	path := filepath.Join(p.root, fmt.Sprintf("%s_%s_%s", claim.Namespace, claim.Name, options.PVName))
-	if err := os.MkdirAll(path, 0o777); err != nil {
-		return nil, controller.ProvisioningFinished, fmt.Errorf("creating %s: %w", path, err)
-	}
-	if source != "" {
-		if err := copyTree(source, path); err != nil {
-			_ = os.RemoveAll(path)
-			return nil, controller.ProvisioningFinished, fmt.Errorf("cloning %s: %w", source, err)
-		}
+	if err := p.fill(path, source); err != nil {
+		return nil, controller.ProvisioningFinished, err
 	}
 	reclaim := v1.PersistentVolumeReclaimDelete
 	if options.StorageClass.ReclaimPolicy != nil {
@@ -58,6 +52,33 @@ func (p *hostPathProvisioner) Provision(ctx context.Context, options controller.
 			},
 		},
 	}, controller.ProvisioningFinished, nil
+}
+
+// fill makes the volume's folder once: empty, or a copy of the source's. The library may ask for the
+// same volume again before its informer has seen the first answer's PersistentVolume (the plane's
+// log shows it), and by then the branch may have written its own data: a folder that exists is that
+// volume, kept as it is. A copy is made beside the folder and renamed into place, so a copy cut short
+// is never taken for a whole one.
+func (p *hostPathProvisioner) fill(path, source string) error {
+	if _, err := os.Stat(path); err == nil {
+		return nil
+	}
+	staging := path + ".partial"
+	_ = os.RemoveAll(staging)
+	if err := os.MkdirAll(staging, 0o777); err != nil {
+		return fmt.Errorf("creating %s: %w", staging, err)
+	}
+	if source != "" {
+		if err := copyTree(source, staging); err != nil {
+			_ = os.RemoveAll(staging)
+			return fmt.Errorf("cloning %s: %w", source, err)
+		}
+	}
+	if err := os.Rename(staging, path); err != nil {
+		_ = os.RemoveAll(staging)
+		return fmt.Errorf("creating %s: %w", path, err)
+	}
+	return nil
 }
 
 func (p *hostPathProvisioner) Delete(_ context.Context, volume *v1.PersistentVolume) error {
