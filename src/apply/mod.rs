@@ -30,7 +30,7 @@ use std::sync::Arc;
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{ApiResource, DeleteParams, DynamicObject, Patch, PatchParams, Preconditions};
-use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Client, Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -44,6 +44,7 @@ pub use tally::Tally;
 
 use crate::compact::Compact;
 use crate::labels::FIELD_MANAGER;
+use crate::watch::Cache;
 
 /// The state of one declared child after the applier has dealt with it.
 pub type Synced<K> = Result<Arc<K>, Refusal>;
@@ -78,7 +79,7 @@ impl<'a> Applier<'a> {
     /// cached yet), so that an object someone else made is never mistaken for a free name.
     pub async fn live<K>(
         &self,
-        store: &Store<Compact<K>>,
+        store: &Cache<Compact<K>>,
         namespace: &str,
         name: &str,
     ) -> Result<Option<Value>, Failed>
@@ -175,7 +176,7 @@ impl<'a> Applier<'a> {
     /// Returns each declared object's state, in order.
     pub async fn sync<K>(
         &self,
-        store: &Store<Compact<K>>,
+        store: &Cache<Compact<K>>,
         declared: Vec<K>,
     ) -> Result<Vec<Synced<K>>, Failed>
     where
@@ -198,8 +199,9 @@ impl<'a> Applier<'a> {
         // Filtered in place: the store holds every branch's children, this owner's are a few.
         let kind = K::kind(&());
         let stale: Vec<_> = store
-            .state_filter(|o| self.owner.scopes(o.meta().namespace.as_deref(), o.labels()))
+            .in_namespace(&self.owner.namespace)
             .into_iter()
+            .filter(|o| self.owner.scopes(o.meta().namespace.as_deref(), o.labels()))
             .filter(|o| !wanted.contains(&(o.namespace(), o.name_any())))
             .filter(|o| plan::leftover(self.owner, &kind, &o.full_meta()) == Some(Leftover::Prune))
             .collect();

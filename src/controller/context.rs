@@ -18,7 +18,9 @@ use futures::FutureExt;
 use kube::api::DynamicObject;
 use kube::core::PartialObjectMeta;
 use kube::runtime::reflector::{ObjectRef, Store};
-use kube::{Client, Resource};
+
+use crate::watch::Cache;
+use kube::Client;
 
 use super::coalesce::Coalescer;
 use super::recorder::Recorder;
@@ -38,25 +40,25 @@ pub struct Stores {
     pub projects: Store<Project>,
     /// Namespaces with Oksa's label, metadata only.
     pub namespaces: Store<PartialObjectMeta<Namespace>>,
-    pub releases: Store<BranchRelease>,
-    pub deployments: Store<Compact<Deployment>>,
-    pub services: Store<Compact<Service>>,
-    pub ingresses: Store<Compact<Ingress>>,
+    pub releases: Cache<BranchRelease>,
+    pub deployments: Cache<Compact<Deployment>>,
+    pub services: Cache<Compact<Service>>,
+    pub ingresses: Cache<Compact<Ingress>>,
     /// Empty, and never waited for, when the cluster has no Gateway API (see `gateway_api`).
-    pub http_routes: Store<Compact<HTTPRoute>>,
-    pub claims: Store<Compact<PersistentVolumeClaim>>,
+    pub http_routes: Cache<Compact<HTTPRoute>>,
+    pub claims: Cache<Compact<PersistentVolumeClaim>>,
     /// Pods of the components, metadata and status only (see `watch::pods`).
-    pub pods: Store<Compact<Pod>>,
-    pub role_bindings: Store<Compact<RoleBinding>>,
-    pub quotas: Store<Compact<ResourceQuota>>,
-    pub limit_ranges: Store<Compact<LimitRange>>,
-    pub network_policies: Store<Compact<NetworkPolicy>>,
+    pub pods: Cache<Compact<Pod>>,
+    pub role_bindings: Cache<Compact<RoleBinding>>,
+    pub quotas: Cache<Compact<ResourceQuota>>,
+    pub limit_ranges: Cache<Compact<LimitRange>>,
+    pub network_policies: Cache<Compact<NetworkPolicy>>,
     /// The waker's endpoints in each project namespace (see `project::waker_objects`).
-    pub endpoint_slices: Store<Compact<EndpointSlice>>,
+    pub endpoint_slices: Cache<Compact<EndpointSlice>>,
     /// The HorizontalPodAutoscalers of autoscaled components.
-    pub autoscalers: Store<Compact<HorizontalPodAutoscaler>>,
+    pub autoscalers: Cache<Compact<HorizontalPodAutoscaler>>,
     /// The Jobs of the branches' deploy jobs.
-    pub jobs: Store<Compact<Job>>,
+    pub jobs: Cache<Compact<Job>>,
 }
 
 pub struct Context {
@@ -106,11 +108,9 @@ impl Stores {
     /// counts them.
     pub fn pods_labelled(&self, namespace: &str, key: &str, value: &str) -> Vec<Arc<Pod>> {
         self.pods
-            .state_filter(|p| {
-                p.meta().namespace.as_deref() == Some(namespace)
-                    && p.labels().get(key) == Some(value)
-            })
+            .in_namespace(namespace)
             .into_iter()
+            .filter(|p| p.labels().get(key) == Some(value))
             .filter_map(|p| p.object().ok().map(Arc::new))
             .collect()
     }

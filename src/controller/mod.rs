@@ -62,20 +62,20 @@ pub async fn run(
 ) {
     let (projects, projects_writer) = reflector::store();
     let (namespaces, namespaces_writer) = reflector::store();
-    let (releases, releases_writer) = reflector::store();
-    let (deployments, deployments_writer) = reflector::store();
-    let (services, services_writer) = reflector::store();
-    let (ingresses, ingresses_writer) = reflector::store();
-    let (http_routes, http_routes_writer) = reflector::store();
-    let (claims, claims_writer) = reflector::store();
-    let (pods, pods_writer) = reflector::store();
-    let (role_bindings, role_bindings_writer) = reflector::store();
-    let (quotas, quotas_writer) = reflector::store();
-    let (limit_ranges, limit_ranges_writer) = reflector::store();
-    let (network_policies, network_policies_writer) = reflector::store();
-    let (endpoint_slices, endpoint_slices_writer) = reflector::store();
-    let (autoscalers, autoscalers_writer) = reflector::store();
-    let (jobs, jobs_writer) = reflector::store();
+    let (releases, releases_writer) = watch::cache();
+    let (deployments, deployments_writer) = watch::cache();
+    let (services, services_writer) = watch::cache();
+    let (ingresses, ingresses_writer) = watch::cache();
+    let (http_routes, http_routes_writer) = watch::cache();
+    let (claims, claims_writer) = watch::cache();
+    let (pods, pods_writer) = watch::cache();
+    let (role_bindings, role_bindings_writer) = watch::cache();
+    let (quotas, quotas_writer) = watch::cache();
+    let (limit_ranges, limit_ranges_writer) = watch::cache();
+    let (network_policies, network_policies_writer) = watch::cache();
+    let (endpoint_slices, endpoint_slices_writer) = watch::cache();
+    let (autoscalers, autoscalers_writer) = watch::cache();
+    let (jobs, jobs_writer) = watch::cache();
     let stores = Stores {
         projects,
         namespaces,
@@ -233,8 +233,8 @@ pub async fn run(
         }
     };
     // Pods belong to a ReplicaSet, not to the BranchRelease: their labels name the release.
-    // Usually the BranchRelease has the release's name (a lookup); else every one is searched,
-    // which at thousands of branches and every pod event would cost more than the reconcile.
+    // Usually the BranchRelease has the release's name (a lookup); else its namespace's are
+    // searched (pod events are the most frequent of all).
     let release_of_pod = {
         let releases = stores.releases.clone();
         move |pod: Compact<Pod>| -> Option<ObjectRef<BranchRelease>> {
@@ -245,7 +245,12 @@ pub async fn run(
             releases
                 .get(&named_alike)
                 .filter(|r| is_its(r))
-                .or_else(|| releases.find(|r| is_its(r)))
+                .or_else(|| {
+                    releases
+                        .in_namespace(&namespace)
+                        .into_iter()
+                        .find(|r| is_its(r))
+                })
                 .map(|r| ObjectRef::from_obj(r.as_ref()))
         }
     };
@@ -276,7 +281,7 @@ pub async fn run(
         },
         unreadable_reporter::<BranchRelease>(&ctx),
     );
-    let release_controller = Controller::for_stream(releases_stream, stores.releases.clone())
+    let release_controller = Controller::for_stream(releases_stream, stores.releases.store())
         .with_config(ControllerConfig::default().concurrency(0))
         .owns_stream(watch::managed(&client, deployments_writer))
         .owns_stream(watch::managed(&client, services_writer))
@@ -296,8 +301,9 @@ pub async fn run(
                     .map(|r| ObjectRef::new(&r.name).within(&namespace))
                     .collect::<Vec<ObjectRef<BranchRelease>>>();
                 let waiting = releases
-                    .state_filter(|r| index::waits_for_reference(r, &namespace))
+                    .in_namespace(&namespace)
                     .into_iter()
+                    .filter(|r| index::waits_for_reference(r, &namespace))
                     .map(|r| ObjectRef::from_obj(r.as_ref()));
                 owner.into_iter().chain(waiting).collect::<Vec<_>>()
             }
@@ -453,12 +459,15 @@ fn what_branches_see(project: &Project) -> Option<u64> {
 
 /// The blocked siblings that a change of `release` may unblock (see `index::blocked_by`).
 fn blocked_by(
-    releases: &reflector::Store<BranchRelease>,
+    releases: &watch::Cache<BranchRelease>,
     release: &BranchRelease,
 ) -> Vec<ObjectRef<BranchRelease>> {
     let still_cached = releases.get(&ObjectRef::from_obj(release)).is_some();
-    let all = releases.state();
-    index::blocked_by(release, still_cached, all.iter().map(Arc::as_ref))
+    if !index::may_unblock(release, still_cached) {
+        return Vec::new();
+    }
+    let siblings = releases.in_namespace(&release.namespace().unwrap_or_default());
+    index::blocked_by(release, still_cached, siblings.iter().map(Arc::as_ref))
         .into_iter()
         .map(ObjectRef::from_obj)
         .collect()

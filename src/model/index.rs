@@ -48,10 +48,7 @@ pub fn blocked_by<'a>(
     still_cached: bool,
     all: impl IntoIterator<Item = &'a BranchRelease>,
 ) -> Vec<&'a BranchRelease> {
-    let status = release.status.as_ref();
-    let spec_changed = status.and_then(|s| s.observed_generation) != release.metadata.generation;
-    let leaving = release.metadata.deletion_timestamp.is_some() || !still_cached;
-    if !(spec_changed || leaving) {
+    if !may_unblock(release, still_cached) {
         return Vec::new();
     }
     all.into_iter()
@@ -64,6 +61,15 @@ pub fn blocked_by<'a>(
                 )
         })
         .collect()
+}
+
+/// Whether a change of `release` may unblock a sibling (see `blocked_by`), asked before the
+/// siblings are gathered: most changes (a status write) cannot.
+pub fn may_unblock(release: &BranchRelease, still_cached: bool) -> bool {
+    let status = release.status.as_ref();
+    let spec_changed = status.and_then(|s| s.observed_generation) != release.metadata.generation;
+    let leaving = release.metadata.deletion_timestamp.is_some() || !still_cached;
+    spec_changed || leaving
 }
 
 /// Whether `release` waits for its reference data (see `reference`): a claim of its namespace that

@@ -1,13 +1,15 @@
 //! Watch streams that keep the caches current (the controller's `Stores`, the edge's) and trigger
 //! reconciles. Kube plumbing shared by the runtime and the edge.
 
+mod cache;
 mod lenient;
+
+pub use cache::{Cache, CacheWriter, cache};
 
 use std::fmt::Debug;
 
 use futures::{Stream, StreamExt, TryStreamExt};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ManagedFieldsEntry, ObjectMeta};
-use kube::runtime::reflector::store::Writer;
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource};
 use serde::de::DeserializeOwned;
@@ -30,7 +32,7 @@ pub fn config() -> watcher::Config {
 /// compacted, and yields each object that changed or was deleted.
 pub fn managed<K>(
     client: &Client,
-    writer: Writer<Compact<K>>,
+    writer: impl Into<CacheWriter<Compact<K>>>,
 ) -> impl Stream<Item = Result<Compact<K>, watcher::Error>> + Send + 'static
 where
     K: Resource<DynamicType = ()> + Send + Sync + 'static,
@@ -41,16 +43,16 @@ where
 /// Like `managed`, for the objects of kind K that `selector` picks out of those.
 pub fn selected<K>(
     client: &Client,
-    writer: Writer<Compact<K>>,
+    writer: impl Into<CacheWriter<Compact<K>>>,
     selector: &str,
 ) -> impl Stream<Item = Result<Compact<K>, watcher::Error>> + Send + 'static
 where
     K: Resource<DynamicType = ()> + Send + Sync + 'static,
 {
     let config = config().labels(selector).any_semantic();
-    watcher(Api::<Compact<K>>::all(client.clone()), config)
-        .default_backoff()
-        .reflect(writer)
+    writer
+        .into()
+        .reflect(watcher(Api::<Compact<K>>::all(client.clone()), config).default_backoff())
         .touched_objects()
 }
 
@@ -79,7 +81,7 @@ impl<K> OwnKind for K where
 /// that cannot be read as a K is passed to `on_unreadable` and left out (see `Lenient`).
 pub fn all<K>(
     client: &Client,
-    writer: Writer<K>,
+    writer: impl Into<CacheWriter<K>>,
     on_unreadable: impl Fn(&ObjectMeta, &str) + Send + 'static,
 ) -> impl Stream<Item = Result<K, watcher::Error>> + Send + 'static
 where
@@ -92,7 +94,7 @@ where
 /// `on_change` every object that was listed, changed or deleted.
 pub fn all_observed<K>(
     client: &Client,
-    writer: Writer<K>,
+    writer: impl Into<CacheWriter<K>>,
     on_listed: impl Fn() + Send + 'static,
     on_change: impl Fn(&K) + Send + 'static,
     on_unreadable: impl Fn(&ObjectMeta, &str) + Send + 'static,
@@ -100,24 +102,26 @@ pub fn all_observed<K>(
 where
     K: OwnKind,
 {
-    watcher(
+    let events = watcher(
         Api::<Lenient<K>>::all(client.clone()),
         config().any_semantic(),
     )
     .default_backoff()
     .try_filter_map(move |event| futures::future::ready(Ok(readable(event, &on_unreadable))))
-    .modify(|object| managers_only(object.meta_mut()))
-    .reflect(writer)
-    .inspect(move |event| match event {
-        Ok(watcher::Event::InitDone) => on_listed(),
-        Ok(
-            watcher::Event::Apply(object)
-            | watcher::Event::InitApply(object)
-            | watcher::Event::Delete(object),
-        ) => on_change(object),
-        _ => {}
-    })
-    .applied_objects()
+    .modify(|object| managers_only(object.meta_mut()));
+    writer
+        .into()
+        .reflect(events)
+        .inspect(move |event| match event {
+            Ok(watcher::Event::InitDone) => on_listed(),
+            Ok(
+                watcher::Event::Apply(object)
+                | watcher::Event::InitApply(object)
+                | watcher::Event::Delete(object),
+            ) => on_change(object),
+            _ => {}
+        })
+        .applied_objects()
 }
 
 /// Keeps of `managedFields` only each manager's name, once.

@@ -174,7 +174,9 @@ pub async fn detach_undeclared(
     let in_scope = ctx
         .stores
         .claims
-        .state_filter(|c| owner.scopes(c.meta().namespace.as_deref(), c.labels()));
+        .in_namespace(&owner.namespace)
+        .into_iter()
+        .filter(|c| owner.scopes(c.meta().namespace.as_deref(), c.labels()));
     for cached in in_scope {
         let name = cached.name_any();
         if wanted.contains(&name) {

@@ -60,10 +60,7 @@ async fn reconcile_release(release: Arc<BranchRelease>, ctx: &Context) -> Result
         .stores
         .projects
         .get(&ObjectRef::new(&release.spec.project));
-    let siblings = ctx
-        .stores
-        .releases
-        .state_filter(|r| r.metadata.namespace.as_deref() == Some(namespace.as_str()));
+    let siblings = ctx.stores.releases.in_namespace(&namespace);
     let project = match validate::check(&release, project.as_deref(), &siblings) {
         Ok(project) => project,
         Err(blocked) => return report_blocked(ctx, &release, &blocked).await,

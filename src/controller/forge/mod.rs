@@ -51,7 +51,7 @@ pub struct Health {
 pub struct Forges {
     client: kube::Client,
     projects: Store<Project>,
-    releases: Store<BranchRelease>,
+    releases: crate::watch::Cache<BranchRelease>,
     metrics: crate::metrics::Metrics,
     /// Where the credentials Secrets are (Oksa's own namespace).
     secrets_namespace: Option<String>,
@@ -104,7 +104,7 @@ impl Forges {
     pub fn new(
         client: kube::Client,
         projects: Store<Project>,
-        releases: Store<BranchRelease>,
+        releases: crate::watch::Cache<BranchRelease>,
         metrics: crate::metrics::Metrics,
         secrets_namespace: Option<String>,
         release_triggers: futures::channel::mpsc::UnboundedSender<ObjectRef<BranchRelease>>,

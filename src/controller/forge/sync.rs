@@ -119,10 +119,12 @@ async fn sync(forges: &Forges, project: &Project) {
             return;
         }
     };
-    let releases: Vec<_> = forges.releases.state_filter(|r| {
-        r.spec.project == name
-            && r.namespace().as_deref() == Some(project.namespace_name().as_str())
-    });
+    let releases: Vec<_> = forges
+        .releases
+        .in_namespace(&project.namespace_name())
+        .into_iter()
+        .filter(|r| r.spec.project == name)
+        .collect();
     let candidates: Vec<Candidate> = releases
         .iter()
         .map(|r| Candidate {

@@ -293,10 +293,7 @@ async fn release_namespace_from_collector(ctx: &Context, live: &Namespace) -> Re
 
 /// Branches of the project, from the BranchRelease cache.
 fn count_branches(ctx: &Context, namespace: &str) -> crate::api::BranchCounts {
-    let releases = ctx
-        .stores
-        .releases
-        .state_filter(|r| r.metadata.namespace.as_deref() == Some(namespace));
+    let releases = ctx.stores.releases.in_namespace(namespace);
     status::count(&releases)
 }
 
