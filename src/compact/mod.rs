@@ -8,6 +8,7 @@
 //! for the no-op comparison) when read, which costs microseconds.
 
 mod labels;
+mod pod;
 
 use std::fmt;
 use std::marker::PhantomData;
@@ -71,8 +72,12 @@ impl<K: Resource<DynamicType = ()>> Compact<K> {
         }
         fields.remove("apiVersion");
         fields.remove("kind");
-        for field in unread_fields(&K::kind(&())) {
+        let kind = K::kind(&());
+        for field in unread_fields(&kind) {
             fields.remove(*field);
+        }
+        if kind == "Pod" {
+            pod::slim(&mut metadata, &mut fields);
         }
         Ok(Compact {
             metadata,
