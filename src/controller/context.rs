@@ -72,8 +72,8 @@ pub struct Context {
     /// True once every cache in `stores` has had its first full list.
     pub caches_ready: tokio::sync::watch::Receiver<bool>,
     /// Turns for BranchRelease and Project reconciles (see `controller::in_turn`).
-    pub release_turns: FairTurns<BranchRelease>,
-    pub project_turns: FairTurns<Project>,
+    pub release_turns: FairTurns,
+    pub project_turns: FairTurns,
     /// Set when shutdown begins: reconciles still waiting for their turn give it up.
     pub stopping: AtomicBool,
     /// What the platform allows Projects to ask for.

@@ -213,7 +213,6 @@ pub async fn run(
     // Branch counts: any BranchRelease change recounts the project of its namespace (sent by
     // the BranchRelease watch below).
     .reconcile_on(project_triggers_rx)
-    .reconcile_on(ctx.project_turns.triggers())
     .graceful_shutdown_on(shutdown.clone())
     .run(
         in_turn(project::reconcile::reconcile, |ctx| &ctx.project_turns),
@@ -336,7 +335,6 @@ pub async fn run(
         )
         // A branch that goes away or changes its spec may free what a blocked sibling waits for.
         .reconcile_on(sibling_triggers_rx)
-        .reconcile_on(ctx.release_turns.triggers())
         // The forge said something new of a branch (gone, a pull request, a report written).
         .reconcile_on(forge_triggers_rx);
     // HTTPRoutes only where Gateway API is installed; elsewhere their cache stays empty (its
@@ -393,21 +391,14 @@ pub async fn run(
         };
         futures::join!(stores.wait_until_ready(&ready), releases_listed);
         let _ = caches_ready_tx.send(true);
-        gauges_ctx.release_turns.open();
-        gauges_ctx.project_turns.open();
         info!("caches synced; reconciling");
         // The gauges are counted from the caches, a few times a minute: cheap, and always true.
-        // Turns held for objects that never came for them are taken back as often.
         let mut every = tokio::time::interval(Duration::from_secs(5));
         let mut shutdown = std::pin::pin!(shutdown);
         loop {
             tokio::select! {
                 _ = &mut shutdown => break,
-                _ = every.tick() => {
-                    update_gauges(&gauges_ctx);
-                    gauges_ctx.release_turns.sweep();
-                    gauges_ctx.project_turns.sweep();
-                }
+                _ = every.tick() => update_gauges(&gauges_ctx),
             }
         }
     };
@@ -568,19 +559,18 @@ fn update_gauges(ctx: &Context) {
     }
 }
 
-/// Wraps a reconcile so that it runs once the caches are ready and its turn has come, and keeps
-/// each object's count of consecutive failures for `error_policy`'s backoff.
+/// Wraps a reconcile so that it waits for the caches, then for its turn, and keeps each object's
+/// count of consecutive failures for `error_policy`'s backoff.
 ///
 /// Turns are fair (see `turns`): round-robin across tenants (an object's namespace: a project),
 /// first come, first served within one. kube-runtime's own limit is neither: at its limit it
 /// parks due requests in a hash set and takes them in hash order, so under sustained load (a
 /// thousand rollouts re-triggering their releases) some objects waited forever: in a 1,000-branch
 /// run, 282 new BranchReleases were still untouched after 16 minutes while 17,000 reconciles of
-/// the others went by. So kube runs every due request at once, and one without a turn is queued
-/// (see `turns`) and returns at once: it is triggered again when its turn comes.
+/// the others went by. So kube runs every due request at once and each one waits here for a turn.
 fn in_turn<K, F, Fut>(
     reconcile: F,
-    turns: fn(&Context) -> &turns::FairTurns<K>,
+    turns: fn(&Context) -> &turns::FairTurns,
 ) -> impl Fn(Arc<K>, Arc<Context>) -> futures::future::BoxFuture<'static, Result<Action, Error>>
 where
     K: Resource<DynamicType = ()> + Send + Sync + 'static,
@@ -590,14 +580,10 @@ where
     move |object, ctx| {
         let reconcile = reconcile.clone();
         async move {
-            // Until every cache has its first full list ("not cached" could mean "not listed
-            // yet"), and whenever all turns are taken, the object waits in the queue of turns,
-            // which triggers it again when its turn comes.
+            // Until every cache has its first full list, "not cached" could mean "not listed yet".
+            let _ = ctx.caches_ready.clone().wait_for(|ready| *ready).await;
             let tenant = object.meta().namespace.clone().unwrap_or_default();
-            let key = ObjectRef::new(&object.name_any()).within(&tenant);
-            let Some(_turn) = turns(&ctx).admit(key, &tenant) else {
-                return Ok(Action::await_change());
-            };
+            let _turn = turns(&ctx).acquire(&tenant).await;
             if ctx.stopping.load(Ordering::SeqCst) {
                 return Ok(Action::await_change());
             }

@@ -51,6 +51,10 @@ pub struct OksaResult {
     /// Writes of a restarted operator that found everything as declared (goal: 0).
     pub resync_writes: f64,
     pub resync_peak_rss_mib: f64,
+    /// From the restarted operator's start to every branch and project reconciled (a restart's
+    /// catch-up), and the CPU it took.
+    pub resync_s: f64,
+    pub resync_cpu_s: f64,
     /// The resynced operator's memory at rest, every branch reconciled.
     pub at_rest: MemorySample,
     /// The operator's log line for each write of the resync (empty when it met its goal of 0).
@@ -436,6 +440,7 @@ pub async fn run(
 
     // A forced full resync: a new operator lists and reconciles every object, finding nothing to change.
     let resync_log = Path::new("target/bench/operator-resync.log");
+    let resync_started = Instant::now();
     let operator = OperatorProcess::start(binary, resync_log, "warn,oksa::writes=debug")
         .map_err(|e| e.to_string())?;
     operator.wait_ready(Duration::from_secs(60)).await?;
@@ -457,6 +462,8 @@ pub async fn run(
         if releases >= (total + args.solo_branches + 1) as f64
             && projects_done >= all_projects.len() as f64
         {
+            result.resync_s = resync_started.elapsed().as_secs_f64();
+            result.resync_cpu_s = operator.cpu_seconds();
             break;
         }
         if Instant::now() > resync_deadline {

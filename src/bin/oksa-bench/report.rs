@@ -222,10 +222,12 @@ impl Report {
                     .join(", ")
             ),
             format!(
-                "forced resync: {} reconciles, {} writes (goal 0), peak RSS {:.1} MiB",
+                "forced resync: {} reconciles, {} writes (goal 0), peak RSS {:.1} MiB; every branch reconciled {:.1}s after the start, operator CPU {:.1}s",
                 o.resync_reconciles,
                 o.resync_writes.abs(),
-                o.resync_peak_rss_mib
+                o.resync_peak_rss_mib,
+                o.resync_s,
+                o.resync_cpu_s
             ),
             format!(
                 "at rest after it: RSS {:.1} MiB, heap allocated {:.1} MiB ({:.1} KiB per branch)",
