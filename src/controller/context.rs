@@ -10,7 +10,6 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, NetworkPolicy};
 use k8s_openapi::api::rbac::v1::RoleBinding;
 use std::collections::HashMap;
-use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 
 use futures::FutureExt;
@@ -24,7 +23,6 @@ use kube::Client;
 
 use super::coalesce::Coalescer;
 use super::recorder::Recorder;
-use super::turns::FairTurns;
 use crate::api::{BranchRelease, Project};
 use crate::compact::Compact;
 use crate::gateway_api::HTTPRoute;
@@ -71,11 +69,6 @@ pub struct Context {
     pub failures: Mutex<HashMap<ObjectRef<DynamicObject>, u32>>,
     /// True once every cache in `stores` has had its first full list.
     pub caches_ready: tokio::sync::watch::Receiver<bool>,
-    /// Turns for BranchRelease and Project reconciles (see `controller::in_turn`).
-    pub release_turns: FairTurns,
-    pub project_turns: FairTurns,
-    /// Set when shutdown begins: reconciles still waiting for their turn give it up.
-    pub stopping: AtomicBool,
     /// What the platform allows Projects to ask for.
     pub policy: Policy,
     /// Whether the cluster serves Gateway API's HTTPRoutes (checked at start-up).
@@ -97,10 +90,6 @@ pub struct Context {
     /// What the Projects' forges say, and the reports waiting for them.
     pub forges: Arc<super::forge::Forges>,
 }
-
-/// BranchRelease reconciles running at once: enough to keep the API server busy.
-const RELEASE_CONCURRENCY: usize = 32;
-const PROJECT_CONCURRENCY: usize = 4;
 
 impl Stores {
     /// The cached pods of `namespace` whose label `key` is `value` (a release's, a Job's). A pod
@@ -207,9 +196,6 @@ impl Context {
             metrics,
             failures: Mutex::default(),
             caches_ready,
-            release_turns: FairTurns::new(RELEASE_CONCURRENCY),
-            project_turns: FairTurns::new(PROJECT_CONCURRENCY),
-            stopping: AtomicBool::new(false),
             expiry_budget: super::expiry_budget::ExpiryBudget::new(
                 policy.expiry.max_deletions_per_hour,
             ),

@@ -14,27 +14,27 @@ pub mod expiry_budget;
 mod finalizer;
 pub mod forge;
 pub mod project;
+mod queue;
 mod recorder;
+pub mod runner;
 mod status_writer;
-mod turns;
 
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::core::v1::{Namespace, PersistentVolumeClaim, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::core::PartialObjectMeta;
-use kube::runtime::controller::{Action, Config as ControllerConfig};
 use kube::runtime::reflector::{self, ObjectRef};
-use kube::runtime::{Controller, WatchStreamExt, watcher};
+use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use tracing::{info, warn};
 
 pub use context::{Context, Stores};
 pub use error::Error;
+pub use runner::Action;
 
 use crate::api::{BranchRelease, Project};
 use crate::compact::{Compact, Labels};
@@ -169,57 +169,70 @@ pub async fn run(
                 .collect()
         }
     };
-    // Each controller's own copy of its kind, stripped like the other caches (see `watch::all`);
-    // only the controller waits for it (see above).
+    // The project controller's own copy of Projects, stripped like the other caches (see
+    // `watch::all`); the one in `stores` is filled by the branches' watch of Projects below.
     let (own_projects, own_projects_writer) = reflector::store();
-    let project_controller = Controller::for_stream(
-        watch::all(
-            &client,
-            own_projects_writer,
-            unreadable_reporter::<Project>(&ctx),
+    const PROJECTS: &str = project::reconcile::CONTROLLER;
+    let project_controller_triggers: runner::Triggers<Project> = vec![
+        runner::on_self(
+            PROJECTS,
+            watch::all(
+                &client,
+                own_projects_writer,
+                unreadable_reporter::<Project>(&ctx),
+            ),
         ),
+        runner::on_map(PROJECTS, managed_namespaces, namespace_project),
+        runner::on_map(
+            PROJECTS,
+            watch::managed(&client, role_bindings_writer),
+            move |o| by_project_label(o.labels()),
+        ),
+        runner::on_map(PROJECTS, watch::managed(&client, quotas_writer), move |o| {
+            by_project_label(o.labels())
+        }),
+        runner::on_map(
+            PROJECTS,
+            watch::managed(&client, limit_ranges_writer),
+            move |o| by_project_label(o.labels()),
+        ),
+        runner::on_map(
+            PROJECTS,
+            watch::managed(&client, network_policies_writer),
+            move |o| by_project_label(o.labels()),
+        ),
+        // Only the waker's: the EndpointSlice controller copies a Service's labels onto the
+        // slices it makes, so a selector on `managed-by` alone would cache two per branch and
+        // recount a project at every pod's readiness.
+        runner::on_map(
+            PROJECTS,
+            watch::selected(
+                &client,
+                endpoint_slices_writer,
+                labels::OWN_ENDPOINT_SLICES_SELECTOR,
+            ),
+            move |o| by_project_label(o.labels()),
+        ),
+        // Branch counts: any BranchRelease change recounts the project of its namespace (sent
+        // by the BranchRelease watch below).
+        project_triggers_rx.boxed(),
+    ];
+    let project_controller = runner::run(
+        PROJECTS,
         own_projects,
-    )
-    // Unbounded here: `in_turn` limits how many run at once, in fair turns.
-    .with_config(
-        ControllerConfig::default()
-            .concurrency(0)
-            .debounce(Duration::from_millis(500)),
-    )
-    .watches_stream(managed_namespaces, namespace_project)
-    .watches_stream(watch::managed(&client, role_bindings_writer), move |o| {
-        by_project_label(o.labels())
-    })
-    .watches_stream(watch::managed(&client, quotas_writer), move |o| {
-        by_project_label(o.labels())
-    })
-    .watches_stream(watch::managed(&client, limit_ranges_writer), move |o| {
-        by_project_label(o.labels())
-    })
-    .watches_stream(watch::managed(&client, network_policies_writer), move |o| {
-        by_project_label(o.labels())
-    })
-    // Only the waker's: the EndpointSlice controller copies a Service's labels onto the slices
-    // it makes, so a selector on `managed-by` alone would cache two per branch and recount a
-    // project at every pod's readiness.
-    .watches_stream(
-        watch::selected(
-            &client,
-            endpoint_slices_writer,
-            labels::OWN_ENDPOINT_SLICES_SELECTOR,
-        ),
-        move |o| by_project_label(o.labels()),
-    )
-    // Branch counts: any BranchRelease change recounts the project of its namespace (sent by
-    // the BranchRelease watch below).
-    .reconcile_on(project_triggers_rx)
-    .graceful_shutdown_on(shutdown.clone())
-    .run(
-        in_turn(project::reconcile::reconcile, |ctx| &ctx.project_turns),
+        project_controller_triggers,
+        runner::Settings {
+            workers: PROJECT_WORKERS,
+            // A burst of branch changes recounts a project once.
+            debounce: Duration::from_millis(500),
+            after_panic: AFTER_PANIC,
+        },
+        forgetting_failures(project::reconcile::reconcile),
         error_policy,
         ctx.clone(),
-    )
-    .for_each(|result| log_result(project::reconcile::CONTROLLER, result));
+        until_caches_ready(&ctx),
+        shutdown.clone(),
+    );
 
     let releases_of_project = {
         let releases = stores.releases.clone();
@@ -281,14 +294,15 @@ pub async fn run(
         },
         unreadable_reporter::<BranchRelease>(&ctx),
     );
-    let release_controller = Controller::for_stream(releases_stream, stores.releases.store())
-        .with_config(ControllerConfig::default().concurrency(0))
-        .owns_stream(watch::managed(&client, deployments_writer))
-        .owns_stream(watch::managed(&client, services_writer))
-        .owns_stream(watch::managed(&client, ingresses_writer))
+    const BRANCHES: &str = branch_release::reconcile::CONTROLLER;
+    let mut release_triggers: runner::Triggers<BranchRelease> = vec![
+        runner::on_self(BRANCHES, releases_stream),
+        runner::on_owner(BRANCHES, watch::managed(&client, deployments_writer)),
+        runner::on_owner(BRANCHES, watch::managed(&client, services_writer)),
+        runner::on_owner(BRANCHES, watch::managed(&client, ingresses_writer)),
         // A claim's change concerns its owner, and the branches of its namespace that wait for
         // their reference data (the source they clone may just have appeared or been bound).
-        .watches_stream(watch::managed(&client, claims_writer), {
+        runner::on_map(BRANCHES, watch::managed(&client, claims_writer), {
             let releases = stores.releases.clone();
             move |claim: Compact<PersistentVolumeClaim>| {
                 let namespace = claim.namespace().unwrap_or_default();
@@ -307,14 +321,19 @@ pub async fn run(
                     .map(|r| ObjectRef::from_obj(r.as_ref()));
                 owner.into_iter().chain(waiting).collect::<Vec<_>>()
             }
-        })
-        .owns_stream(watch::managed(&client, autoscalers_writer))
-        .owns_stream(watch::managed(&client, jobs_writer))
-        // A pod's change (pulled, crashed, ready) is how a component's progress or failure shows.
-        // Cached with their labels and status only (`Compact` drops a pod's spec).
-        .watches_stream(watch::managed(&client, pods_writer), release_of_pod)
+        }),
+        runner::on_owner(BRANCHES, watch::managed(&client, autoscalers_writer)),
+        runner::on_owner(BRANCHES, watch::managed(&client, jobs_writer)),
+        // A pod's change (pulled, crashed, ready) is how a component's progress or failure
+        // shows. Cached with their labels and status only (`Compact` drops a pod's spec).
+        runner::on_map(
+            BRANCHES,
+            watch::managed(&client, pods_writer),
+            release_of_pod,
+        ),
         // A Project's change reconciles its branches. This watch also fills the Project cache.
-        .watches_stream(
+        runner::on_map(
+            BRANCHES,
             {
                 let projects = stores.projects.clone();
                 let ctx = ctx.clone();
@@ -332,38 +351,38 @@ pub async fn run(
                 .predicate_filter(what_branches_see, Default::default())
             },
             releases_of_project,
-        )
+        ),
         // A branch that goes away or changes its spec may free what a blocked sibling waits for.
-        .reconcile_on(sibling_triggers_rx)
+        sibling_triggers_rx.boxed(),
         // The forge said something new of a branch (gone, a pull request, a report written).
-        .reconcile_on(forge_triggers_rx);
+        forge_triggers_rx.boxed(),
+    ];
     // HTTPRoutes only where Gateway API is installed; elsewhere their cache stays empty (its
     // writer dropped here) and a Project that asks for a Gateway is told why it gets none.
-    let release_controller = if gateway_api {
-        release_controller.owns_stream(watch::managed(&client, http_routes_writer))
+    if gateway_api {
+        release_triggers.push(runner::on_owner(
+            BRANCHES,
+            watch::managed(&client, http_routes_writer),
+        ));
     } else {
         drop(http_routes_writer);
-        release_controller
-    };
-    let release_controller = release_controller
-        .graceful_shutdown_on(shutdown.clone())
-        .run(
-            in_turn(branch_release::reconcile::reconcile, |ctx| {
-                &ctx.release_turns
-            }),
-            error_policy,
-            ctx.clone(),
-        )
-        .for_each(|result| log_result(branch_release::reconcile::CONTROLLER, result));
+    }
+    let release_controller = runner::run(
+        BRANCHES,
+        stores.releases.store(),
+        release_triggers,
+        runner::Settings {
+            workers: RELEASE_WORKERS,
+            debounce: Duration::ZERO,
+            after_panic: AFTER_PANIC,
+        },
+        forgetting_failures(branch_release::reconcile::reconcile),
+        error_policy,
+        ctx.clone(),
+        until_caches_ready(&ctx),
+        shutdown.clone(),
+    );
 
-    let stopping = {
-        let ctx = ctx.clone();
-        let shutdown = shutdown.clone();
-        async move {
-            shutdown.await;
-            ctx.stopping.store(true, Ordering::SeqCst);
-        }
-    };
     // The forge runtime starts with the caches: before, every branch would look unknown to it.
     let forge_runtime = {
         let forges = forges.clone();
@@ -410,7 +429,6 @@ pub async fn run(
         project_controller,
         release_controller,
         readiness,
-        stopping,
         forge_runtime
     );
     if let Some(edge) = edge {
@@ -559,38 +577,40 @@ fn update_gauges(ctx: &Context) {
     }
 }
 
-/// Wraps a reconcile so that it waits for the caches, then for its turn, and keeps each object's
-/// count of consecutive failures for `error_policy`'s backoff.
-///
-/// Turns are fair (see `turns`): round-robin across tenants (an object's namespace: a project),
-/// first come, first served within one. kube-runtime's own limit is neither: at its limit it
-/// parks due requests in a hash set and takes them in hash order, so under sustained load (a
-/// thousand rollouts re-triggering their releases) some objects waited forever: in a 1,000-branch
-/// run, 282 new BranchReleases were still untouched after 16 minutes while 17,000 reconciles of
-/// the others went by. So kube runs every due request at once and each one waits here for a turn.
-fn in_turn<K, F, Fut>(
+/// How many reconciles of each kind run at once: for branches, enough to keep the API server busy.
+const RELEASE_WORKERS: usize = 32;
+const PROJECT_WORKERS: usize = 4;
+/// How long an object whose reconcile panicked (a bug) waits before it is tried again.
+const AFTER_PANIC: Duration = Duration::from_secs(30);
+
+/// Completes once every cache has its first full list: until then, "not cached" could mean "not
+/// listed yet", so nothing is reconciled.
+fn until_caches_ready(ctx: &Arc<Context>) -> impl Future<Output = ()> + Send + 'static {
+    let mut ready = ctx.caches_ready.clone();
+    async move {
+        let _ = ready.wait_for(|ready| *ready).await;
+    }
+}
+
+/// Wraps a reconcile so that a success forgets the object's count of consecutive failures (see
+/// `error_policy`'s backoff).
+fn forgetting_failures<K, F, Fut>(
     reconcile: F,
-    turns: fn(&Context) -> &turns::FairTurns,
 ) -> impl Fn(Arc<K>, Arc<Context>) -> futures::future::BoxFuture<'static, Result<Action, Error>>
++ Send
++ Sync
++ Clone
++ 'static
 where
     K: Resource<DynamicType = ()> + Send + Sync + 'static,
     F: Fn(Arc<K>, Arc<Context>) -> Fut + Send + Sync + Clone + 'static,
     Fut: Future<Output = Result<Action, Error>> + Send + 'static,
 {
     move |object, ctx| {
-        let reconcile = reconcile.clone();
+        let key = ObjectRef::from_obj(object.as_ref()).erase();
+        let result = reconcile(object, ctx.clone());
         async move {
-            // Until every cache has its first full list, "not cached" could mean "not listed yet".
-            let _ = ctx.caches_ready.clone().wait_for(|ready| *ready).await;
-            let tenant = object.meta().namespace.clone().unwrap_or_default();
-            let _turn = turns(&ctx).acquire(&tenant).await;
-            if ctx.stopping.load(Ordering::SeqCst) {
-                return Ok(Action::await_change());
-            }
-            let key = ObjectRef::from_obj(object.as_ref()).erase();
-            // Boxed, so that the many requests waiting for a turn do not each hold the space
-            // of a whole reconcile's state: it is allocated once the turn comes.
-            let result = reconcile(object, ctx.clone()).boxed().await;
+            let result = result.await;
             if result.is_ok() {
                 ctx.failures.lock().expect("failure counts").remove(&key);
             }
@@ -628,23 +648,4 @@ fn error_policy<K: Resource<DynamicType = ()>>(
         .min(Duration::from_secs(300));
     warn!(object = %key, error = %error, error_kind = error.kind(), failures, retry_in = ?delay, "reconcile failed");
     Action::requeue(delay)
-}
-
-async fn log_result<T>(
-    controller: &'static str,
-    result: Result<T, kube::runtime::controller::Error<Error, watcher::Error>>,
-) {
-    use kube::runtime::controller::Error as ControllerError;
-    match result {
-        Ok(_) => {}
-        // Errors of the reconcile itself are logged by error_policy.
-        Err(ControllerError::ReconcilerFailed(..)) => {}
-        // Deleted while it waited for its turn: nothing to do.
-        Err(error @ ControllerError::ObjectNotFound(_)) => {
-            tracing::debug!(controller, %error, "controller event")
-        }
-        // A watch that failed (a missing permission, an API server away) must be seen: until it
-        // recovers, the caches are stale, and /readyz says so.
-        Err(error) => tracing::warn!(controller, %error, "controller error"),
-    }
 }
