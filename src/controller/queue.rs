@@ -7,17 +7,21 @@
 //! held requests at every poll: with 5,000 branches that bookkeeping was more than half of the
 //! operator's CPU, growing with the square of the branches.
 //!
-//! Turns are fair: each tenant (an object's namespace: a project) has its own queue, and the next
-//! turn goes to the next tenant in round-robin order, first come first served within one. A
-//! project that creates a thousand branches at once does not make another project's single
-//! branch wait behind them: it waits for at most one turn of each busy project.
+//! Turns are fair: each tenant (an object's namespace: a project) has its own queue, first come
+//! first served within it, and the turns go round the tenants with due objects. Each tenant
+//! counts its turns (a virtual time, as in fair queuing), and the next turn goes to the tenant
+//! that has had the fewest. A tenant that was idle for a while comes back just ahead of the
+//! busy ones (as a task waking up in Linux's CFS): a project that creates one branch while a
+//! hundred others create fifty each gets the next free worker, not the 101st (issue 23: the
+//! quiet project's branch waited a whole round of every busy project before). It cannot bank
+//! its idle time: it gets that one turn ahead, then takes its place in the rotation.
 //!
 //! An object is in at most one place: due (in its tenant's queue), delayed (until a time), or
 //! running (with the earliest time it is wanted again, if a trigger came meanwhile). An object
 //! is never reconciled twice at once, and a trigger during a run is never lost: the object runs
 //! again after.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::hash::Hash;
 use std::time::Instant;
 
@@ -32,14 +36,26 @@ enum Entry {
     Running { again: Option<Instant> },
 }
 
+/// How a tenant entered the rotation; those back from idle go first among equal virtual times.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Return {
+    FromIdle,
+    InTurn,
+}
+
 /// The queue of one controller, keyed by `T` (an object reference).
 pub struct Queue<T> {
     tenant_of: fn(&T) -> String,
     entries: HashMap<T, Entry>,
     /// Due objects per tenant, oldest first.
     due: HashMap<String, VecDeque<T>>,
-    /// Tenants with due objects, in the order their next turn comes.
-    rotation: VecDeque<String>,
+    /// Tenants with due objects, by the virtual time of their next turn, then those back from
+    /// idle first, then by arrival: the first one has the next turn.
+    rotation: BTreeSet<(u64, Return, u64, String)>,
+    /// Each tenant's virtual time after its latest turn.
+    virtual_times: HashMap<String, u64>,
+    /// The virtual time of the latest turn.
+    clock: u64,
     /// Delayed objects by the time they are due.
     delayed: BTreeMap<(Instant, u64), T>,
     sequence: u64,
@@ -51,7 +67,9 @@ impl<T: Hash + Eq + Clone> Queue<T> {
             tenant_of,
             entries: HashMap::new(),
             due: HashMap::new(),
-            rotation: VecDeque::new(),
+            rotation: BTreeSet::new(),
+            virtual_times: HashMap::new(),
+            clock: 0,
             delayed: BTreeMap::new(),
             sequence: 0,
         }
@@ -84,10 +102,19 @@ impl<T: Hash + Eq + Clone> Queue<T> {
             self.entries.insert(key.clone(), Entry::Due);
             let tenant = (self.tenant_of)(&key);
             let queue = self.due.entry(tenant.clone()).or_default();
-            if queue.is_empty() {
-                self.rotation.push_back(tenant);
-            }
             queue.push_back(key);
+            if queue.len() == 1 {
+                // Back from idle for a while: at the current virtual time, ahead of the busy
+                // tenants that have not had this round's turn yet.
+                let own = self.virtual_times.get(&tenant).copied().unwrap_or(0);
+                let (at, back) = if own <= self.clock {
+                    (self.clock, Return::FromIdle)
+                } else {
+                    (own, Return::InTurn)
+                };
+                self.sequence += 1;
+                self.rotation.insert((at, back, self.sequence, tenant));
+            }
         } else {
             self.sequence += 1;
             let sequence = self.sequence;
@@ -119,7 +146,8 @@ impl<T: Hash + Eq + Clone> Queue<T> {
 
     /// Takes the next due object in fair order, and marks it running.
     pub fn take(&mut self) -> Option<T> {
-        let tenant = self.rotation.pop_front()?;
+        let (at, _, _, tenant) = self.rotation.pop_first()?;
+        self.clock = self.clock.max(at);
         let queue = self
             .due
             .get_mut(&tenant)
@@ -127,10 +155,15 @@ impl<T: Hash + Eq + Clone> Queue<T> {
         let key = queue
             .pop_front()
             .expect("a tenant in rotation has due objects");
-        if queue.is_empty() {
+        let more = !queue.is_empty();
+        if !more {
             self.due.remove(&tenant);
-        } else {
-            self.rotation.push_back(tenant);
+        }
+        self.virtual_times.insert(tenant.clone(), at + 1);
+        if more {
+            self.sequence += 1;
+            self.rotation
+                .insert((at + 1, Return::InTurn, self.sequence, tenant));
         }
         self.entries
             .insert(key.clone(), Entry::Running { again: None });
@@ -202,6 +235,57 @@ mod tests {
         }
         assert_eq!(drain(&mut queue, now), ["a0", "b4", "c5", "a1", "a2", "a3"]);
         assert_eq!(queue.len(), 0);
+    }
+
+    #[test]
+    fn a_tenant_back_from_idle_gets_the_next_turn_and_then_its_place_in_the_rotation() {
+        let now = Instant::now();
+        let mut queue = queue();
+        for i in 0..5 {
+            queue.schedule(("a", i), now, now);
+            queue.schedule(("b", i), now, now);
+            queue.schedule(("c", i), now, now);
+        }
+        let mut order = Vec::new();
+        let mut take = |queue: &mut Queue<(&'static str, u32)>| {
+            let key = queue.take().unwrap();
+            queue.done(&key, None, now);
+            order.push(format!("{}{}", key.0, key.1));
+        };
+        for _ in 0..4 {
+            take(&mut queue);
+        }
+        // The quiet one arrives with two objects while the busy ones still have eleven.
+        queue.schedule(("q", 0), now, now);
+        queue.schedule(("q", 1), now, now);
+        for _ in 0..6 {
+            take(&mut queue);
+        }
+        assert_eq!(
+            order,
+            ["a0", "b0", "c0", "a1", "q0", "b1", "c1", "a2", "q1", "b2"]
+        );
+    }
+
+    #[test]
+    fn a_tenant_cannot_bank_turns_by_being_idle() {
+        let now = Instant::now();
+        let mut queue = queue();
+        queue.schedule(("q", 0), now, now);
+        for i in 0..10 {
+            queue.schedule(("a", i), now, now);
+        }
+        assert_eq!(drain(&mut queue, now)[..2], ["q0", "a0"]);
+        // q was idle for ten of a's turns; it comes back ahead of a, once.
+        for i in 10..14 {
+            queue.schedule(("a", i), now, now);
+        }
+        queue.schedule(("q", 1), now, now);
+        queue.schedule(("q", 2), now, now);
+        assert_eq!(
+            drain(&mut queue, now),
+            ["q1", "a10", "q2", "a11", "a12", "a13"]
+        );
     }
 
     #[test]

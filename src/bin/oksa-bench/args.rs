@@ -44,6 +44,10 @@ pub struct Args {
     /// Run only the Oksa phases, not the helm baseline and the limit.
     #[arg(long)]
     pub oksa_only: bool,
+    /// Run only the limit (objects created directly, no operator): at 5,000 branches it takes
+    /// about as long as Oksa's phases, so it can be run apart, on its own fresh plane.
+    #[arg(long, conflicts_with = "oksa_only")]
+    pub limit_only: bool,
     /// Seconds to wait for everything to be Ready in each phase.
     #[arg(long, default_value_t = 600)]
     pub timeout: u64,

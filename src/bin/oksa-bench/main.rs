@@ -4,6 +4,7 @@
 
 mod args;
 mod edge;
+mod failover;
 mod helm;
 mod limit;
 mod oksa_phase;
@@ -68,17 +69,27 @@ async fn run(args: Args) -> Result<(), String> {
     });
     let run_id = run_id();
 
-    eprintln!(
-        "Oksa: {} projects × {} branches...",
-        args.projects, args.branches
-    );
-    let oksa = oksa_phase::run(&client, &args, &binary, &run_id).await?;
+    if !args.limit_only {
+        eprintln!(
+            "Oksa: {} projects × {} branches...",
+            args.projects, args.branches
+        );
+    }
+    let oksa = if args.limit_only {
+        Default::default()
+    } else {
+        oksa_phase::run(&client, &args, &binary, &run_id).await?
+    };
     let total = args.projects * args.branches;
     let (helm, limit) = if args.oksa_only {
         Default::default()
     } else {
-        eprintln!("helm baseline: {} branches...", args.helm_branches);
-        let helm = helm::run(&client, &helm, args.helm_branches, &run_id).await?;
+        let helm = if args.limit_only {
+            Default::default()
+        } else {
+            eprintln!("helm baseline: {} branches...", args.helm_branches);
+            helm::run(&client, &helm, args.helm_branches, &run_id).await?
+        };
         eprintln!("limit: {total} branches of objects created directly...");
         let limit = limit::run(
             &client,

@@ -60,6 +60,7 @@ pub struct OksaResult {
     /// The operator's log line for each write of the resync (empty when it met its goal of 0).
     pub resync_write_log: Vec<String>,
     pub redeploy: RedeployResult,
+    pub failover: crate::failover::FailoverResult,
     pub cleanup_s: f64,
 }
 
@@ -507,6 +508,17 @@ pub async fn run(
         },
     )
     .await?;
+
+    // A failover to a standby, the operator killed without a goodbye.
+    operator.stop();
+    let (failover, operator) = crate::failover::run(
+        binary,
+        (total + args.solo_branches + 1) as f64,
+        all_projects.len() as f64,
+        timeout,
+    )
+    .await?;
+    result.failover = failover;
 
     if args.keep {
         operator.stop();

@@ -236,6 +236,13 @@ impl Report {
                 o.at_rest.heap_allocated_mib * 1024.0 / (o.branches + o.solo_branches + 1) as f64
             ),
             format!(
+                "failover (the leader killed): every branch reconciled by the standby {:.1}s after the kill, its CPU {:.1}s, peak RSS {:.1} MiB, {} writes (goal 0)",
+                o.failover.to_all_reconciled_s,
+                o.failover.cpu_s,
+                o.failover.peak_rss_mib,
+                o.failover.writes.abs()
+            ),
+            format!(
                 "cleanup (delete the projects → namespaces gone): {:.1}s",
                 o.cleanup_s
             ),
