@@ -196,7 +196,11 @@ async fn work<K, C, R, Fut, E, P>(
     E: std::fmt::Display,
     P: Fn(Arc<K>, &E, Arc<C>) -> Action,
 {
-    start.await;
+    // A shutdown before the caches are ready ends the worker too.
+    tokio::select! {
+        () = start => {}
+        () = closed(&shared) => return,
+    }
     while let Some(key) = next(&shared).await {
         let requeue = match store.get(&key) {
             // Gone (deleted while it waited): its finalizer, if any, ran while it was there.
@@ -242,6 +246,22 @@ where
         }
         if let Some(key) = shared.queue.lock().expect("queue").take() {
             return Some(key);
+        }
+        notified.await;
+    }
+}
+
+/// Completes once the queue is closed.
+async fn closed<K>(shared: &Shared<K>)
+where
+    K: Resource<DynamicType = ()>,
+{
+    loop {
+        let notified = shared.work.notified();
+        let mut notified = std::pin::pin!(notified);
+        notified.as_mut().enable();
+        if shared.closed.load(Ordering::SeqCst) {
+            return;
         }
         notified.await;
     }
@@ -423,5 +443,28 @@ mod tests {
         // Triggered twice before any ran: each object once (but cm0 and cm1, by their own asking).
         let extra: usize = runs.values().sum::<usize>() - 40;
         assert_eq!(extra, 2, "{runs:?}");
+    }
+
+    #[tokio::test]
+    async fn a_shutdown_before_the_caches_are_ready_ends_the_runner() {
+        let (store, _writer) = kube::runtime::reflector::store::<ConfigMap>();
+        let runner = run(
+            "test",
+            store,
+            vec![futures::stream::pending().boxed()],
+            Settings {
+                workers: 2,
+                debounce: Duration::ZERO,
+                after_panic: Duration::from_secs(1),
+            },
+            |_: Arc<ConfigMap>, _: Arc<()>| async { Ok::<_, &str>(Action::await_change()) },
+            |_: Arc<ConfigMap>, _: &&str, _: Arc<()>| Action::await_change(),
+            Arc::new(()),
+            std::future::pending(),
+            async {},
+        );
+        tokio::time::timeout(Duration::from_secs(5), runner)
+            .await
+            .expect("the runner ends without waiting for the caches");
     }
 }
