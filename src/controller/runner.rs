@@ -237,18 +237,7 @@ async fn next<K>(shared: &Shared<K>) -> Option<ObjectRef<K>>
 where
     K: Resource<DynamicType = ()>,
 {
-    loop {
-        let notified = shared.work.notified();
-        let mut notified = std::pin::pin!(notified);
-        notified.as_mut().enable();
-        if shared.closed.load(Ordering::SeqCst) {
-            return None;
-        }
-        if let Some(key) = shared.queue.lock().expect("queue").take() {
-            return Some(key);
-        }
-        notified.await;
-    }
+    wait_until(shared, |shared| shared.queue.lock().expect("queue").take()).await
 }
 
 /// Completes once the queue is closed.
@@ -256,12 +245,27 @@ async fn closed<K>(shared: &Shared<K>)
 where
     K: Resource<DynamicType = ()>,
 {
+    wait_until(shared, |_| None::<()>).await;
+}
+
+/// Waits until `found` finds something (woken by `work`), or the queue is closed (None).
+async fn wait_until<K, T>(
+    shared: &Shared<K>,
+    mut found: impl FnMut(&Shared<K>) -> Option<T>,
+) -> Option<T>
+where
+    K: Resource<DynamicType = ()>,
+{
     loop {
+        // Registered before looking, so that a wake-up between the look and the wait is kept.
         let notified = shared.work.notified();
         let mut notified = std::pin::pin!(notified);
         notified.as_mut().enable();
         if shared.closed.load(Ordering::SeqCst) {
-            return;
+            return None;
+        }
+        if let Some(thing) = found(shared) {
+            return Some(thing);
         }
         notified.await;
     }
