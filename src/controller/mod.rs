@@ -306,14 +306,7 @@ pub async fn run(
             let releases = stores.releases.clone();
             move |claim: Compact<PersistentVolumeClaim>| {
                 let namespace = claim.namespace().unwrap_or_default();
-                let owner = claim
-                    .meta()
-                    .owner_references
-                    .iter()
-                    .flatten()
-                    .filter(|r| r.controller == Some(true) && r.kind == "BranchRelease")
-                    .map(|r| ObjectRef::new(&r.name).within(&namespace))
-                    .collect::<Vec<ObjectRef<BranchRelease>>>();
+                let owner = runner::controller_owner::<BranchRelease>(claim.meta());
                 let waiting = releases
                     .in_namespace(&namespace)
                     .into_iter()

@@ -36,6 +36,15 @@ enum Entry {
     Running { again: Option<Instant> },
 }
 
+/// Where `schedule` or `done` put an object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Placed {
+    /// In its tenant's queue: a worker may take it.
+    Due,
+    /// Delayed: the next delay may have changed.
+    Delayed,
+}
+
 /// How a tenant entered the rotation; those back from idle go first among equal virtual times.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Return {
@@ -76,28 +85,28 @@ impl<T: Hash + Eq + Clone> Queue<T> {
     }
 
     /// Asks for a reconcile of `key` at `at` (now or later). An earlier request wins over a later
-    /// one; an object already due stays where it is in its queue.
-    pub fn schedule(&mut self, key: T, at: Instant, now: Instant) {
+    /// one; an object already due stays where it is in its queue. Returns where the object went
+    /// if it moved.
+    pub fn schedule(&mut self, key: T, at: Instant, now: Instant) -> Option<Placed> {
         match self.entries.get_mut(&key) {
-            None => self.put(key, at, now),
-            Some(Entry::Due) => {}
+            None => Some(self.put(key, at, now)),
+            Some(Entry::Due) => None,
             Some(Entry::Running { again }) => {
                 *again = Some(again.map_or(at, |wanted| wanted.min(at)));
+                None
             }
             Some(&mut Entry::Delayed {
                 at: delayed_to,
                 sequence,
-            }) => {
-                if at < delayed_to {
-                    self.delayed.remove(&(delayed_to, sequence));
-                    self.put(key, at, now);
-                }
-            }
+            }) => (at < delayed_to).then(|| {
+                self.delayed.remove(&(delayed_to, sequence));
+                self.put(key, at, now)
+            }),
         }
     }
 
     /// Makes `key` due, or delays it to `at`.
-    fn put(&mut self, key: T, at: Instant, now: Instant) {
+    fn put(&mut self, key: T, at: Instant, now: Instant) -> Placed {
         if at <= now {
             self.entries.insert(key.clone(), Entry::Due);
             let tenant = (self.tenant_of)(&key);
@@ -115,12 +124,14 @@ impl<T: Hash + Eq + Clone> Queue<T> {
                 self.sequence += 1;
                 self.rotation.insert((at, back, self.sequence, tenant));
             }
+            Placed::Due
         } else {
             self.sequence += 1;
             let sequence = self.sequence;
             self.entries
                 .insert(key.clone(), Entry::Delayed { at, sequence });
             self.delayed.insert((at, sequence), key);
+            Placed::Delayed
         }
     }
 
@@ -171,24 +182,22 @@ impl<T: Hash + Eq + Clone> Queue<T> {
     }
 
     /// Ends the run of `key`: it is due again at the earliest of what was asked during the run
-    /// and `requeue` (the reconcile's own request), or leaves the queue.
-    pub fn done(&mut self, key: &T, requeue: Option<Instant>, now: Instant) {
+    /// and `requeue` (the reconcile's own request), or leaves the queue (None).
+    pub fn done(&mut self, key: &T, requeue: Option<Instant>, now: Instant) -> Option<Placed> {
         let again = match self.entries.remove(key) {
             Some(Entry::Running { again }) => again,
             // Not running: nothing of it to end (a caller's mistake, harmless).
             Some(other) => {
                 self.entries.insert(key.clone(), other);
-                return;
+                return None;
             }
-            None => return,
+            None => return None,
         };
         let wanted = match (again, requeue) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
-        if let Some(at) = wanted {
-            self.put(key.clone(), at, now);
-        }
+        wanted.map(|at| self.put(key.clone(), at, now))
     }
 
     /// Objects due and waiting for a turn.

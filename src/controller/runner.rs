@@ -16,13 +16,14 @@ use std::time::Duration;
 
 use futures::stream::BoxStream;
 use futures::{FutureExt, Stream, StreamExt};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Resource;
 use kube::runtime::reflector::{ObjectRef, Store};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 use tracing::{debug, error, warn};
 
-use super::queue::Queue;
+use super::queue::{Placed, Queue};
 
 /// What a reconcile asks for next: to run again after a while, or only when something changes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -159,10 +160,12 @@ async fn dispatch<K>(
                 };
                 let now = Instant::now().into_std();
                 let at = now + debounce;
-                shared.queue.lock().expect("queue").schedule(key, at, now);
-                if debounce.is_zero() {
+                let placed = shared.queue.lock().expect("queue").schedule(key, at, now);
+                if placed == Some(Placed::Due) {
                     shared.work.notify_one();
                 }
+                // A delay (the debounce) is seen by the next turn of this loop.
+                continue;
             }
             () = sleep => {}
             () = shared.delays.notified() => {}
@@ -223,12 +226,18 @@ async fn work<K, C, R, Fut, E, P>(
             }
         };
         let now = Instant::now().into_std();
-        let mut queue = shared.queue.lock().expect("queue");
-        queue.done(&key, requeue.map(|after| now + after), now);
-        drop(queue);
-        // It may be due again at once (a trigger during the run), or delayed.
-        shared.work.notify_one();
-        shared.delays.notify_one();
+        let placed =
+            shared
+                .queue
+                .lock()
+                .expect("queue")
+                .done(&key, requeue.map(|after| now + after), now);
+        // Due again at once (a trigger during the run), or delayed: who must look again.
+        match placed {
+            Some(Placed::Due) => shared.work.notify_one(),
+            Some(Placed::Delayed) => shared.delays.notify_one(),
+            None => {}
+        }
     }
 }
 
@@ -299,28 +308,30 @@ where
     C: Resource + 'static,
 {
     on_map(controller, stream, |child: C| {
-        let namespace = child.meta().namespace.clone();
-        let kind = K::kind(&());
-        let group = K::group(&());
-        // Any version of the owner's group: the reference names the version it was made with.
-        let group_of = |api_version: &str| {
-            api_version
-                .rsplit_once('/')
-                .map_or(String::new(), |(group, _)| group.to_string())
-        };
-        let owner = child
-            .meta()
-            .owner_references
-            .iter()
-            .flatten()
-            .find(|r| {
-                r.controller == Some(true) && r.kind == kind && group_of(&r.api_version) == group
-            })
-            .map(|r| ObjectRef::new(&r.name));
-        owner.map(|owner| match namespace {
-            Some(namespace) => owner.within(&namespace),
-            None => owner,
-        })
+        controller_owner::<K>(child.meta())
+    })
+}
+
+/// The controller owner of kind K (any version of its group) named by `meta`, in its namespace.
+pub fn controller_owner<K>(meta: &ObjectMeta) -> Option<ObjectRef<K>>
+where
+    K: Resource<DynamicType = ()>,
+{
+    let kind = K::kind(&());
+    let group = K::group(&());
+    // Any version of the owner's group: the reference names the version it was made with.
+    fn group_of(api_version: &str) -> &str {
+        api_version.rsplit_once('/').map_or("", |(group, _)| group)
+    }
+    let owner = meta
+        .owner_references
+        .iter()
+        .flatten()
+        .find(|r| r.controller == Some(true) && r.kind == kind && group_of(&r.api_version) == group)
+        .map(|r| ObjectRef::new(&r.name))?;
+    Some(match &meta.namespace {
+        Some(namespace) => owner.within(namespace),
+        None => owner,
     })
 }
 

@@ -27,8 +27,8 @@ pub struct FailoverResult {
 /// Runs the failover; returns its figures and the new leader, still running.
 pub async fn run(
     binary: &Path,
-    branches: f64,
-    projects: f64,
+    branches: usize,
+    projects: usize,
     timeout: Duration,
 ) -> Result<(FailoverResult, OperatorProcess), String> {
     let start = |identity: &str| {
@@ -50,12 +50,12 @@ pub async fn run(
     // The first leader: it takes the Lease and catches up, as after a restart.
     let leader = start("bench-leader")?;
     leader.wait_ready(Duration::from_secs(60)).await?;
-    wait_all_reconciled(&leader, branches, projects, timeout).await?;
+    leader.wait_reconciled(branches, projects, timeout).await?;
     let standby = start("bench-standby")?;
     standby.wait_ready(Duration::from_secs(60)).await?;
     let killed = Instant::now();
     leader.kill_hard();
-    wait_all_reconciled(&standby, branches, projects, timeout).await?;
+    standby.wait_reconciled(branches, projects, timeout).await?;
     let mut result = FailoverResult {
         to_all_reconciled_s: killed.elapsed().as_secs_f64(),
         cpu_s: standby.cpu_seconds(),
@@ -67,36 +67,4 @@ pub async fn run(
         - sum(&metrics, "oksa_child_writes_total", &["verb=\"skipped\""]);
     result.peak_rss_mib = standby.peak_rss_mib();
     Ok((result, standby))
-}
-
-/// Waits until `operator` has reconciled at least `branches` BranchReleases and `projects`
-/// Projects.
-async fn wait_all_reconciled(
-    operator: &OperatorProcess,
-    branches: f64,
-    projects: f64,
-    timeout: Duration,
-) -> Result<(), String> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let metrics = operator.metrics().await;
-        let reconciled = |controller: &str| {
-            sum(
-                &metrics,
-                "oksa_reconciles_total",
-                &[&format!("controller=\"{controller}\"")],
-            )
-        };
-        let (releases, projects_done) = (reconciled("branchrelease"), reconciled("project"));
-        if releases >= branches && projects_done >= projects {
-            return Ok(());
-        }
-        if Instant::now() > deadline {
-            return Err(format!(
-                "the failover's operator reconciled {releases} of {branches} branches and \
-                 {projects_done} of {projects} projects"
-            ));
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
 }

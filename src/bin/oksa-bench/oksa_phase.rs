@@ -445,37 +445,14 @@ pub async fn run(
     let operator = OperatorProcess::start(binary, resync_log, "warn,oksa::writes=debug")
         .map_err(|e| e.to_string())?;
     operator.wait_ready(Duration::from_secs(60)).await?;
-    let resync_deadline = Instant::now() + timeout;
-    loop {
-        let metrics = operator.metrics().await;
-        let releases = sum(
-            &metrics,
-            "oksa_reconciles_total",
-            &["controller=\"branchrelease\""],
-        );
-        let projects_done = sum(
-            &metrics,
-            "oksa_reconciles_total",
-            &["controller=\"project\""],
-        );
-        // Every branch (the burst, the solo ones and the quiet project's one) and every project
-        // (the quiet one included).
-        if releases >= (total + args.solo_branches + 1) as f64
-            && projects_done >= all_projects.len() as f64
-        {
-            result.resync_s = resync_started.elapsed().as_secs_f64();
-            result.resync_cpu_s = operator.cpu_seconds();
-            break;
-        }
-        if Instant::now() > resync_deadline {
-            return Err(format!(
-                "the resync reconciled {releases} of {} branches and {projects_done} of {} projects",
-                total + args.solo_branches + 1,
-                all_projects.len()
-            ));
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    // Every branch (the burst, the solo ones and the quiet project's one) and every project
+    // (the quiet one included).
+    operator
+        .wait_reconciled(total + args.solo_branches + 1, all_projects.len(), timeout)
+        .await
+        .map_err(|e| format!("the resync: {e}"))?;
+    result.resync_s = resync_started.elapsed().as_secs_f64();
+    result.resync_cpu_s = operator.cpu_seconds();
     tokio::time::sleep(Duration::from_secs(3)).await;
     let metrics = operator.metrics().await;
     result.resync_reconciles = sum(&metrics, "oksa_reconciles_total", &[]);
@@ -513,8 +490,8 @@ pub async fn run(
     operator.stop();
     let (failover, operator) = crate::failover::run(
         binary,
-        (total + args.solo_branches + 1) as f64,
-        all_projects.len() as f64,
+        total + args.solo_branches + 1,
+        all_projects.len(),
         timeout,
     )
     .await?;

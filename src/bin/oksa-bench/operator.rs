@@ -56,6 +56,38 @@ impl OperatorProcess {
         Err("the operator did not become ready".into())
     }
 
+    /// Waits until this operator has reconciled at least `branches` BranchReleases and
+    /// `projects` Projects (a restart's or a failover's catch-up).
+    pub async fn wait_reconciled(
+        &self,
+        branches: usize,
+        projects: usize,
+        timeout: Duration,
+    ) -> Result<(), String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let metrics = self.metrics().await;
+            let reconciled = |controller: &str| {
+                sum(
+                    &metrics,
+                    "oksa_reconciles_total",
+                    &[&format!("controller=\"{controller}\"")],
+                )
+            };
+            let (releases, projects_done) = (reconciled("branchrelease"), reconciled("project"));
+            if releases >= branches as f64 && projects_done >= projects as f64 {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "the operator reconciled {releases} of {branches} branches and \
+                     {projects_done} of {projects} projects"
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
     /// User + system CPU seconds so far, from /proc (Linux).
     pub fn cpu_seconds(&self) -> f64 {
         cpu_seconds_of(self.child.id())
