@@ -30,7 +30,6 @@ use std::sync::Arc;
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{ApiResource, DeleteParams, DynamicObject, Patch, PatchParams, Preconditions};
-use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Client, Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -91,8 +90,7 @@ impl<'a> Applier<'a> {
             + Debug,
     {
         let kind = K::kind(&());
-        let key = ObjectRef::new(name).within(namespace);
-        if let Some(cached) = store.get(&key) {
+        if let Some(cached) = store.named(namespace, name) {
             return cached
                 .json()
                 .map(Some)
@@ -192,22 +190,28 @@ impl<'a> Applier<'a> {
             self.apply(object, live.as_ref()).await
         }))
         .await?;
-        let wanted: HashSet<(Option<String>, String)> = declared
-            .iter()
-            .map(|o| (o.namespace(), o.name_any()))
-            .collect();
-        // Filtered in place: the store holds every branch's children, this owner's are a few.
+        // The owner's children of this kind that it no longer declares; by their labels first,
+        // which costs nothing, then by their whole metadata.
         let kind = K::kind(&());
-        let stale: Vec<_> = store
-            .in_namespace(&self.owner.namespace)
-            .into_iter()
-            .filter(|o| self.owner.scopes(o.meta().namespace.as_deref(), o.labels()))
-            .filter(|o| !wanted.contains(&(o.namespace(), o.name_any())))
-            .filter(|o| plan::leftover(self.owner, &kind, &o.full_meta()) == Some(Leftover::Prune))
+        let namespace = &self.owner.namespace;
+        let wanted: HashSet<String> = declared
+            .iter()
+            .filter(|o| o.meta().namespace.as_ref() == Some(namespace))
+            .map(|o| o.name_any())
             .collect();
-        for object in stale {
-            self.delete::<K>(&object.namespace().unwrap_or_default(), object.meta())
-                .await?;
+        let candidates = store
+            .in_namespace(namespace)
+            .into_iter()
+            .filter(|o| self.owner.scopes(o.namespace(), o.labels()))
+            .filter(|o| !wanted.contains(o.name()));
+        for candidate in candidates {
+            let meta =
+                candidate
+                    .full_meta()
+                    .map_err(failed::decoding("read", &kind, candidate.name()))?;
+            if plan::leftover(self.owner, &kind, &meta) == Some(Leftover::Prune) {
+                self.delete::<K>(namespace, &meta).await?;
+            }
         }
         Ok(synced)
     }

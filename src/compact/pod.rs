@@ -85,7 +85,7 @@ mod tests {
     use crate::model::branch_release::diagnose;
 
     fn cached(pod: serde_json::Value) -> Pod {
-        let compact: Compact<Pod> = serde_json::from_value(pod).unwrap();
+        let compact = Compact::<Pod>::from_json(pod).unwrap();
         compact.object().unwrap()
     }
 

@@ -21,12 +21,10 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use kube::api::DynamicObject;
-use kube::runtime::reflector::ObjectRef;
 use prometheus_client::metrics::gauge::Gauge;
 
 /// Which object a status belongs to (keyed like the controllers' failure counts).
-pub type Key = ObjectRef<DynamicObject>;
+pub type Key = super::object_key::ObjectKey;
 
 /// The shortest time between two progress-only writes of one status while it alone holds one.
 pub const WINDOW: Duration = Duration::from_secs(5);
@@ -144,7 +142,7 @@ mod tests {
     use super::*;
 
     fn key(name: &str) -> Key {
-        ObjectRef::<crate::api::Project>::new(name).erase()
+        Key::named::<crate::api::Project>(None, name)
     }
 
     #[test]

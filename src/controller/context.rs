@@ -14,9 +14,8 @@ use std::sync::{Arc, Mutex};
 
 use futures::FutureExt;
 
-use kube::api::DynamicObject;
 use kube::core::PartialObjectMeta;
-use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::reflector::Store;
 
 use crate::watch::Cache;
 use kube::Client;
@@ -66,7 +65,7 @@ pub struct Context {
     pub recorder: std::sync::Arc<Recorder>,
     pub metrics: Metrics,
     /// Consecutive failed reconciles per object, for exponential backoff.
-    pub failures: Mutex<HashMap<ObjectRef<DynamicObject>, u32>>,
+    pub failures: Mutex<HashMap<super::object_key::ObjectKey, u32>>,
     /// True once every cache in `stores` has had its first full list.
     pub caches_ready: tokio::sync::watch::Receiver<bool>,
     /// What the platform allows Projects to ask for.
@@ -128,11 +127,16 @@ impl Stores {
             "horizontalpodautoscalers",
             "jobs",
         ]);
+        let synced = |name: &'static str| move |()| readiness.synced(name);
         // An error only means the writer was dropped (shutting down): nothing left to wait for.
-        let synced = |name: &'static str| move |_| readiness.synced(name);
+        let kube_synced = |name| move |_| synced(name)(());
         futures::join!(
-            self.projects.wait_until_ready().map(synced("projects")),
-            self.namespaces.wait_until_ready().map(synced("namespaces")),
+            self.projects
+                .wait_until_ready()
+                .map(kube_synced("projects")),
+            self.namespaces
+                .wait_until_ready()
+                .map(kube_synced("namespaces")),
             self.deployments
                 .wait_until_ready()
                 .map(synced("deployments")),

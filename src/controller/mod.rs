@@ -13,12 +13,14 @@ mod events;
 pub mod expiry_budget;
 mod finalizer;
 pub mod forge;
+pub mod object_key;
 pub mod project;
 mod queue;
 mod recorder;
 pub mod runner;
 mod status_writer;
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -37,7 +39,6 @@ pub use error::Error;
 pub use runner::Action;
 
 use crate::api::{BranchRelease, Project};
-use crate::compact::{Compact, Labels};
 use crate::labels::{self, MANAGED_SELECTOR};
 use crate::metrics::Metrics;
 use crate::model::index;
@@ -46,11 +47,10 @@ use crate::watch;
 /// Runs both controllers until `shutdown` completes, then lets running reconciles finish.
 /// `ready` turns true once every cache has its first full list.
 ///
-/// Each cache has exactly one task waiting for its first list: kube-runtime's
-/// `Store::wait_until_ready` wakes only the most recent of several concurrent waiters (one shared
-/// oneshot receiver), and with many reconciles waiting at once the others were never woken. So
-/// the controllers' own main stores stay private to kube, the caches below are waited on by one
-/// task here, and reconciles wait on a `watch` channel that this task sets.
+/// The caches are waited on by one task here, which reports each to `ready` as it fills, and
+/// reconciles wait on a `watch` channel that this task sets. (The two kube `Store`s among them,
+/// Projects and Namespaces, must have one waiter only: kube-runtime's `Store::wait_until_ready`
+/// wakes only the most recent of several concurrent waiters.)
 pub async fn run(
     client: Client,
     metrics: Metrics,
@@ -128,7 +128,8 @@ pub async fn run(
 
     // A project's namespaced children carry the project's name as a label; the owner reference
     // alone would not do, because the Project is cluster-scoped and they are not.
-    let by_project_label = |labels: &Labels| labels.get(labels::PROJECT).map(ObjectRef::new);
+    let by_project_label =
+        |labels: &BTreeMap<String, String>| labels.get(labels::PROJECT).map(|p| ObjectRef::new(p));
     let namespace_project = |ns: PartialObjectMeta<Namespace>| {
         ns.labels()
             .get(labels::PROJECT)
@@ -219,7 +220,7 @@ pub async fn run(
     ];
     let project_controller = runner::run(
         PROJECTS,
-        own_projects,
+        move |key: &ObjectRef<Project>| own_projects.get(key),
         project_controller_triggers,
         runner::Settings {
             workers: PROJECT_WORKERS,
@@ -250,7 +251,7 @@ pub async fn run(
     // searched (pod events are the most frequent of all).
     let release_of_pod = {
         let releases = stores.releases.clone();
-        move |pod: Compact<Pod>| -> Option<ObjectRef<BranchRelease>> {
+        move |pod: PartialObjectMeta<Pod>| -> Option<ObjectRef<BranchRelease>> {
             let namespace = pod.namespace()?;
             let release_name = pod.labels().get(labels::RELEASE)?;
             let is_its = |r: &BranchRelease| index::runs_pod_of(r, &namespace, release_name);
@@ -280,7 +281,8 @@ pub async fn run(
             let releases = stores.releases.clone();
             let ctx = ctx.clone();
             move |release: &BranchRelease| {
-                if forget_if_gone(&ctx, &releases, release, &ctx.release_progress) {
+                let still_cached = releases.get(&ObjectRef::from_obj(release)).is_some();
+                if forget_if_gone(&ctx, still_cached, release, &ctx.release_progress) {
                     ctx.forges.forget(&forge::key_of(release));
                 }
                 let namespace = release.namespace().unwrap_or_default();
@@ -304,7 +306,7 @@ pub async fn run(
         // their reference data (the source they clone may just have appeared or been bound).
         runner::on_map(BRANCHES, watch::managed(&client, claims_writer), {
             let releases = stores.releases.clone();
-            move |claim: Compact<PersistentVolumeClaim>| {
+            move |claim: PartialObjectMeta<PersistentVolumeClaim>| {
                 let namespace = claim.namespace().unwrap_or_default();
                 let owner = runner::controller_owner::<BranchRelease>(claim.meta());
                 let waiting = releases
@@ -335,7 +337,8 @@ pub async fn run(
                     projects_writer,
                     || {},
                     move |project: &Project| {
-                        if forget_if_gone(&ctx, &projects, project, &ctx.project_summaries) {
+                        let still_cached = projects.get(&ObjectRef::from_obj(project)).is_some();
+                        if forget_if_gone(&ctx, still_cached, project, &ctx.project_summaries) {
                             ctx.forges.forget_project(&project.name_any());
                         }
                     },
@@ -362,7 +365,10 @@ pub async fn run(
     }
     let release_controller = runner::run(
         BRANCHES,
-        stores.releases.store(),
+        {
+            let releases = stores.releases.clone();
+            move |key: &ObjectRef<BranchRelease>| releases.get(key)
+        },
         release_triggers,
         runner::Settings {
             workers: RELEASE_WORKERS,
@@ -449,15 +455,14 @@ async fn gateway_api_installed(client: &Client) -> bool {
 /// neither map grows with every object that ever existed.
 fn forget_if_gone<K: Resource<DynamicType = ()> + Clone>(
     ctx: &Context,
-    store: &reflector::Store<K>,
+    still_cached: bool,
     object: &K,
     status_writes: &coalesce::Coalescer,
 ) -> bool {
-    let key = ObjectRef::from_obj(object);
-    if store.get(&key).is_some() {
+    if still_cached {
         return false;
     }
-    let key = key.erase();
+    let key = object_key::ObjectKey::of(object);
     ctx.failures.lock().expect("failure counts").remove(&key);
     status_writes.forget(&key);
     true
@@ -600,7 +605,7 @@ where
     Fut: Future<Output = Result<Action, Error>> + Send + 'static,
 {
     move |object, ctx| {
-        let key = ObjectRef::from_obj(object.as_ref()).erase();
+        let key = object_key::ObjectKey::of(object.as_ref());
         let result = reconcile(object, ctx.clone());
         async move {
             let result = result.await;
@@ -628,7 +633,7 @@ fn error_policy<K: Resource<DynamicType = ()>>(
     error: &Error,
     ctx: Arc<Context>,
 ) -> Action {
-    let key = ObjectRef::from_obj(object.as_ref()).erase();
+    let key = object_key::ObjectKey::of(object.as_ref());
     let failures = {
         let mut counts = ctx.failures.lock().expect("failure counts");
         let count = counts.entry(key.clone()).or_insert(0);

@@ -18,7 +18,7 @@ use futures::stream::BoxStream;
 use futures::{FutureExt, Stream, StreamExt};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Resource;
-use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::reflector::ObjectRef;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 use tracing::{debug, error, warn};
@@ -79,7 +79,7 @@ struct Shared<K: Resource> {
 #[allow(clippy::too_many_arguments)]
 pub async fn run<K, C, R, Fut, E, P>(
     name: &'static str,
-    store: Store<K>,
+    lookup: impl Fn(&ObjectRef<K>) -> Option<Arc<K>> + Send + Sync + 'static,
     triggers: Triggers<K>,
     settings: Settings,
     reconcile: R,
@@ -102,12 +102,13 @@ pub async fn run<K, C, R, Fut, E, P>(
         closed: AtomicBool::new(false),
     });
     let start = start.shared();
+    let lookup = Arc::new(lookup);
     let mut workers = Vec::with_capacity(settings.workers);
     for _ in 0..settings.workers {
         workers.push(tokio::spawn(work(
             name,
             shared.clone(),
-            store.clone(),
+            lookup.clone(),
             reconcile.clone(),
             error_policy.clone(),
             ctx.clone(),
@@ -186,7 +187,7 @@ async fn dispatch<K>(
 async fn work<K, C, R, Fut, E, P>(
     name: &'static str,
     shared: Arc<Shared<K>>,
-    store: Store<K>,
+    lookup: Arc<impl Fn(&ObjectRef<K>) -> Option<Arc<K>>>,
     reconcile: R,
     error_policy: P,
     ctx: Arc<C>,
@@ -205,7 +206,7 @@ async fn work<K, C, R, Fut, E, P>(
         () = closed(&shared) => return,
     }
     while let Some(key) = next(&shared).await {
-        let requeue = match store.get(&key) {
+        let requeue = match lookup(&key) {
             // Gone (deleted while it waited): its finalizer, if any, ran while it was there.
             None => {
                 debug!(controller = name, object = %key, "gone before its turn");
@@ -421,7 +422,7 @@ mod tests {
             |_: Arc<ConfigMap>, _: &&str, _: Arc<Seen>| Action::requeue(Duration::from_millis(10));
         let runner = tokio::spawn(run(
             "test",
-            store,
+            move |key: &ObjectRef<ConfigMap>| store.get(key),
             vec![futures::stream::iter(triggers).boxed()],
             Settings {
                 workers: 3,
@@ -465,7 +466,7 @@ mod tests {
         let (store, _writer) = kube::runtime::reflector::store::<ConfigMap>();
         let runner = run(
             "test",
-            store,
+            move |key: &ObjectRef<ConfigMap>| store.get(key),
             vec![futures::stream::pending().boxed()],
             Settings {
                 workers: 2,

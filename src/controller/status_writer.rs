@@ -6,7 +6,6 @@ use std::fmt::Debug;
 use std::time::{Duration, Instant};
 
 use kube::api::{Patch, PatchParams};
-use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -104,7 +103,7 @@ pub async fn write<K: OwnStatus>(
     new: &K::Status,
 ) -> Result<Written<K::Status>> {
     let coalescer = K::coalescer(ctx);
-    let key = ObjectRef::from_obj(object).erase();
+    let key = super::object_key::ObjectKey::of(object);
     let cached_version = object.meta().resource_version.as_deref();
     if coalescer.behind_own_write(&key, cached_version) {
         return Ok(Written::Unchanged);

@@ -4,7 +4,7 @@
 mod cache;
 mod lenient;
 
-pub use cache::{Cache, CacheWriter, cache};
+pub use cache::{Cache, CacheWriter, Keyed, OwnWriter, cache};
 
 use std::fmt::Debug;
 
@@ -14,8 +14,9 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource};
 use serde::de::DeserializeOwned;
 
-use crate::compact::Compact;
+use crate::compact::{Compact, Wire};
 use crate::labels::MANAGED_SELECTOR;
+use kube::core::PartialObjectMeta;
 use lenient::{Lenient, Placeholder};
 
 /// Objects per page of a watch's list. Each page's body is held whole while it is parsed, and at
@@ -29,11 +30,12 @@ pub fn config() -> watcher::Config {
 }
 
 /// Watches every object of kind K that Oksa manages (by label, in all namespaces), caches it
-/// compacted, and yields each object that changed or was deleted.
+/// compacted, and yields the metadata of each object that changed or was deleted (see
+/// `Wire::trigger_meta`).
 pub fn managed<K>(
     client: &Client,
-    writer: impl Into<CacheWriter<Compact<K>>>,
-) -> impl Stream<Item = Result<Compact<K>, watcher::Error>> + Send + 'static
+    writer: OwnWriter<Compact<K>>,
+) -> impl Stream<Item = Result<PartialObjectMeta<K>, watcher::Error>> + Send + 'static
 where
     K: Resource<DynamicType = ()> + Send + Sync + 'static,
 {
@@ -43,17 +45,54 @@ where
 /// Like `managed`, for the objects of kind K that `selector` picks out of those.
 pub fn selected<K>(
     client: &Client,
-    writer: impl Into<CacheWriter<Compact<K>>>,
+    mut writer: OwnWriter<Compact<K>>,
     selector: &str,
-) -> impl Stream<Item = Result<Compact<K>, watcher::Error>> + Send + 'static
+) -> impl Stream<Item = Result<PartialObjectMeta<K>, watcher::Error>> + Send + 'static
 where
     K: Resource<DynamicType = ()> + Send + Sync + 'static,
 {
     let config = config().labels(selector).any_semantic();
-    writer
-        .into()
-        .reflect(watcher(Api::<Compact<K>>::all(client.clone()), config).default_backoff())
+    watcher(Api::<Wire<K>>::all(client.clone()), config)
+        .default_backoff()
+        .map_ok(move |event| {
+            // The cache takes the object; the event goes on with what the triggers read.
+            let (cached, passed) = split(event);
+            writer.apply_owned(cached);
+            passed
+        })
         .touched_objects()
+}
+
+/// A watch event as the cache keeps it, and as the triggers see it.
+fn split<K: Resource<DynamicType = ()>>(
+    event: watcher::Event<Wire<K>>,
+) -> (
+    watcher::Event<Compact<K>>,
+    watcher::Event<PartialObjectMeta<K>>,
+) {
+    let both = |wire: Wire<K>| (wire.trigger_meta(), Compact::from_wire(wire));
+    match event {
+        watcher::Event::Apply(wire) => {
+            let (meta, compact) = both(wire);
+            (watcher::Event::Apply(compact), watcher::Event::Apply(meta))
+        }
+        watcher::Event::Delete(wire) => {
+            let (meta, compact) = both(wire);
+            (
+                watcher::Event::Delete(compact),
+                watcher::Event::Delete(meta),
+            )
+        }
+        watcher::Event::InitApply(wire) => {
+            let (meta, compact) = both(wire);
+            (
+                watcher::Event::InitApply(compact),
+                watcher::Event::InitApply(meta),
+            )
+        }
+        watcher::Event::Init => (watcher::Event::Init, watcher::Event::Init),
+        watcher::Event::InitDone => (watcher::Event::InitDone, watcher::Event::InitDone),
+    }
 }
 
 /// One of Oksa's own kinds, as its watches need it.

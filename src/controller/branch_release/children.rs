@@ -7,8 +7,6 @@ use std::sync::Arc;
 use futures::TryFutureExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Pod;
-use kube::Resource;
-use kube::runtime::reflector::ObjectRef;
 
 use super::claims;
 use crate::api::{BranchRelease, Project};
@@ -163,7 +161,7 @@ async fn apply_jobs(
     };
     let store = &ctx.stores.jobs;
     let namespace = applier.owner().namespace.as_str();
-    let exists = |name: &str| store.get(&ObjectRef::new(name).within(namespace)).is_some();
+    let exists = |name: &str| store.named(namespace, name).is_some();
     let declared = jobs::declared(release, rolled_out, clone, exists);
     let synced = applier.sync(store, declared).await?;
     Ok(release
@@ -219,23 +217,19 @@ pub fn data_hold(
             continue;
         }
         let claim_name = naming::volume_claim_name(release_name, &volume.name);
-        match ctx
+        let claim = ctx
             .stores
             .claims
-            .get(&ObjectRef::new(&claim_name).within(&namespace))
-        {
+            .named(&namespace, &claim_name)
+            .and_then(|cached| cached.object().ok());
+        match claim {
             // Being deleted (a person asked for a fresh clone): it can only go once no pod uses
             // it, so the components wait at zero until it is gone and cloned again.
             None => missing = true,
-            Some(claim) if claim.meta().deletion_timestamp.is_some() => missing = true,
+            Some(claim) if claim.metadata.deletion_timestamp.is_some() => missing = true,
             Some(claim) => {
-                let has_source = claim
-                    .object()
-                    .ok()
-                    .and_then(|c| c.spec?.data_source)
-                    .is_some();
-                if has_source {
-                    cloned.push(claim.meta().uid.clone().unwrap_or_default());
+                if claim.spec.and_then(|s| s.data_source).is_some() {
+                    cloned.push(claim.metadata.uid.unwrap_or_default());
                 }
             }
         }
@@ -244,7 +238,7 @@ pub fn data_hold(
     let succeeded = |job_name: &str| {
         ctx.stores
             .jobs
-            .get(&ObjectRef::new(job_name).within(&namespace))
+            .named(&namespace, job_name)
             .and_then(|job| job.object().ok())
             .is_some_and(|job| jobs::state::<Pod>(Some(&job), &[]) == JobState::Succeeded)
     };

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{Event, PersistentVolumeClaim};
 use kube::api::{Patch, PatchParams};
-use kube::{Api, Resource, ResourceExt};
+use kube::{Api, ResourceExt};
 use serde_json::json;
 
 use crate::api::{BranchRelease, Project};
@@ -176,13 +176,13 @@ pub async fn detach_undeclared(
         .claims
         .in_namespace(&owner.namespace)
         .into_iter()
-        .filter(|c| owner.scopes(c.meta().namespace.as_deref(), c.labels()));
+        .filter(|c| owner.scopes(c.namespace(), c.labels()));
     for cached in in_scope {
-        let name = cached.name_any();
+        let name = cached.name().to_string();
         if wanted.contains(&name) {
             continue;
         }
-        let meta = cached.full_meta();
+        let meta = cached.full_meta().map_err(kube::Error::SerdeError)?;
         match plan::leftover(owner, "PersistentVolumeClaim", &meta) {
             Some(Leftover::Detach) => {
                 let claim = cached.object().map_err(kube::Error::SerdeError)?;

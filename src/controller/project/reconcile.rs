@@ -308,7 +308,7 @@ async fn write_status(
     let quota = ctx
         .stores
         .quotas
-        .get(&ObjectRef::new(build::QUOTA_NAME).within(namespace))
+        .named(namespace, build::QUOTA_NAME)
         .and_then(|cached| cached.object().ok());
     let mut new_status = status::compute(
         project,
