@@ -27,7 +27,6 @@ use serde::de::{DeserializeOwned, Error as _};
 use serde::{Deserialize, Deserializer};
 use serde_json::{Map, Value};
 
-use crate::watch::Keyed;
 pub use labels::Labels;
 use packed::Packed;
 
@@ -118,19 +117,6 @@ impl<K: Resource<DynamicType = ()>> Compact<K> {
         Ok(Value::Object(fields))
     }
 
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
-    pub fn namespace(&self) -> Option<&str> {
-        self.namespace.as_deref()
-    }
-
-    /// The object's labels.
-    pub fn labels(&self) -> &Labels {
-        &self.labels
-    }
-
     /// The object's whole metadata (but `managedFields`): for what judges an object by it, as
     /// `apply::Owner::belonging` does.
     pub fn full_meta(&self) -> Result<ObjectMeta, serde_json::Error> {
@@ -148,13 +134,18 @@ impl<K: Resource<DynamicType = ()>> Compact<K> {
     }
 }
 
-impl<K> Keyed for Compact<K> {
-    fn cache_namespace(&self) -> &str {
-        self.namespace.as_deref().unwrap_or("")
+impl<K> Compact<K> {
+    pub fn name(&self) -> &str {
+        &self.name
     }
 
-    fn cache_name(&self) -> &str {
-        &self.name
+    pub fn namespace(&self) -> Option<&str> {
+        self.namespace.as_deref()
+    }
+
+    /// The object's labels.
+    pub fn labels(&self) -> &Labels {
+        &self.labels
     }
 }
 

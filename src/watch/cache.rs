@@ -19,6 +19,8 @@ use kube::runtime::reflector::store::Writer;
 use kube::runtime::watcher;
 use tokio::sync::watch;
 
+use crate::compact::Compact;
+
 /// What a cache files an object under.
 pub trait Keyed {
     /// "" for a cluster-scoped object.
@@ -33,6 +35,16 @@ impl<K: Resource> Keyed for K {
 
     fn cache_name(&self) -> &str {
         self.meta().name.as_deref().unwrap_or("")
+    }
+}
+
+impl<K> Keyed for Compact<K> {
+    fn cache_namespace(&self) -> &str {
+        self.namespace().unwrap_or("")
+    }
+
+    fn cache_name(&self) -> &str {
+        self.name()
     }
 }
 
