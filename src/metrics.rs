@@ -75,6 +75,8 @@ pub struct Metrics {
     pub reconciles: Family<ControllerLabels, Counter>,
     pub failures: Family<FailureLabels, Counter>,
     pub duration: Family<ControllerLabels, Histogram>,
+    /// Objects due for a reconcile and waiting for a worker, by controller.
+    pub work_queue_depth: Family<ControllerLabels, Gauge>,
     pub writes: Family<WriteLabels, Counter>,
     pub branches: Family<PhaseLabels, Gauge>,
     pub managed: Family<KindLabels, Gauge>,
@@ -100,6 +102,7 @@ impl Default for Metrics {
         let duration = Family::<ControllerLabels, Histogram>::new_with_constructor(|| {
             Histogram::new(exponential_buckets(0.001, 2.0, 14))
         });
+        let work_queue_depth = Family::default();
         let writes = Family::default();
         let branches = Family::default();
         let managed = Family::default();
@@ -132,6 +135,11 @@ impl Default for Metrics {
         registry.register(help[3].0, help[3].1, Family::clone(&writes));
         registry.register(help[4].0, help[4].1, Family::clone(&branches));
         registry.register(help[5].0, help[5].1, Family::clone(&managed));
+        registry.register(
+            "work_queue_depth",
+            "Objects due for a reconcile and waiting for a worker, by controller (delayed ones are not counted)",
+            Family::clone(&work_queue_depth),
+        );
         registry.register(
             "requested",
             "CPU cores and memory bytes the branches of a project request while awake, by whether they are awake now (asleep: what sleeping saves)",
@@ -174,6 +182,7 @@ impl Default for Metrics {
             reconciles,
             failures,
             duration,
+            work_queue_depth,
             writes,
             branches,
             managed,
@@ -189,6 +198,13 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    /// The gauge a controller's runner keeps its queue's depth in.
+    pub fn queue_depth(&self, controller: &'static str) -> Gauge {
+        self.work_queue_depth
+            .get_or_create(&ControllerLabels { controller })
+            .clone()
+    }
+
     pub fn reconciled(&self, controller: &'static str, took: Duration) {
         self.reconciles
             .get_or_create(&ControllerLabels { controller })

@@ -227,6 +227,7 @@ pub async fn run(
             // A burst of branch changes recounts a project once.
             debounce: Duration::from_millis(500),
             after_panic: AFTER_PANIC,
+            depth: ctx.metrics.queue_depth(PROJECTS),
         },
         forgetting_failures(project::reconcile::reconcile),
         error_policy,
@@ -374,6 +375,7 @@ pub async fn run(
             workers: RELEASE_WORKERS,
             debounce: Duration::ZERO,
             after_panic: AFTER_PANIC,
+            depth: ctx.metrics.queue_depth(BRANCHES),
         },
         forgetting_failures(branch_release::reconcile::reconcile),
         error_policy,

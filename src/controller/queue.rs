@@ -201,7 +201,6 @@ impl<T: Hash + Eq + Clone> Queue<T> {
     }
 
     /// Objects due and waiting for a turn.
-    #[cfg(test)]
     pub fn due_len(&self) -> usize {
         self.due.values().map(VecDeque::len).sum()
     }

@@ -19,6 +19,7 @@ use futures::{FutureExt, Stream, StreamExt};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Resource;
 use kube::runtime::reflector::ObjectRef;
+use prometheus_client::metrics::gauge::Gauge;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 use tracing::{debug, error, warn};
@@ -60,6 +61,8 @@ pub struct Settings {
     pub debounce: Duration,
     /// How long to wait after a reconcile panicked (a bug) before trying the object again.
     pub after_panic: Duration,
+    /// Set to the number of objects due and waiting for a worker (`oksa_work_queue_depth`).
+    pub depth: Gauge,
 }
 
 /// The triggers of one controller, merged: each yields references of the objects to reconcile.
@@ -72,6 +75,18 @@ struct Shared<K: Resource> {
     /// The earliest delay may have changed: the dispatcher looks again.
     delays: Notify,
     closed: AtomicBool,
+    depth: Gauge,
+}
+
+impl<K: Resource<DynamicType = ()>> Shared<K> {
+    /// Runs `change` on the queue, then reports how many objects are due.
+    fn change_queue<R>(&self, change: impl FnOnce(&mut Queue<ObjectRef<K>>) -> R) -> R {
+        let mut queue = self.queue.lock().expect("queue");
+        let result = change(&mut queue);
+        self.depth
+            .set(i64::try_from(queue.due_len()).unwrap_or(i64::MAX));
+        result
+    }
 }
 
 /// Runs the controller until `shutdown` completes, then lets the running reconciles finish.
@@ -100,6 +115,7 @@ pub async fn run<K, C, R, Fut, E, P>(
         work: Notify::new(),
         delays: Notify::new(),
         closed: AtomicBool::new(false),
+        depth: settings.depth.clone(),
     });
     let start = start.shared();
     let lookup = Arc::new(lookup);
@@ -161,7 +177,7 @@ async fn dispatch<K>(
                 };
                 let now = Instant::now().into_std();
                 let at = now + debounce;
-                let placed = shared.queue.lock().expect("queue").schedule(key, at, now);
+                let placed = shared.change_queue(|queue| queue.schedule(key, at, now));
                 if placed == Some(Placed::Due) {
                     shared.work.notify_one();
                 }
@@ -171,11 +187,7 @@ async fn dispatch<K>(
             () = sleep => {}
             () = shared.delays.notified() => {}
         }
-        let promoted = shared
-            .queue
-            .lock()
-            .expect("queue")
-            .promote_due(Instant::now().into_std());
+        let promoted = shared.change_queue(|queue| queue.promote_due(Instant::now().into_std()));
         for _ in 0..promoted {
             shared.work.notify_one();
         }
@@ -228,11 +240,7 @@ async fn work<K, C, R, Fut, E, P>(
         };
         let now = Instant::now().into_std();
         let placed =
-            shared
-                .queue
-                .lock()
-                .expect("queue")
-                .done(&key, requeue.map(|after| now + after), now);
+            shared.change_queue(|queue| queue.done(&key, requeue.map(|after| now + after), now));
         // Due again at once (a trigger during the run), or delayed: who must look again.
         match placed {
             Some(Placed::Due) => shared.work.notify_one(),
@@ -247,7 +255,7 @@ async fn next<K>(shared: &Shared<K>) -> Option<ObjectRef<K>>
 where
     K: Resource<DynamicType = ()>,
 {
-    wait_until(shared, |shared| shared.queue.lock().expect("queue").take()).await
+    wait_until(shared, |shared| shared.change_queue(Queue::take)).await
 }
 
 /// Completes once the queue is closed.
@@ -420,6 +428,8 @@ mod tests {
         };
         let error_policy =
             |_: Arc<ConfigMap>, _: &&str, _: Arc<Seen>| Action::requeue(Duration::from_millis(10));
+        let depth = Gauge::default();
+        let (start, started) = tokio::sync::oneshot::channel::<()>();
         let runner = tokio::spawn(run(
             "test",
             move |key: &ObjectRef<ConfigMap>| store.get(key),
@@ -428,15 +438,28 @@ mod tests {
                 workers: 3,
                 debounce: Duration::ZERO,
                 after_panic: Duration::from_secs(1),
+                depth: depth.clone(),
             },
             reconcile,
             error_policy,
             seen.clone(),
-            async {},
+            async move {
+                let _ = started.await;
+            },
             async move {
                 let _ = stopped.await;
             },
         ));
+        // Before the workers start, every object triggered is due once (the uncached one too).
+        let queued = async {
+            while depth.get() != 41 {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(10), queued)
+            .await
+            .expect("the depth counts every due object once");
+        let _ = start.send(());
         let all_done = async {
             loop {
                 let runs = seen.runs.lock().unwrap().clone();
@@ -456,6 +479,7 @@ mod tests {
             .expect("the runner stops")
             .unwrap();
         assert!(seen.most_at_once.load(Ordering::SeqCst) <= 3);
+        assert_eq!(depth.get(), 0, "nothing left waiting");
         // Triggered twice before any ran: each object once (but cm0 and cm1, by their own asking).
         let extra: usize = runs.values().sum::<usize>() - 40;
         assert_eq!(extra, 2, "{runs:?}");
@@ -472,6 +496,7 @@ mod tests {
                 workers: 2,
                 debounce: Duration::ZERO,
                 after_panic: Duration::from_secs(1),
+                depth: Gauge::default(),
             },
             |_: Arc<ConfigMap>, _: Arc<()>| async { Ok::<_, &str>(Action::await_change()) },
             |_: Arc<ConfigMap>, _: &&str, _: Arc<()>| Action::await_change(),
