@@ -28,6 +28,7 @@ use serde::{Deserialize, Deserializer};
 use serde_json::{Map, Value};
 
 pub use labels::Labels;
+pub use packed::Dictionary;
 use packed::Packed;
 
 pub struct Compact<K> {
@@ -50,9 +51,9 @@ fn unread_fields(kind: &str) -> &'static [&'static str] {
 }
 
 impl<K: Resource<DynamicType = ()>> Compact<K> {
-    /// Compacts an object as read from the API server. `managedFields` (often half an object,
-    /// never read) are dropped.
-    pub fn from_wire(wire: Wire<K>) -> Self {
+    /// Compacts an object as read from the API server, its body packed against `dictionary`
+    /// (its cache's). `managedFields` (often half an object, never read) are dropped.
+    pub fn from_wire(wire: Wire<K>, dictionary: &Dictionary) -> Self {
         let Wire {
             mut metadata,
             mut fields,
@@ -86,14 +87,17 @@ impl<K: Resource<DynamicType = ()>> Compact<K> {
             name,
             namespace,
             labels,
-            body: Packed::new(&kind, &text),
+            body: Packed::new(dictionary, &text),
             kind: PhantomData,
         }
     }
 
     /// Compacts the JSON of a `K`.
-    pub fn from_json(object: Value) -> Result<Self, serde_json::Error> {
-        Ok(Compact::from_wire(serde_json::from_value(object)?))
+    pub fn from_json(object: Value, dictionary: &Dictionary) -> Result<Self, serde_json::Error> {
+        Ok(Compact::from_wire(
+            serde_json::from_value(object)?,
+            dictionary,
+        ))
     }
 
     /// The object as JSON, as the API server would return it (minus what was dropped).
@@ -285,7 +289,8 @@ mod tests {
 
     #[test]
     fn round_trips_everything_but_managed_fields() {
-        let cached = Compact::<Deployment>::from_json(deployment()).unwrap();
+        let cached =
+            Compact::<Deployment>::from_json(deployment(), &Dictionary::default()).unwrap();
         assert_eq!(cached.name(), "main-web");
         assert_eq!(cached.namespace(), Some("shop"));
         assert_eq!(cached.labels().get("app"), Some("web"));
@@ -318,7 +323,7 @@ mod tests {
         let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
             "spec": {"containers": [{"name": "web", "image": "nginx"}]},
             "status": {"phase": "Running"}});
-        let cached = Compact::<Pod>::from_json(pod).unwrap();
+        let cached = Compact::<Pod>::from_json(pod, &Dictionary::default()).unwrap();
         let object = cached.object().unwrap();
         assert!(object.spec.is_none());
         assert_eq!(object.status.unwrap().phase.as_deref(), Some("Running"));
@@ -327,7 +332,13 @@ mod tests {
     #[test]
     fn is_a_fraction_of_the_typed_size() {
         let typed: Deployment = serde_json::from_value(deployment()).unwrap();
-        let cached = Compact::<Deployment>::from_json(deployment()).unwrap();
+        // The second of a cache: the first is its dictionary.
+        let dictionary = Dictionary::default();
+        Compact::<Deployment>::from_json(deployment(), &dictionary).unwrap();
+        let mut second = deployment();
+        second["metadata"]["name"] = json!("feature-web");
+        second["metadata"]["uid"] = json!("uid-2");
+        let cached = Compact::<Deployment>::from_json(second, &dictionary).unwrap();
         let compact_size = std::mem::size_of_val(&cached) + cached.body.len();
         assert!(
             compact_size * 2 < std::mem::size_of_val(&typed),

@@ -1,4 +1,4 @@
-//! A cached object's body, compressed against the first body cached of its kind.
+//! A cached object's body, compressed against the first body its cache packed.
 //!
 //! The children Oksa makes of one kind share almost all their text: the keys, the API server's
 //! defaults, one template for every branch of a project. Names, UIDs, hashes, timestamps and
@@ -6,12 +6,14 @@
 //! 2.5 KB of JSON in about 350 bytes and a Service's 1 KB in under 200 (issue 23: the bodies were
 //! most of the caches). Reading one back costs a few microseconds, and a reconcile reads a few.
 //!
-//! The dictionary of a kind is fixed for the life of the process: every packed body keeps a
-//! handle to the one it was packed against, so no body is ever read with another.
+//! Each cache (one per kind) has its own dictionary, set by the first body it packs and fixed
+//! from then on: every packed body keeps a handle to the one it was packed against, so no body
+//! is ever read with another. Being the cache's own, not the process's, it does not depend on
+//! what else in the process packed a body of the kind first (a test's toy Deployment once
+//! doubled the cost of every Deployment cached after it).
 
-use std::collections::HashMap;
 use std::fmt;
-use std::sync::{Arc, LazyLock, Mutex};
+use std::sync::{Arc, OnceLock};
 
 #[derive(Clone)]
 pub struct Packed {
@@ -19,23 +21,18 @@ pub struct Packed {
     bytes: Box<[u8]>,
 }
 
-/// The dictionary of each kind: the first body packed of it.
-static DICTIONARIES: LazyLock<Mutex<HashMap<String, Arc<[u8]>>>> = LazyLock::new(Default::default);
+/// The dictionary of one cache: the first body packed with it. It stays in memory as long as
+/// a body packed against it does, even after that first object is gone.
+#[derive(Default)]
+pub struct Dictionary(OnceLock<Arc<[u8]>>);
 
 impl Packed {
-    /// Packs `text`, a body of `kind`.
-    pub fn new(kind: &str, text: &str) -> Self {
-        let dictionary = {
-            let mut dictionaries = DICTIONARIES.lock().unwrap_or_else(|e| e.into_inner());
-            match dictionaries.get(kind) {
-                Some(dictionary) => dictionary.clone(),
-                None => {
-                    let first: Arc<[u8]> = Arc::from(text.as_bytes());
-                    dictionaries.insert(kind.to_string(), first.clone());
-                    first
-                }
-            }
-        };
+    /// Packs `text` against `dictionary`, which it sets if it is the first.
+    pub fn new(dictionary: &Dictionary, text: &str) -> Self {
+        let dictionary = dictionary
+            .0
+            .get_or_init(|| Arc::from(text.as_bytes()))
+            .clone();
         let bytes = lz4_flex::block::compress_prepend_size_with_dict(text.as_bytes(), &dictionary)
             .into_boxed_slice();
         Packed { dictionary, bytes }
@@ -71,11 +68,11 @@ mod tests {
 
     #[test]
     fn reads_back_what_was_packed_and_later_bodies_are_small() {
-        let kind = "packed-test-kind";
+        let dictionary = Dictionary::default();
         let first = r#"{"spec":{"replicas":1,"template":{"spec":{"containers":[{"name":"web","image":"shop:1","imagePullPolicy":"IfNotPresent","terminationMessagePath":"/dev/termination-log"}]}}}}"#;
         let second = first.replace("shop:1", "shop:2").replace("web", "worker");
-        let packed_first = Packed::new(kind, first);
-        let packed_second = Packed::new(kind, &second);
+        let packed_first = Packed::new(&dictionary, first);
+        let packed_second = Packed::new(&dictionary, &second);
         assert_eq!(packed_first.text().unwrap(), first);
         assert_eq!(packed_second.text().unwrap(), second);
         assert!(
@@ -87,10 +84,11 @@ mod tests {
     }
 
     #[test]
-    fn kinds_keep_their_own_dictionary() {
-        let a = Packed::new("packed-test-a", r#"{"a":"the first of a"}"#);
-        let b = Packed::new("packed-test-b", r#"{"b":"the first of b"}"#);
-        let a2 = Packed::new("packed-test-a", r#"{"a":"the second of a"}"#);
+    fn caches_keep_their_own_dictionary() {
+        let (for_a, for_b) = (Dictionary::default(), Dictionary::default());
+        let a = Packed::new(&for_a, r#"{"a":"the first of a"}"#);
+        let b = Packed::new(&for_b, r#"{"b":"the first of b"}"#);
+        let a2 = Packed::new(&for_a, r#"{"a":"the second of a"}"#);
         assert_eq!(a.text().unwrap(), r#"{"a":"the first of a"}"#);
         assert_eq!(b.text().unwrap(), r#"{"b":"the first of b"}"#);
         assert_eq!(a2.text().unwrap(), r#"{"a":"the second of a"}"#);

@@ -85,7 +85,7 @@ mod tests {
     use crate::model::branch_release::diagnose;
 
     fn cached(pod: serde_json::Value) -> Pod {
-        let compact = Compact::<Pod>::from_json(pod).unwrap();
+        let compact = Compact::<Pod>::from_json(pod, &Default::default()).unwrap();
         compact.object().unwrap()
     }
 

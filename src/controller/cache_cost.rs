@@ -69,11 +69,13 @@ fn a_branch_costs_the_caches_under_the_budget() {
     use k8s_openapi::api::networking::v1::Ingress;
 
     use crate::api::BranchRelease;
-    use crate::compact::Compact;
+    use crate::compact::{Compact, Dictionary};
 
     fn compact<K: Resource<DynamicType = ()> + 'static>(kind: &str) -> i64 {
+        // The cache's dictionary (its first body) is weighed with it.
+        let dictionary = Dictionary::default();
         weigh(&served(kind), |object| {
-            Compact::<K>::from_json(object).expect("a served object")
+            Compact::<K>::from_json(object, &dictionary).expect("a served object")
         })
     }
     let costs = [

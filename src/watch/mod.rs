@@ -14,7 +14,7 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource};
 use serde::de::DeserializeOwned;
 
-use crate::compact::{Compact, Wire};
+use crate::compact::{Compact, Dictionary, Wire};
 use crate::labels::MANAGED_SELECTOR;
 use kube::core::PartialObjectMeta;
 use lenient::{Lenient, Placeholder};
@@ -52,11 +52,13 @@ where
     K: Resource<DynamicType = ()> + Send + Sync + 'static,
 {
     let config = config().labels(selector).any_semantic();
+    // The cache's own dictionary, set by the first body this watch packs (`compact::packed`).
+    let dictionary = Dictionary::default();
     watcher(Api::<Wire<K>>::all(client.clone()), config)
         .default_backoff()
         .map_ok(move |event| {
             // The cache takes the object; the event goes on with what the triggers read.
-            let (cached, passed) = split(event);
+            let (cached, passed) = split(event, &dictionary);
             writer.apply_owned(cached);
             passed
         })
@@ -66,11 +68,12 @@ where
 /// A watch event as the cache keeps it, and as the triggers see it.
 fn split<K: Resource<DynamicType = ()>>(
     event: watcher::Event<Wire<K>>,
+    dictionary: &Dictionary,
 ) -> (
     watcher::Event<Compact<K>>,
     watcher::Event<PartialObjectMeta<K>>,
 ) {
-    let both = |wire: Wire<K>| (wire.trigger_meta(), Compact::from_wire(wire));
+    let both = |wire: Wire<K>| (wire.trigger_meta(), Compact::from_wire(wire, dictionary));
     match event {
         watcher::Event::Apply(wire) => {
             let (meta, compact) = both(wire);
