@@ -26,6 +26,12 @@ func main() {
 	kubeconfig := flag.String("kubeconfig", "", "path to the kubeconfig of the cluster")
 	root := flag.String("root", "/tmp/oksa-volumes", "folder under which each volume gets a folder")
 	name := flag.String("name", "oksa.dev/local-hostpath", "provisioner name StorageClasses refer to")
+	// client-go's defaults (5 requests a second, 4 claims at a time, as a CSI driver's
+	// external-provisioner also has) bind about 4 claims a second: 5,000 branches with a volume each
+	// would take 21 minutes to bind whatever the operator does. `up` sizes it like the controllers.
+	qps := flag.Float64("kube-api-qps", 5, "requests a second to the API server")
+	burst := flag.Int("kube-api-burst", 10, "requests allowed at once above the rate")
+	threadiness := flag.Int("threadiness", 4, "claims provisioned at once")
 	klog.InitFlags(nil)
 	flag.Parse()
 
@@ -36,6 +42,8 @@ func main() {
 	if err != nil {
 		klog.Fatalf("reading kubeconfig: %v", err)
 	}
+	config.QPS = float32(*qps)
+	config.Burst = *burst
 	client := kubernetes.NewForConfigOrDie(config)
 	if err := os.MkdirAll(*root, 0o755); err != nil {
 		klog.Fatalf("creating volume root: %v", err)
@@ -44,5 +52,6 @@ func main() {
 	go runResizer(ctx, client, *name)
 	controller.NewProvisionController(ctx, client, *name, &hostPathProvisioner{root: *root, client: client},
 		controller.LeaderElection(false),
+		controller.Threadiness(*threadiness),
 	).Run(ctx)
 }
