@@ -75,7 +75,8 @@ impl Children {
 /// about one round trip instead of one per object, except when the branch falls asleep
 /// (`routes_first`): then the routes lead to the edge before the workloads stop, so no request
 /// meets a branch with nothing behind its URL. The deploy jobs come last: an `AfterRollout` one
-/// starts only once the components it follows are ready (see `apply_jobs`).
+/// starts only once the components it follows are ready (see `apply_jobs`). `claims_guard`
+/// completes before any claim is written (see `claims::sync`); the other kinds do not wait for it.
 pub async fn apply(
     ctx: &Context,
     applier: &Applier<'_>,
@@ -83,6 +84,7 @@ pub async fn apply(
     objects: ReleaseObjects,
     routes_first: bool,
     clone: Option<&str>,
+    claims_guard: impl Future<Output = Result<()>>,
 ) -> Result<Children> {
     let (release, project) = (model.branch_release, model.project);
     let stores = &ctx.stores;
@@ -103,7 +105,7 @@ pub async fn apply(
     };
     let workloads = async {
         tokio::try_join!(
-            claims::sync(ctx, applier, release, project, objects.claims),
+            claims::sync(ctx, applier, release, project, objects.claims, claims_guard),
             applier
                 .sync(&stores.deployments, objects.deployments)
                 .err_into::<Error>(),

@@ -65,14 +65,17 @@ async fn reconcile_release(release: Arc<BranchRelease>, ctx: &Context) -> Result
         Ok(project) => project,
         Err(blocked) => return report_blocked(ctx, &release, &blocked).await,
     };
-    ensure_volumes_finalizer(ctx, &release, &namespace).await?;
 
     // Asleep or awake: decided before rendering, since it shapes what is rendered. Time is the
     // API server's: deadlines are judged against the timestamps it wrote.
     let now = crate::clock::now();
     let (settings, decision) = decide(ctx, &release, project, now);
     let budget_free_at = match take_expiry_slot(ctx, &release, &decision, now) {
-        ExpirySlot::Delete => return expire(ctx, &release).await,
+        ExpirySlot::Delete => {
+            // Its claims, if any, are detached on the way out only with the finalizer on.
+            ensure_volumes_finalizer(ctx, &release, &namespace).await?;
+            return expire(ctx, &release).await;
+        }
         ExpirySlot::Deferred(free_at) => Some(free_at),
         ExpirySlot::None => None,
     };
@@ -100,6 +103,7 @@ async fn reconcile_release(release: Arc<BranchRelease>, ctx: &Context) -> Result
         objects,
         routes_first,
         clone.as_deref(),
+        ensure_volumes_finalizer(ctx, &release, &namespace),
     )
     .await?;
     // Right after a write, pods are expected not to be ready yet, so diagnosing waits for a
@@ -207,7 +211,8 @@ async fn report_blocked(
     Ok(Action::requeue(Duration::from_secs(60)))
 }
 
-/// Before any claim exists, so that no deletion can outrun the detaching of retained ones.
+/// Before any claim is written (`claims::sync` waits for it), so that no deletion can outrun the
+/// detaching of retained ones.
 async fn ensure_volumes_finalizer(
     ctx: &Context,
     release: &BranchRelease,
