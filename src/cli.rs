@@ -116,6 +116,11 @@ pub enum Command {
         /// chart grants `get` on Secrets there and nowhere else).
         #[arg(long, env = "POD_NAMESPACE")]
         forge_secrets_namespace: Option<String>,
+        /// BranchReleases reconciled at once. Each keeps a few requests in flight, so this
+        /// bounds Oksa's share of the API server; the queue gives idle projects the next turn.
+        #[arg(long, env = "OKSA_RELEASE_WORKERS", default_value_t = 32,
+              value_parser = clap::value_parser!(u16).range(1..=1024))]
+        release_workers: u16,
     },
     /// Serve the edge: the front door of sleeping branches' URLs (the waiting page, the wake on a
     /// person's request). Run apart from the operator, as many replicas as wanted.

@@ -39,6 +39,7 @@ async fn run() -> ExitCode {
             edge_service,
             forge_webhook_listen,
             forge_secrets_namespace,
+            release_workers,
         } => {
             oksa::telemetry::init(log_format);
             let election = leader_election_namespace.map(|namespace| oksa::leader::Election {
@@ -56,6 +57,7 @@ async fn run() -> ExitCode {
                 edge_service,
                 forge_webhook_listen,
                 forge_secrets_namespace,
+                release_workers: release_workers.into(),
             })
             .await
             .map(|()| ExitCode::SUCCESS)

@@ -45,6 +45,8 @@ pub struct Options<'a> {
     pub edge_service: Option<crate::model::edge_service::EdgeService>,
     pub forge_webhook_listen: Option<SocketAddr>,
     pub forge_secrets_namespace: Option<String>,
+    /// BranchReleases reconciled at once.
+    pub release_workers: usize,
 }
 
 pub async fn run(options: Options<'_>) -> Result<(), StartError> {
@@ -56,6 +58,7 @@ pub async fn run(options: Options<'_>) -> Result<(), StartError> {
         edge_service,
         forge_webhook_listen,
         forge_secrets_namespace,
+        release_workers,
     } = options;
     let policy = match policy {
         Some(path) => std::fs::read_to_string(path)
@@ -97,6 +100,13 @@ pub async fn run(options: Options<'_>) -> Result<(), StartError> {
             "no --edge-service: sleeping branches wake only on a deploy, a keep-alive or a scale-up"
         );
     }
+
+    let setup = crate::controller::Setup {
+        policy,
+        edge: edge_service,
+        forge: forge_setup,
+        release_workers,
+    };
 
     if install_crds {
         crate::crd::install(&client)
@@ -141,7 +151,7 @@ pub async fn run(options: Options<'_>) -> Result<(), StartError> {
         warn!("reconciles still running after {SHUTDOWN_GRACE:?}; exiting anyway");
     };
     tokio::select! {
-        () = crate::controller::run(client, metrics, ready, policy, edge_service, forge_setup, shutdown.clone()) => {}
+        () = crate::controller::run(client, metrics, ready, setup, shutdown.clone()) => {}
         () = grace => {}
         // Another operator may be writing already: stop now, not after a grace period.
         () = lost => return Err(StartError::LostLease),

@@ -55,11 +55,15 @@ pub async fn run(
     client: Client,
     metrics: Metrics,
     ready: Arc<crate::readiness::Readiness>,
-    policy: crate::policy::Policy,
-    edge: Option<crate::model::edge_service::EdgeService>,
-    forge_setup: forge::Setup,
+    setup: Setup,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
+    let Setup {
+        policy,
+        edge,
+        forge: forge_setup,
+        release_workers,
+    } = setup;
     let (projects, projects_writer) = reflector::store();
     let (namespaces, namespaces_writer) = reflector::store();
     let (releases, releases_writer) = watch::cache();
@@ -372,7 +376,7 @@ pub async fn run(
         },
         release_triggers,
         runner::Settings {
-            workers: RELEASE_WORKERS,
+            workers: release_workers,
             debounce: Duration::ZERO,
             after_panic: AFTER_PANIC,
             depth: ctx.metrics.queue_depth(BRANCHES),
@@ -577,8 +581,29 @@ fn update_gauges(ctx: &Context) {
     }
 }
 
+/// What the controllers are set up with, besides their client (`oksa run`'s options).
+pub struct Setup {
+    pub policy: crate::policy::Policy,
+    /// The edge's Service, when it runs.
+    pub edge: Option<crate::model::edge_service::EdgeService>,
+    pub forge: forge::Setup,
+    /// How many BranchRelease reconciles run at once (`--release-workers`).
+    pub release_workers: usize,
+}
+
+impl Default for Setup {
+    fn default() -> Self {
+        Setup {
+            policy: Default::default(),
+            edge: None,
+            forge: Default::default(),
+            release_workers: RELEASE_WORKERS,
+        }
+    }
+}
+
 /// How many reconciles of each kind run at once: for branches, enough to keep the API server busy.
-const RELEASE_WORKERS: usize = 32;
+pub const RELEASE_WORKERS: usize = 32;
 const PROJECT_WORKERS: usize = 4;
 /// How long an object whose reconcile panicked (a bug) waits before it is tried again.
 const AFTER_PANIC: Duration = Duration::from_secs(30);

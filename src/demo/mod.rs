@@ -206,9 +206,10 @@ pub async fn run(repo: &Path, exit_when_ready: bool, timeout: Duration) -> Resul
             operator_client,
             crate::metrics::Metrics::default(),
             ready,
-            crate::policy::Policy::default(),
-            edge_service,
-            Default::default(),
+            crate::controller::Setup {
+                edge: edge_service,
+                ..Default::default()
+            },
             std::future::pending(),
         )
         .await;

@@ -15,8 +15,14 @@ where
     let stream = watcher(api, config).default_backoff().applied_objects();
     tokio::spawn(async move {
         let mut stream = std::pin::pin!(stream);
-        while let Ok(Some(object)) = stream.try_next().await {
-            on_object(object);
+        // An error (a watch expired, an API server too busy to answer) is retried by the backoff:
+        // stopping at the first would leave the rest of the run blind (it did once at 5,000).
+        loop {
+            match stream.try_next().await {
+                Ok(Some(object)) => on_object(object),
+                Ok(None) => break,
+                Err(error) => eprintln!("  a watch of the benchmark: {error} (retrying)"),
+            }
         }
     });
 }
