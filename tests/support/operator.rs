@@ -76,16 +76,13 @@ pub fn ensure_running() {
                         publish: Some(publish),
                     };
                 }
-                oksa::controller::run(
-                    client,
-                    metrics,
-                    ready,
-                    POLICY.get().cloned().unwrap_or_default(),
+                let setup = oksa::controller::Setup {
+                    policy: POLICY.get().cloned().unwrap_or_default(),
                     edge,
                     forge,
-                    std::future::pending(),
-                )
-                .await;
+                    ..Default::default()
+                };
+                oksa::controller::run(client, metrics, ready, setup, std::future::pending()).await;
             });
         });
         installed_rx.recv().expect("the CRDs were installed");
