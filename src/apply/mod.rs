@@ -18,6 +18,7 @@
 
 mod drift;
 pub mod failed;
+mod fair_gate;
 pub mod fingerprint;
 pub mod plan;
 mod refusal;
@@ -37,6 +38,7 @@ use serde_json::Value;
 
 pub use crate::model::refusal::{Refusal, RefusalReason};
 pub use failed::Failed;
+pub use fair_gate::FairGate;
 pub use plan::{Belonging, Leftover, Owner, Step};
 pub use refusal::{describe, is_refusal};
 pub use tally::Tally;
@@ -53,14 +55,22 @@ pub struct Applier<'a> {
     client: &'a Client,
     owner: &'a Owner,
     tally: &'a Tally<'a>,
+    /// The turns of new Services, shared by every reconcile (see `fair_gate`).
+    service_creations: &'a FairGate,
 }
 
 impl<'a> Applier<'a> {
-    pub fn new(client: &'a Client, owner: &'a Owner, tally: &'a Tally<'a>) -> Self {
+    pub fn new(
+        client: &'a Client,
+        owner: &'a Owner,
+        tally: &'a Tally<'a>,
+        service_creations: &'a FairGate,
+    ) -> Self {
         Applier {
             client,
             owner,
             tally,
+            service_creations,
         }
     }
 
@@ -147,6 +157,14 @@ impl<'a> Applier<'a> {
             None => Api::all_with(self.client.clone(), &resource),
         };
         let params = PatchParams::apply(FIELD_MANAGER).force();
+        // A new Service waits for its project's turn: the API server allocates ClusterIPs one
+        // at a time (see `fair_gate`).
+        let _turn = match live {
+            None if kind == "Service" => {
+                Some(self.service_creations.enter(&self.owner.namespace).await)
+            }
+            _ => None,
+        };
         match api.patch(&name, &params, &Patch::Apply(&body)).await {
             Ok(applied) => {
                 self.tally.wrote(&kind, &name, "apply");

@@ -88,7 +88,14 @@ pub struct Context {
     pub expiry_budget: super::expiry_budget::ExpiryBudget,
     /// What the Projects' forges say, and the reports waiting for them.
     pub forges: Arc<super::forge::Forges>,
+    /// New Services go to the API server a few at a time, the least served project first (see
+    /// `apply::FairGate`).
+    pub service_creations: crate::apply::FairGate,
 }
+
+/// New Services at the API server at once: enough to keep its (serial) ClusterIP allocation
+/// busy, few enough that a quiet project's Service does not wait behind a burst's.
+const SERVICE_CREATIONS_IN_FLIGHT: usize = 8;
 
 impl Stores {
     /// The cached pods of `namespace` whose label `key` is `value` (a release's, a Job's). A pod
@@ -211,6 +218,7 @@ impl Context {
             metrics_api: false,
             edge_deployed: false,
             forges,
+            service_creations: crate::apply::FairGate::new(SERVICE_CREATIONS_IN_FLIGHT),
         }
     }
 }

@@ -94,7 +94,7 @@ async fn reconcile_release(release: Arc<BranchRelease>, ctx: &Context) -> Result
     let url = objects.url.take();
 
     let tally = Tally::new(&ctx.metrics);
-    let applier = Applier::new(&ctx.client, &owner, &tally);
+    let applier = Applier::new(&ctx.client, &owner, &tally, &ctx.service_creations);
     let routes_first = decision.edge_answers;
     let mut children = children::apply(
         ctx,

@@ -215,7 +215,7 @@ async fn apply_namespace(
 ) -> Result<Vec<Refusal>> {
     let name = objects.namespace.name_any();
     let tally = Tally::new(&ctx.metrics);
-    let applier = Applier::new(&ctx.client, owner, &tally);
+    let applier = Applier::new(&ctx.client, owner, &tally, &ctx.service_creations);
     match existing {
         // Create, never apply, a namespace that does not exist yet: if someone else creates it
         // in the meantime, creating fails instead of silently taking it over.
