@@ -40,12 +40,17 @@ pub async fn sync(
     declared: Vec<PersistentVolumeClaim>,
     guard: impl Future<Output = Result<()>>,
 ) -> Result<Vec<VolumeState>> {
-    let mut guard = Some(guard);
-    let guarded = async |guard: &mut Option<_>| match guard.take() {
-        Some(guard) => guard.await,
-        None => Ok(()),
-    };
     let namespace = applier.owner().namespace.as_str();
+    let names: Vec<String> = declared.iter().map(ResourceExt::name_any).collect();
+    let reads = futures::future::try_join_all(
+        names
+            .iter()
+            .map(|name| applier.live(&ctx.stores.claims, namespace, name)),
+    );
+    // Also when no claim is written: a finalizer removed by hand is put back.
+    let (guarded, lives) = futures::join!(guard, reads);
+    guarded?;
+    let lives = lives?;
     let when_missing = project
         .spec
         .reference_data
@@ -53,9 +58,7 @@ pub async fn sync(
         .map(|r| r.when_missing)
         .unwrap_or_default();
     let mut states = Vec::with_capacity(declared.len());
-    for (volume, mut claim) in release.spec.volumes.iter().zip(declared) {
-        let name = claim.name_any();
-        let live_json = applier.live(&ctx.stores.claims, namespace, &name).await?;
+    for ((volume, mut claim), live_json) in release.spec.volumes.iter().zip(declared).zip(lives) {
         let live = read_claim(live_json.clone())?;
         let source = reference::source(release, project, &volume.name);
         if live.is_none() {
@@ -87,7 +90,6 @@ pub async fn sync(
             && applier.owner().belonging(&live.metadata) == Belonging::Adoptable
             && live.labels().contains_key(labels::DETACHED)
         {
-            guarded(&mut guard).await?;
             // A detached claim of this branch is declared again: it is the volume's again.
             set_detached(ctx, live, false).await?;
             applier
@@ -97,7 +99,6 @@ pub async fn sync(
         let (current, refusal) = match volumes::plan(volume, &mut claim, live.as_deref()) {
             ClaimPlan::Refuse(message) => (live, Some(message)),
             ClaimPlan::Create | ClaimPlan::Apply => {
-                guarded(&mut guard).await?;
                 match applier.apply(&claim, live_json.as_ref()).await? {
                     Ok(current) => (Some(current), None),
                     Err(Refusal { message, .. }) => {
@@ -116,8 +117,6 @@ pub async fn sync(
             pending: None,
         });
     }
-    // Also when nothing was written: a finalizer removed by hand is put back.
-    guarded(&mut guard).await?;
     Ok(states)
 }
 
