@@ -118,7 +118,8 @@ pub enum Command {
         forge_secrets_namespace: Option<String>,
         /// BranchReleases reconciled at once. Each keeps a few requests in flight, so this
         /// bounds Oksa's share of the API server; the queue gives idle projects the next turn.
-        #[arg(long, env = "OKSA_RELEASE_WORKERS", default_value_t = 32,
+        #[arg(long, env = "OKSA_RELEASE_WORKERS",
+              default_value_t = crate::controller::RELEASE_WORKERS as u16,
               value_parser = clap::value_parser!(u16).range(1..=1024))]
         release_workers: u16,
     },
