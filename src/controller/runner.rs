@@ -22,7 +22,7 @@ use kube::runtime::reflector::ObjectRef;
 use prometheus_client::metrics::gauge::Gauge;
 use tokio::sync::Notify;
 use tokio::time::Instant;
-use tracing::{debug, error, warn};
+use tracing::{debug, error, trace, warn};
 
 use super::queue::{Placed, Queue};
 
@@ -175,6 +175,7 @@ async fn dispatch<K>(
                     triggers_ended = true;
                     continue;
                 };
+                trace!(object = %key, "triggered");
                 let now = Instant::now().into_std();
                 let at = now + debounce;
                 let placed = shared.change_queue(|queue| queue.schedule(key, at, now));
@@ -225,6 +226,7 @@ async fn work<K, C, R, Fut, E, P>(
                 None
             }
             Some(object) => {
+                let began = Instant::now();
                 let run = AssertUnwindSafe(reconcile(object.clone(), ctx.clone())).catch_unwind();
                 let action = match run.await {
                     Ok(Ok(action)) => action,
@@ -235,6 +237,7 @@ async fn work<K, C, R, Fut, E, P>(
                         Action::requeue(after_panic)
                     }
                 };
+                debug!(controller = name, object = %key, took = ?began.elapsed(), "reconciled");
                 action.requeue_after()
             }
         };
