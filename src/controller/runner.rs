@@ -223,6 +223,7 @@ async fn work<K, C, R, Fut, E, P>(
             // Gone (deleted while it waited): its finalizer, if any, ran while it was there.
             None => {
                 debug!(controller = name, object = %key, "gone before its turn");
+                shared.change_queue(|queue| queue.forget(&key));
                 None
             }
             Some(object) => {
