@@ -12,11 +12,12 @@
 //! counts its turns (a virtual time, as in fair queuing), and the next turn goes to the tenant
 //! that has had the fewest. A tenant that was idle comes back ahead of the busy ones, with a
 //! credit of up to `IDLE_CREDIT` turns (as a task waking up in Linux's CFS is placed a little
-//! behind the busiest): a project that creates one branch while a hundred others create fifty
-//! each gets the next free worker, not the 101st, and so do the few reconciles that follow its
-//! branch to Ready (its status, its claim bound, its pods ready). Issue 23: with a credit of
-//! one turn, every reconcile after the first waited a whole round of the hundred busy projects,
-//! 15 s at 5,000 branches. It cannot bank more than the credit, however long it was idle.
+//! behind the busiest): a project that creates one branch while others are busy gets the next
+//! free worker, and so do the few reconciles that follow its branch to Ready (its status, its
+//! claim bound, its pods ready). Issue 23: with a credit of one turn, every reconcile after the
+//! first waited a whole round of the hundred busy projects, 15 s at 5,000 branches. It cannot
+//! bank more than the credit, however long it was idle. Projects that have had no turn at all
+//! yet (just created, with fifty branches each) are its equals: it takes its place among them.
 //!
 //! Within a tenant, objects that have run before (a branch whose pods became ready, whose
 //! status must follow) go ahead of those that never ran (a branch just created): the first ones

@@ -121,10 +121,10 @@ impl Caches {
         tokio::spawn(watch_projects.for_each(|_| async {}));
         tokio::spawn(watch_slices.for_each(|_| async {}));
         let (releases, projects) = (caches.releases.clone(), caches.projects.clone());
-        rebuild_on(changed, caches.index.clone(), move || {
-            HostIndex::build(&releases.state(), &projects.state())
+        rebuild_on(changed, caches.index.clone(), move |previous| {
+            HostIndex::build(&releases.state(), &projects.state(), previous)
         });
-        rebuild_on(slices_changed, caches.backends.clone(), move || {
+        rebuild_on(slices_changed, caches.backends.clone(), move |_| {
             Backends::build(&slices.state())
         });
         info!("edge caches started");
@@ -132,17 +132,20 @@ impl Caches {
     }
 }
 
-/// Rebuilds `target` with `build` after each change, changes that come together once.
+/// Rebuilds `target` with `build` (given the value it replaces) after each change, changes
+/// that come together once.
 fn rebuild_on<T: Send + Sync + 'static>(
     changed: Arc<Notify>,
     target: Arc<RwLock<Arc<T>>>,
-    build: impl Fn() -> T + Send + 'static,
+    build: impl Fn(&T) -> T + Send + 'static,
 ) {
     tokio::spawn(async move {
         loop {
             changed.notified().await;
             tokio::time::sleep(REBUILD_AT_MOST_EVERY).await;
-            *target.write().expect("edge index") = Arc::new(build());
+            let previous = target.read().expect("edge index").clone();
+            let next = Arc::new(build(&previous));
+            *target.write().expect("edge index") = next;
         }
     });
 }

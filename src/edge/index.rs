@@ -1,7 +1,10 @@
 //! Which BranchRelease the edge answers for at a host. Pure.
 //!
 //! Only what Oksa validated serves a host: a BranchRelease whose status describes its current
-//! spec and is not Invalid, in its own Project's namespace. A tenant's refused object (one naming
+//! spec and is not Invalid, in its own Project's namespace. Between a spec change and Oksa's
+//! status of it (usually under a second), a branch keeps the hosts it answered at before, and
+//! no new one: a page load during a deploy reaches the branch, not a 404, and a host the new
+//! spec adds waits for Oksa to accept it. A tenant's refused object (one naming
 //! another project, or listing another project's host) stays in the cache but never in the
 //! index. A host belongs to the Project with the most specific domain that contains it, so a
 //! project of `example.com` cannot answer inside another's `shop.example.com`. Two branches that
@@ -31,9 +34,12 @@ pub fn normalize(host: &str) -> String {
 }
 
 impl HostIndex {
+    /// The index of `releases` now; `previous` is the index it replaces (its hosts carry over
+    /// for a branch whose new spec Oksa has not described yet).
     pub fn build<'a>(
         releases: impl IntoIterator<Item = &'a Arc<BranchRelease>>,
         projects: &[Arc<Project>],
+        previous: &HostIndex,
     ) -> HostIndex {
         let by_name: HashMap<String, &Project> = projects
             .iter()
@@ -48,22 +54,33 @@ impl HostIndex {
                 .or_default()
                 .push(project.name_any());
         }
+        let mut before: HashMap<&ObjectRef<BranchRelease>, Vec<&String>> = HashMap::new();
+        for (host, release) in &previous.hosts {
+            before.entry(release).or_default().push(host);
+        }
         let mut claims: HashMap<String, Vec<ObjectRef<BranchRelease>>> = HashMap::new();
         for release in releases {
             let Some(project) = by_name.get(&release.spec.project) else {
                 continue;
             };
-            if !validated(release, project) {
-                continue;
-            }
-            let name = naming::release_name(&release.spec.branch);
-            for host in naming::hosts(release, project, &name) {
-                let host = normalize(&host);
+            let key = ObjectRef::from_obj(release.as_ref());
+            let hosts: Vec<String> = match acceptance(release, project) {
+                Acceptance::Current => {
+                    let name = naming::release_name(&release.spec.branch);
+                    naming::hosts(release, project, &name)
+                        .iter()
+                        .map(|host| normalize(host))
+                        .collect()
+                }
+                Acceptance::Earlier => before
+                    .get(&key)
+                    .map(|hosts| hosts.iter().map(|host| host.to_string()).collect())
+                    .unwrap_or_default(),
+                Acceptance::None => continue,
+            };
+            for host in hosts {
                 if owners_of(&host, &by_domain).contains(&project.name_any()) {
-                    claims
-                        .entry(host)
-                        .or_default()
-                        .push(ObjectRef::from_obj(release.as_ref()));
+                    claims.entry(host).or_default().push(key.clone());
                 }
             }
         }
@@ -88,16 +105,32 @@ impl HostIndex {
     }
 }
 
-/// Accepted by Oksa as it is now: in its Project's namespace, its status about this very spec,
-/// and not refused.
-fn validated(release: &BranchRelease, project: &Project) -> bool {
+/// What of a branch Oksa has accepted.
+enum Acceptance {
+    /// Its current spec: in its Project's namespace, its status about this very spec, and not
+    /// refused.
+    Current,
+    /// An earlier spec, and the current one not refused yet: what it answered before stands.
+    Earlier,
+    /// Nothing (never described, refused, or out of its Project's namespace).
+    None,
+}
+
+fn acceptance(release: &BranchRelease, project: &Project) -> Acceptance {
     let Some(status) = release.status.as_ref() else {
-        return false;
+        return Acceptance::None;
     };
-    release.namespace().as_deref() == Some(project.namespace_name().as_str())
-        && status.observed_generation.is_some()
-        && status.observed_generation == release.metadata.generation
-        && !matches!(status.phase, Some(Phase::Invalid) | None)
+    if release.namespace().as_deref() != Some(project.namespace_name().as_str())
+        || status.observed_generation.is_none()
+        || matches!(status.phase, Some(Phase::Invalid) | None)
+    {
+        return Acceptance::None;
+    }
+    if status.observed_generation == release.metadata.generation {
+        Acceptance::Current
+    } else {
+        Acceptance::Earlier
+    }
 }
 
 /// The Projects of the most specific domain containing `host` (normalized): the host itself,
@@ -159,7 +192,7 @@ mod tests {
     fn a_valid_branch_answers_at_its_hosts_in_any_case_and_with_a_port() {
         let projects = [project("shop", "shop.example.com")];
         let releases = [release("shop", "shop", "main", &[], "Sleeping")];
-        let index = HostIndex::build(&releases, &projects);
+        let index = HostIndex::build(&releases, &projects, &HostIndex::default());
         let main = Some(("shop".to_string(), "main".to_string()));
         assert_eq!(answering(&index, "main.shop.example.com"), main);
         assert_eq!(answering(&index, "Main.Shop.Example.com:8080"), main);
@@ -178,8 +211,49 @@ mod tests {
         let refused = release("blog", "blog", "x", &["main.shop.example.com"], "Invalid");
         let mut unobserved = release("shop", "shop", "feature", &[], "Ready");
         Arc::make_mut(&mut unobserved).metadata.generation = Some(3);
-        let index = HostIndex::build(&[foreign, refused, unobserved], &projects);
+        let index = HostIndex::build(
+            &[foreign, refused, unobserved],
+            &projects,
+            &HostIndex::default(),
+        );
         assert!(index.is_empty(), "{index:?}");
+    }
+
+    #[test]
+    fn during_a_deploy_a_branch_keeps_the_hosts_it_had_and_gains_none_until_accepted() {
+        let projects = [project("shop", "shop.example.com")];
+        let before = HostIndex::build(
+            &[release("shop", "shop", "main", &[], "Sleeping")],
+            &projects,
+            &HostIndex::default(),
+        );
+        // A new spec (a new image, and a host more) that Oksa has not described yet.
+        let mut deploying = release(
+            "shop",
+            "shop",
+            "main",
+            &["pay.shop.example.com"],
+            "Sleeping",
+        );
+        Arc::make_mut(&mut deploying).metadata.generation = Some(3);
+        let during = HostIndex::build(std::slice::from_ref(&deploying), &projects, &before);
+        let main = Some(("shop".to_string(), "main".to_string()));
+        assert_eq!(answering(&during, "main.shop.example.com"), main);
+        assert_eq!(answering(&during, "pay.shop.example.com"), None);
+        // Accepted: the new host too.
+        let mut accepted = deploying.clone();
+        Arc::make_mut(&mut accepted)
+            .status
+            .as_mut()
+            .unwrap()
+            .observed_generation = Some(3);
+        let after = HostIndex::build(&[accepted], &projects, &during);
+        assert_eq!(answering(&after, "pay.shop.example.com"), main);
+        // Refused: no host at all, whatever it had.
+        let mut refused = deploying.clone();
+        Arc::make_mut(&mut refused).status.as_mut().unwrap().phase = Some(Phase::Invalid);
+        let after = HostIndex::build(&[refused], &projects, &before);
+        assert!(after.is_empty(), "{after:?}");
     }
 
     #[test]
@@ -189,13 +263,13 @@ mod tests {
             project("all", "example.com"),
         ];
         let intruder = release("all", "all", "x", &["pay.shop.example.com"], "Ready");
-        let index = HostIndex::build(&[intruder], &projects);
+        let index = HostIndex::build(&[intruder], &projects, &HostIndex::default());
         assert_eq!(answering(&index, "pay.shop.example.com"), None);
         assert!(answering(&index, "x.example.com").is_some());
 
         let first = release("shop", "shop", "a", &["pay.shop.example.com"], "Ready");
         let second = release("shop", "shop", "b", &["pay.shop.example.com"], "Ready");
-        let index = HostIndex::build(&[first, second], &projects);
+        let index = HostIndex::build(&[first, second], &projects, &HostIndex::default());
         assert_eq!(answering(&index, "pay.shop.example.com"), None);
         assert!(answering(&index, "a.shop.example.com").is_some());
 
@@ -207,6 +281,7 @@ mod tests {
                 release("two", "two", "b", &[], "Ready"),
             ],
             &projects,
+            &HostIndex::default(),
         );
         assert!(answering(&index, "a.example.org").is_some());
         assert!(answering(&index, "b.example.org").is_some());
