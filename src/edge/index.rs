@@ -54,10 +54,9 @@ impl HostIndex {
                 .or_default()
                 .push(project.name_any());
         }
-        let mut before: HashMap<&ObjectRef<BranchRelease>, Vec<&String>> = HashMap::new();
-        for (host, release) in &previous.hosts {
-            before.entry(release).or_default().push(host);
-        }
+        // The previous hosts by branch, grouped only if some branch is between a spec change
+        // and its status (most rebuilds have none).
+        let mut before: Option<HashMap<&ObjectRef<BranchRelease>, Vec<&String>>> = None;
         let mut claims: HashMap<String, Vec<ObjectRef<BranchRelease>>> = HashMap::new();
         for release in releases {
             let Some(project) = by_name.get(&release.spec.project) else {
@@ -73,6 +72,7 @@ impl HostIndex {
                         .collect()
                 }
                 Acceptance::Earlier => before
+                    .get_or_insert_with(|| previous.hosts_by_release())
                     .get(&key)
                     .map(|hosts| hosts.iter().map(|host| host.to_string()).collect())
                     .unwrap_or_default(),
@@ -89,6 +89,15 @@ impl HostIndex {
             .filter_map(|(host, mut refs)| (refs.len() == 1).then(|| (host, refs.remove(0))))
             .collect();
         HostIndex { hosts }
+    }
+
+    /// The hosts each branch answers at.
+    fn hosts_by_release(&self) -> HashMap<&ObjectRef<BranchRelease>, Vec<&String>> {
+        let mut by_release: HashMap<_, Vec<_>> = HashMap::new();
+        for (host, release) in &self.hosts {
+            by_release.entry(release).or_default().push(host);
+        }
+        by_release
     }
 
     /// The branch answering at `host` (a Host header: a port and any case are fine).
